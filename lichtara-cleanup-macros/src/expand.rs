@@ -1,0 +1,216 @@
+//! Code generation: registrations through `inventory` and the `main` entry.
+//! Everything generated reaches the runtime through
+//! `<crate>::__private`.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ItemFn, ItemStruct, ReturnType};
+
+use crate::args::{self, CleanupArgs, Flavor, MainArgs};
+use crate::ast::{self, Target};
+use crate::ctxt::Ctxt;
+use crate::{fallback, valid};
+
+pub(crate) fn cleanup(args: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::default();
+    let args = args::parse_cleanup(&cx, args);
+    let target = ast::cleanup_target(&cx, item.clone());
+    match &target {
+        Some(Target::Fn(function)) => valid::hook_fn(&cx, function),
+        Some(Target::Struct(item)) => valid::resource_struct(&cx, item),
+        None => {}
+    }
+    if let Err(err) = cx.check() {
+        return fallback::item_with_error(item, err);
+    }
+    match target {
+        Some(Target::Fn(function)) => hook_fn(&args, &function),
+        Some(Target::Struct(item)) => resource_struct(&args, &item),
+        None => item,
+    }
+}
+
+fn runtime_path(krate: Option<&args::CratePath>) -> TokenStream {
+    match krate {
+        Some(krate) => krate.path.to_token_stream(),
+        None => quote!(::lichtara),
+    }
+}
+
+/// The registration's constant arguments: name, order, timeout, source.
+fn registration_head(args: &CleanupArgs, ident: &syn::Ident) -> TokenStream {
+    let name = match &args.name {
+        Some(name) => name.to_token_stream(),
+        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident))),
+    };
+    let order = args.order.unwrap_or(0);
+    let timeout_nanos = match &args.timeout {
+        Some(timeout) => {
+            let nanos = u64::try_from(timeout.duration.as_nanos()).unwrap_or(u64::MAX - 1);
+            quote!(#nanos)
+        }
+        None => quote!(::core::primitive::u64::MAX),
+    };
+    let span = ident.span();
+    let file = quote_spanned!(span=> ::core::file!());
+    let line = quote_spanned!(span=> ::core::line!());
+    quote!(#name, #order, #timeout_nanos, #file, #line)
+}
+
+fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
+    let krate = runtime_path(args.krate.as_ref());
+    let ident = &function.sig.ident;
+    let head = registration_head(args, ident);
+    // Errors about the return type land on the return type.
+    let output_span = match &function.sig.output {
+        ReturnType::Default => ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let (runner, kind) = if function.sig.asyncness.is_some() {
+        let boxed = quote_spanned!(output_span=> #krate::__private::box_hook(#ident()));
+        (
+            quote! {
+                fn __lichtara_run() -> #krate::__private::HookFuture {
+                    #boxed
+                }
+            },
+            quote!(Async),
+        )
+    } else {
+        let converted = quote_spanned!(output_span=> #krate::__private::hook_result(#ident()));
+        (
+            quote! {
+                fn __lichtara_run() -> ::core::result::Result<(), #krate::__private::BoxError> {
+                    #converted
+                }
+            },
+            quote!(Blocking),
+        )
+    };
+    quote! {
+        #function
+
+        #[doc(hidden)]
+        const _: () = {
+            #runner
+
+            #krate::__private::inventory::submit! {
+                #krate::__private::Registration::new(
+                    #head,
+                    #krate::__private::RegisteredKind::#kind(__lichtara_run),
+                )
+            }
+        };
+    }
+}
+
+fn resource_struct(args: &CleanupArgs, item: &ItemStruct) -> TokenStream {
+    let krate = runtime_path(args.krate.as_ref());
+    let ident = &item.ident;
+    let head = registration_head(args, ident);
+    // Spanned on the struct's name: a missing `Cleanup` impl is reported
+    // there.
+    let resource_impl = quote_spanned! {ident.span()=>
+        impl #krate::__private::Resource for #ident {
+            fn instances() -> &'static #krate::__private::Instances<Self> {
+                static __LICHTARA_INSTANCES: #krate::__private::Instances<#ident> =
+                    #krate::__private::Instances::new();
+                &__LICHTARA_INSTANCES
+            }
+        }
+    };
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        const _: () = {
+            #resource_impl
+
+            #krate::__private::inventory::submit! {
+                #krate::__private::Registration::new(
+                    #head,
+                    #krate::__private::RegisteredKind::Resource {
+                        run: #krate::__private::resource_hook::<#ident>,
+                        pin: #krate::__private::resource_pin::<#ident>,
+                    },
+                )
+            }
+        };
+    }
+}
+
+pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::default();
+    let args = args::parse_main(&cx, args);
+    valid::main_args(&cx, &args);
+    let function = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(function) => function,
+        Err(err) => {
+            cx.syn_error(err);
+            let err = cx.check().expect_err("an error was recorded");
+            return fallback::item_with_error(item, err);
+        }
+    };
+    valid::main_fn(&cx, &function);
+    match cx.check() {
+        Ok(()) => main_fn(&args, function),
+        Err(err) => fallback::main_with_error(&args, function, err),
+    }
+}
+
+/// Expands `#[lichtara::main]`; also the best-effort expansion when the
+/// attribute had errors.
+pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
+    let krate = runtime_path(args.krate.as_ref());
+    function.sig.asyncness = None;
+    let body = &function.block;
+    let output = match &function.sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let flavor = args.flavor.as_ref().map_or(Flavor::MultiThread, |(f, _)| *f);
+    let builder = match flavor {
+        Flavor::CurrentThread => quote!(new_current_thread),
+        Flavor::MultiThread => quote!(new_multi_thread),
+    };
+    let worker_threads = args.worker_threads.as_ref().map(|(n, _)| {
+        quote!(__lichtara_builder.worker_threads(#n);)
+    });
+    let start_paused = match &args.start_paused {
+        Some((true, value)) => Some(quote_spanned!(value.span()=> __lichtara_builder.start_paused(true);)),
+        _ => None,
+    };
+    let timeout = match &args.timeout {
+        Some(timeout) => {
+            let nanos = u64::try_from(timeout.duration.as_nanos()).unwrap_or(u64::MAX);
+            let span = timeout.literal.span();
+            quote_spanned!(span=> ::core::option::Option::Some(::core::time::Duration::from_nanos(#nanos)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let last_span = body.brace_token.span.close();
+    let call = quote_spanned! {last_span=>
+        #[allow(clippy::needless_return, clippy::diverging_sub_expression)]
+        {
+            return #krate::__private::run_main::<_, #output>(
+                #krate::__private::MainConfig { timeout: #timeout },
+                __lichtara_builder,
+                __lichtara_body,
+            );
+        }
+    };
+    let attrs = &function.attrs;
+    let vis = &function.vis;
+    let sig = &function.sig;
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            let __lichtara_body = async move #body;
+            let mut __lichtara_builder = #krate::__private::tokio::runtime::Builder::#builder();
+            #worker_threads
+            #start_paused
+            #call
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! What to emit when the attribute is wrong: the user's item unchanged next
+//! to the errors, so the rest of the crate still type-checks and
+//! rust-analyzer keeps working.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ItemFn;
+
+use crate::args::MainArgs;
+use crate::expand;
+
+pub(crate) fn item_with_error(item: TokenStream, err: syn::Error) -> TokenStream {
+    let errors = err.to_compile_error();
+    quote!(#item #errors)
+}
+
+/// A best-effort `main`: expanded as if the options were right (parameters
+/// and generics dropped), so the only errors shown are the attribute's.
+pub(crate) fn main_with_error(args: &MainArgs, mut function: ItemFn, err: syn::Error) -> TokenStream {
+    function.sig.inputs.clear();
+    function.sig.generics = syn::Generics::default();
+    let expanded = expand::main_fn(args, function);
+    let errors = err.to_compile_error();
+    quote!(#expanded #errors)
+}

@@ -1,0 +1,93 @@
+//! Checks of the annotated item that the parse alone does not make.
+
+use syn::{ItemFn, ItemStruct, Safety};
+
+use crate::args::{Flavor, MainArgs};
+use crate::ctxt::Ctxt;
+
+/// A cleanup hook function: a plain free `fn` or `async fn` without
+/// parameters or generics.
+pub(crate) fn hook_fn(cx: &Ctxt, function: &ItemFn) {
+    let sig = &function.sig;
+    if let Some(constness) = &sig.constness {
+        cx.error_spanned_by(constness, "a cleanup hook cannot be a `const fn`; remove `const`");
+    }
+    if let Safety::Unsafe(unsafety) = &sig.safety {
+        cx.error_spanned_by(
+            unsafety,
+            "a cleanup hook cannot be an `unsafe fn`: nothing could uphold its contract when the runtime calls it; make it safe and use an `unsafe` block inside",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(abi, "a cleanup hook cannot be an `extern` fn; remove the ABI");
+    }
+    if !sig.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &sig.generics,
+            "a cleanup hook cannot be generic: the runtime calls it with no type to choose; remove the generic parameters",
+        );
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        cx.error_spanned_by(where_clause, "a cleanup hook cannot have a `where` clause; remove it");
+    }
+    if !sig.inputs.is_empty() {
+        cx.error_spanned_by(
+            &sig.inputs,
+            "a cleanup hook takes no parameters: the runtime has nothing to pass; reach shared state through a static, or make it a resource struct (`#[lichtara::cleanup] struct ...` with `impl lichtara::Cleanup`)",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        cx.error_spanned_by(variadic, "a cleanup hook takes no parameters");
+    }
+}
+
+/// A resource struct: not generic, since one registration stands for the
+/// type.
+pub(crate) fn resource_struct(cx: &Ctxt, item: &ItemStruct) {
+    if !item.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &item.generics,
+            "a resource struct cannot be generic: `#[lichtara::cleanup]` registers one cleanup per type; wrap each concrete type in its own struct",
+        );
+    } else if let Some(where_clause) = &item.generics.where_clause {
+        cx.error_spanned_by(where_clause, "a resource struct cannot have a `where` clause");
+    }
+}
+
+/// `#[lichtara::main]` on an `async fn` without parameters.
+pub(crate) fn main_fn(cx: &Ctxt, function: &ItemFn) {
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(
+            sig.fn_token,
+            "the `async` keyword is missing from the function declaration: `#[lichtara::main] async fn main()`",
+        );
+    }
+    if !sig.inputs.is_empty() {
+        cx.error_spanned_by(&sig.inputs, "`#[lichtara::main]` takes a function without parameters");
+    }
+    if !sig.generics.params.is_empty() {
+        cx.error_spanned_by(&sig.generics, "`#[lichtara::main]` cannot be put on a generic function");
+    }
+}
+
+/// The options tokio refuses together.
+pub(crate) fn main_args(cx: &Ctxt, args: &MainArgs) {
+    let flavor = args.flavor.as_ref().map_or(Flavor::MultiThread, |(f, _)| *f);
+    if flavor == Flavor::CurrentThread {
+        if let Some((_, value)) = &args.worker_threads {
+            cx.error_spanned_by(
+                value,
+                "`worker_threads` has no effect with `flavor = \"current_thread\"`; remove one of them",
+            );
+        }
+    }
+    if flavor == Flavor::MultiThread {
+        if let Some((true, value)) = &args.start_paused {
+            cx.error_spanned_by(
+                value,
+                "`start_paused` requires `flavor = \"current_thread\"`: `#[lichtara::main(flavor = \"current_thread\", start_paused = true)]`",
+            );
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! [`Shutdown`]: the sequence without `#[lichtara::main]`.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::process::Termination;
+use std::time::Duration;
+
+use crate::controller::controller;
+use crate::hook::{Hook, HookKind, HookMeta, HookRunner, IntoHookResult, box_hook};
+use crate::report::{MainOutcome, ShutdownReport, Trigger};
+use crate::{config, drive, supervisor};
+
+/// Runs an application future and then the shutdown sequence, for programs
+/// that build their own runtime instead of using `#[lichtara::main]`.
+///
+/// It listens for the same signals, collects the `#[lichtara::cleanup]`
+/// hooks as well as those added with [`hook`](Self::hook), and returns the
+/// [`ShutdownReport`] instead of exiting: the caller decides what to do with
+/// [`exit_code`](ShutdownReport::exit_code). One sequence runs per process.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let report = lichtara::Shutdown::new()
+///     .timeout(Duration::from_secs(5))
+///     .hook("close files", 1, Some(Duration::from_secs(1)), || async {
+///         Ok::<(), std::io::Error>(())
+///     })
+///     .run(async {
+///         // the application: serve until lichtara::signalled() resolves
+///     })
+///     .await;
+/// assert_eq!(report.exit_code(), 0);
+/// # });
+/// ```
+#[must_use = "a Shutdown does nothing until `run` is awaited"]
+#[derive(Default)]
+pub struct Shutdown {
+    timeout: Option<Duration>,
+    hooks: Vec<Hook>,
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hooks: Vec<_> = self.hooks.iter().map(|hook| &hook.meta.name).collect();
+        f.debug_struct("Shutdown")
+            .field("timeout", &self.timeout)
+            .field("hooks", &hooks)
+            .finish()
+    }
+}
+
+impl Shutdown {
+    /// A sequence with the default global deadline (10 s) and only the
+    /// registered hooks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the global deadline, counted from the trigger.
+    /// `LICHTARA_SHUTDOWN_TIMEOUT` overrides it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a hook: `f` is called at shutdown in phase `order`, and its
+    /// future is abandoned after `timeout`. It may return `()` or
+    /// `Result<(), E>` with `E: Into<BoxError>`.
+    pub fn hook<F, Fut>(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        order: i32,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoHookResult,
+    {
+        self.hooks.push(Hook {
+            meta: HookMeta {
+                name: name.into(),
+                order,
+                timeout,
+                kind: HookKind::Builder,
+                source: None,
+            },
+            runner: HookRunner::Boxed(Box::new(move || box_hook(f()))),
+        });
+        self
+    }
+
+    /// Runs `app` until it returns or shutdown begins, lets it wind down if
+    /// it awaits [`signalled()`](crate::signalled), runs the hooks and
+    /// returns the report.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future mid-way abandons the sequence,
+    /// and no other can run in this process.
+    pub async fn run<F>(self, app: F) -> ShutdownReport
+    where
+        F: Future,
+        F::Output: Termination,
+    {
+        let controller = controller();
+        if !controller.claim() {
+            tracing::error!("a shutdown sequence already ran in this process; not running another");
+            return ShutdownReport {
+                trigger: controller.triggered().map_or(Trigger::Requested, |(t, _)| t),
+                main: MainOutcome::Dropped,
+                hooks: Vec::new(),
+                deadline_passed: false,
+                elapsed: Duration::ZERO,
+            };
+        }
+        match config::resolve_timeout(self.timeout) {
+            Ok(budget) => controller.set_budget(budget),
+            Err(err) => {
+                tracing::error!(error = %err, "ignoring the environment's deadline");
+                controller.set_budget(self.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
+            }
+        }
+        if let Err(err) = supervisor::start(false) {
+            tracing::warn!(error = %err, "cannot listen for signals; shutdown begins only when the application ends");
+        }
+        drive::drive(app, self.hooks).await
+    }
+}

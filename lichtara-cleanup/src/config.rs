@@ -1,0 +1,75 @@
+//! Settings read from the environment.
+
+use std::time::Duration;
+
+use crate::ConfigError;
+
+/// The global deadline when nothing else sets one.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Environment variable that overrides every configured global deadline.
+pub(crate) const TIMEOUT_VAR: &str = "LICHTARA_SHUTDOWN_TIMEOUT";
+
+/// Environment variable that asks a `#[lichtara::main]` program to list its hooks.
+pub(crate) const HOOKS_VAR: &str = "LICHTARA_HOOKS";
+
+/// The global deadline: the environment wins over `configured`, which wins
+/// over the default.
+pub(crate) fn resolve_timeout(configured: Option<Duration>) -> Result<Duration, ConfigError> {
+    match std::env::var(TIMEOUT_VAR) {
+        Ok(value) if !value.trim().is_empty() => parse_timeout(&value),
+        _ => Ok(configured.unwrap_or(DEFAULT_TIMEOUT)),
+    }
+}
+
+fn parse_timeout(value: &str) -> Result<Duration, ConfigError> {
+    let timeout = humantime::parse_duration(value.trim()).map_err(|source| {
+        ConfigError::InvalidTimeout {
+            value: value.to_owned(),
+            source,
+        }
+    })?;
+    if timeout.is_zero() {
+        return Err(ConfigError::ZeroTimeout {
+            value: value.to_owned(),
+        });
+    }
+    Ok(timeout)
+}
+
+/// Whether `LICHTARA_HOOKS=list` asks for the hook listing.
+pub(crate) fn hooks_listing_requested() -> Result<bool, ConfigError> {
+    match std::env::var(HOOKS_VAR) {
+        Ok(value) if value.trim() == "list" => Ok(true),
+        Ok(value) if value.trim().is_empty() => Ok(false),
+        Ok(value) => Err(ConfigError::UnknownHooksCommand { value }),
+        Err(_) => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_human_durations() {
+        assert_eq!(parse_timeout("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_timeout(" 1m 30s ").unwrap(), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn rejects_bad_and_zero_durations() {
+        assert!(matches!(
+            parse_timeout("soon"),
+            Err(ConfigError::InvalidTimeout { .. })
+        ));
+        assert!(matches!(
+            parse_timeout("5"),
+            Err(ConfigError::InvalidTimeout { .. })
+        ));
+        assert!(matches!(
+            parse_timeout("0s"),
+            Err(ConfigError::ZeroTimeout { .. })
+        ));
+    }
+}

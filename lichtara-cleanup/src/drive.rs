@@ -1,0 +1,127 @@
+//! The shutdown sequence around the application's future, shared by
+//! `#[lichtara::main]` and [`Shutdown::run`](crate::Shutdown::run):
+//! wait for a trigger, let `main` wind down, run the hooks, report.
+
+use std::future::Future;
+use std::process::{ExitCode, Termination};
+use std::time::Instant;
+
+use crate::controller::controller;
+use crate::hook::Hook;
+use crate::report::{MainOutcome, ShutdownReport, Trigger};
+use crate::unwind::{CatchUnwind, panic_message};
+use crate::{registry, sequence, supervisor};
+
+/// Runs `app` until shutdown begins, then the sequence. `extra` are hooks
+/// from the builder, run with the registered ones.
+pub(crate) async fn drive<F>(app: F, extra: Vec<Hook>) -> ShutdownReport
+where
+    F: Future,
+    F::Output: Termination,
+{
+    let controller = controller();
+    let app = CatchUnwind::new(app);
+    tokio::pin!(app);
+    let returned = tokio::select! {
+        biased;
+        finished = &mut app => Some(main_outcome(finished)),
+        () = controller.begun() => None,
+    };
+    let main = match returned {
+        Some(main) => {
+            controller.trigger(trigger_for(&main));
+            main
+        }
+        None if controller.observed() => {
+            tracing::info!("waiting for main to wind down");
+            let deadline = tokio::time::Instant::from_std(controller.deadline());
+            match tokio::time::timeout_at(deadline, app).await {
+                Ok(finished) => main_outcome(finished),
+                Err(_) => MainOutcome::Abandoned,
+            }
+        }
+        None => {
+            tracing::debug!("main never asked for lichtara::signalled(): dropping it");
+            drop(app);
+            MainOutcome::Dropped
+        }
+    };
+    log_main(&main);
+    let (trigger, started) = controller
+        .triggered()
+        .unwrap_or((Trigger::Requested, Instant::now()));
+    let mut hooks = registry::collect();
+    hooks.extend(extra);
+    let deadline = tokio::time::Instant::from_std(controller.deadline());
+    // After an abandoned `main` the deadline has passed: every hook is
+    // reported `not run`.
+    let sequence = sequence::run(hooks, deadline, supervisor::progress()).await;
+    let report = ShutdownReport {
+        trigger,
+        main,
+        hooks: sequence.hooks,
+        deadline_passed: sequence.deadline_passed,
+        elapsed: started.elapsed(),
+    };
+    log_summary(&report);
+    controller.finish();
+    report
+}
+
+fn main_outcome<T: Termination>(
+    finished: Result<T, Box<dyn std::any::Any + Send>>,
+) -> MainOutcome {
+    match finished {
+        // `report` prints `Error: …` for an `Err`, as Rust's own `main` does.
+        Ok(output) => match output.report() {
+            code if code == ExitCode::SUCCESS => MainOutcome::Success,
+            code => MainOutcome::Failure {
+                code: (1..=u8::MAX)
+                    .find(|n| ExitCode::from(*n) == code)
+                    .unwrap_or(1),
+            },
+        },
+        Err(payload) => MainOutcome::Panicked {
+            message: panic_message(&*payload),
+        },
+    }
+}
+
+fn trigger_for(main: &MainOutcome) -> Trigger {
+    match main {
+        MainOutcome::Success => Trigger::MainReturned,
+        MainOutcome::Panicked { .. } => Trigger::MainPanicked,
+        _ => Trigger::MainFailed,
+    }
+}
+
+fn log_main(main: &MainOutcome) {
+    match main {
+        MainOutcome::Success => tracing::debug!("main returned"),
+        MainOutcome::Failure { code } => tracing::warn!(code, "main returned a failure"),
+        MainOutcome::Panicked { message } => tracing::error!(panic = message.as_str(), "main panicked"),
+        MainOutcome::Dropped => tracing::debug!("main dropped"),
+        MainOutcome::Abandoned => {
+            tracing::error!("main was still running at the global deadline; hooks not run");
+        }
+    }
+}
+
+fn log_summary(report: &ShutdownReport) {
+    let failed = report
+        .hooks()
+        .iter()
+        .filter(|hook| !hook.outcome().is_success())
+        .count();
+    let hooks = report.hooks().len();
+    let elapsed_ms = report.elapsed().as_secs_f64() * 1000.0;
+    let exit_code = report.exit_code();
+    let trigger = report.trigger().to_string();
+    if report.deadline_passed() || report.main() == &MainOutcome::Abandoned {
+        tracing::error!(trigger, hooks, failed, elapsed_ms, exit_code, "shutdown passed the global deadline");
+    } else if exit_code != 0 {
+        tracing::warn!(trigger, hooks, failed, elapsed_ms, exit_code, "shutdown finished with errors");
+    } else {
+        tracing::info!(trigger, hooks, elapsed_ms, exit_code, "shutdown complete");
+    }
+}

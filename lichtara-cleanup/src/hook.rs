@@ -1,0 +1,122 @@
+//! What a cleanup hook is, wherever it came from: the attribute, a managed
+//! resource type or the [`Shutdown`](crate::Shutdown) builder.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::BoxError;
+
+/// The future a hook runs.
+pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'static>>;
+
+/// How to start a hook.
+pub(crate) enum HookRunner {
+    /// An `async fn` hook, or a resource type's cleanup of its instances.
+    Async(fn() -> HookFuture),
+    /// A synchronous hook: run on the blocking pool.
+    Blocking(fn() -> Result<(), BoxError>),
+    /// A closure given to the builder.
+    Boxed(Box<dyn FnOnce() -> HookFuture + Send + 'static>),
+}
+
+impl HookRunner {
+    /// Starts the hook. A blocking hook's panic is re-raised inside the
+    /// returned future, so that every kind of hook panics the same way.
+    pub(crate) fn start(self) -> HookFuture {
+        match self {
+            HookRunner::Async(run) => run(),
+            HookRunner::Boxed(run) => run(),
+            HookRunner::Blocking(run) => Box::pin(async move {
+                match tokio::task::spawn_blocking(run).await {
+                    Ok(result) => result,
+                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                    Err(err) => Err(err.into()),
+                }
+            }),
+        }
+    }
+}
+
+/// What kind of item a hook was declared on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HookKind {
+    Async,
+    Blocking,
+    Resource,
+    Builder,
+}
+
+impl fmt::Display for HookKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HookKind::Async => "async fn",
+            HookKind::Blocking => "fn",
+            HookKind::Resource => "resource",
+            HookKind::Builder => "builder",
+        })
+    }
+}
+
+/// Everything about a hook except how to run it.
+#[derive(Clone, Debug)]
+pub(crate) struct HookMeta {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) order: i32,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) kind: HookKind,
+    /// `file:line` of the declaration, when it came from the attribute.
+    pub(crate) source: Option<(&'static str, u32)>,
+}
+
+impl HookMeta {
+    /// Hooks run by ascending `order`; the name makes the order of a phase's
+    /// hooks (and of the report) stable, whatever order inventory gave.
+    pub(crate) fn sort_key(&self) -> (i32, &str) {
+        (self.order, &self.name)
+    }
+}
+
+/// A hook ready to run.
+pub(crate) struct Hook {
+    pub(crate) meta: HookMeta,
+    pub(crate) runner: HookRunner,
+}
+
+/// What a hook function may return: `()` or `Result<(), E>` with
+/// `E: Into<BoxError>`.
+///
+/// Not public API. Used by generated code and by
+/// [`Shutdown::hook`](crate::Shutdown::hook).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for a cleanup hook",
+    label = "a cleanup hook must return `()` or `Result<(), E>`",
+    note = "return `()`, or `Result<(), E>` where `E: Into<lichtara::BoxError>` (`std::io::Result<()>` and `anyhow::Result<()>` both work)"
+)]
+pub trait IntoHookResult {
+    /// Converts the hook's return value.
+    fn into_hook_result(self) -> Result<(), BoxError>;
+}
+
+impl IntoHookResult for () {
+    fn into_hook_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> IntoHookResult for Result<(), E> {
+    fn into_hook_result(self) -> Result<(), BoxError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Boxes an async hook's future. Not public API. Used by generated code.
+pub fn box_hook<F>(future: F) -> HookFuture
+where
+    F: Future + Send + 'static,
+    F::Output: IntoHookResult,
+{
+    Box::pin(async move { future.await.into_hook_result() })
+}

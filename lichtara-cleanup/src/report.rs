@@ -1,0 +1,345 @@
+//! What a shutdown did: per hook, per phase, and the exit code that follows.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What began the shutdown.
+///
+/// # Examples
+///
+/// ```
+/// use lichtara::Trigger;
+///
+/// let trigger = Trigger::Signal { name: "SIGTERM", number: 15 };
+/// assert_eq!(trigger.to_string(), "signal SIGTERM");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trigger {
+    /// A signal (Unix) or console event (Windows) arrived.
+    Signal {
+        /// Its name: `SIGTERM`, `SIGINT`, `SIGHUP`, `ctrl-c`, …
+        name: &'static str,
+        /// Its number on Unix (0 for Windows console events).
+        number: i32,
+    },
+    /// `main` (or the application future) returned success.
+    MainReturned,
+    /// `main` returned an error or a failing exit code.
+    MainFailed,
+    /// `main` panicked.
+    MainPanicked,
+    /// [`shutdown()`](crate::shutdown) was called.
+    Requested,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::Signal { name, .. } => write!(f, "signal {name}"),
+            Trigger::MainReturned => f.write_str("main returned"),
+            Trigger::MainFailed => f.write_str("main failed"),
+            Trigger::MainPanicked => f.write_str("main panicked"),
+            Trigger::Requested => f.write_str("shutdown requested"),
+        }
+    }
+}
+
+/// How the application's own future (`main`) ended.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let report = lichtara::Shutdown::new().run(async {}).await;
+/// assert_eq!(report.main(), &lichtara::MainOutcome::Success);
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MainOutcome {
+    /// It returned `()`, `Ok(())` or a success exit code.
+    Success,
+    /// It returned an error (code 1) or a failing exit code.
+    Failure {
+        /// The exit code it asked for.
+        code: u8,
+    },
+    /// It panicked.
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// Shutdown began while it ran and it never asked for
+    /// [`signalled()`](crate::signalled), so it could not react: it was
+    /// dropped at once.
+    Dropped,
+    /// It was still running at the global deadline.
+    Abandoned,
+}
+
+/// How one hook ended.
+///
+/// # Examples
+///
+/// ```
+/// use lichtara::Outcome;
+///
+/// assert!(Outcome::Ok.is_success());
+/// assert!(!Outcome::TimedOut.is_success());
+/// assert_eq!(Outcome::NotRun.to_string(), "not run");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It returned `()` or `Ok(())`.
+    Ok,
+    /// It returned an error; the message includes the error's sources.
+    Error(String),
+    /// It panicked; the panic message.
+    Panicked(String),
+    /// It passed its own timeout or the global deadline and was abandoned.
+    TimedOut,
+    /// The global deadline passed before its phase began.
+    NotRun,
+}
+
+impl Outcome {
+    /// Whether the hook finished without error.
+    #[must_use]
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Ok)
+    }
+
+    /// The short word the logs use: `ok`, `error`, `panicked`, `timed out`,
+    /// `not run`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error(_) => "error",
+            Outcome::Panicked(_) => "panicked",
+            Outcome::TimedOut => "timed out",
+            Outcome::NotRun => "not run",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Error(message) => write!(f, "error: {message}"),
+            Outcome::Panicked(message) => write!(f, "panicked: {message}"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// What one hook did during the shutdown.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let report = lichtara::Shutdown::new()
+///     .hook("flush", 1, None, || async {})
+///     .run(async {})
+///     .await;
+/// let hook = report.hooks().iter().find(|h| h.name() == "flush").unwrap();
+/// assert_eq!(hook.order(), 1);
+/// assert!(hook.outcome().is_success());
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct HookReport {
+    pub(crate) name: String,
+    pub(crate) order: i32,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) outcome: Outcome,
+    pub(crate) elapsed: Duration,
+}
+
+impl HookReport {
+    /// The hook's name: `module::path::item` unless `name = "…"` set one.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The hook's `order` (its phase).
+    #[must_use]
+    pub fn order(&self) -> i32 {
+        self.order
+    }
+
+    /// The hook's own timeout, if it has one.
+    #[must_use]
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// How it ended.
+    #[must_use]
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// How long it ran (zero when it did not run).
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+/// The record of one shutdown: what began it, how `main` ended, every hook's
+/// outcome, and the exit code that follows.
+///
+/// | code | meaning |
+/// |---|---|
+/// | 0 | clean, including a clean shutdown after SIGTERM |
+/// | 1 | `main` returned an error, or a hook failed, panicked or timed out |
+/// | 101 | `main` panicked |
+/// | 124 | the global deadline passed |
+/// | 128+N | a second signal N forced the exit (the process dies of N) |
+///
+/// `main` returning another failing `ExitCode` keeps that code.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let report = lichtara::Shutdown::new()
+///     .hook("fails", 0, None, || async { Err::<(), _>(std::io::Error::other("disk full")) })
+///     .run(async {})
+///     .await;
+/// assert_eq!(report.exit_code(), 1);
+/// assert!(report.to_string().contains("disk full"));
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShutdownReport {
+    pub(crate) trigger: Trigger,
+    pub(crate) main: MainOutcome,
+    pub(crate) hooks: Vec<HookReport>,
+    pub(crate) deadline_passed: bool,
+    pub(crate) elapsed: Duration,
+}
+
+impl ShutdownReport {
+    /// What began the shutdown.
+    #[must_use]
+    pub fn trigger(&self) -> Trigger {
+        self.trigger
+    }
+
+    /// How `main` (or the application future) ended.
+    #[must_use]
+    pub fn main(&self) -> &MainOutcome {
+        &self.main
+    }
+
+    /// Every hook, in the order the sequence ran them.
+    #[must_use]
+    pub fn hooks(&self) -> &[HookReport] {
+        &self.hooks
+    }
+
+    /// Whether the global deadline passed before the sequence ended.
+    #[must_use]
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline_passed
+    }
+
+    /// Time from the trigger to the end of the last hook.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// How many hooks ended with each outcome that is not `ok`.
+    fn failures(&self) -> usize {
+        self.hooks
+            .iter()
+            .filter(|hook| !hook.outcome.is_success())
+            .count()
+    }
+
+    /// The process exit code this shutdown stands for (see the table above).
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        if self.deadline_passed || self.main == MainOutcome::Abandoned {
+            124
+        } else if let MainOutcome::Panicked { .. } = self.main {
+            101
+        } else if let MainOutcome::Failure { code } = self.main {
+            i32::from(code)
+        } else if self.failures() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "shutdown after {}: {} hooks, {} not ok, {:?}, exit code {}",
+            self.trigger,
+            self.hooks.len(),
+            self.failures(),
+            self.elapsed,
+            self.exit_code()
+        )?;
+        for hook in &self.hooks {
+            writeln!(
+                f,
+                "  [{:>4}] {:<40} {:>10.1?}  {}",
+                hook.order, hook.name, hook.elapsed, hook.outcome
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(main: MainOutcome, outcomes: &[Outcome], deadline_passed: bool) -> ShutdownReport {
+        ShutdownReport {
+            trigger: Trigger::Requested,
+            main,
+            hooks: outcomes
+                .iter()
+                .map(|outcome| HookReport {
+                    name: "h".into(),
+                    order: 0,
+                    timeout: None,
+                    outcome: outcome.clone(),
+                    elapsed: Duration::ZERO,
+                })
+                .collect(),
+            deadline_passed,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_table() {
+        use MainOutcome::*;
+        assert_eq!(report(Success, &[Outcome::Ok], false).exit_code(), 0);
+        assert_eq!(report(Dropped, &[Outcome::Ok], false).exit_code(), 0);
+        assert_eq!(report(Failure { code: 1 }, &[], false).exit_code(), 1);
+        assert_eq!(report(Failure { code: 3 }, &[], false).exit_code(), 3);
+        assert_eq!(report(Success, &[Outcome::Error("x".into())], false).exit_code(), 1);
+        assert_eq!(report(Success, &[Outcome::Panicked("x".into())], false).exit_code(), 1);
+        assert_eq!(report(Success, &[Outcome::TimedOut], false).exit_code(), 1);
+        let panicked = Panicked { message: "p".into() };
+        assert_eq!(report(panicked.clone(), &[Outcome::Error("x".into())], false).exit_code(), 101);
+        assert_eq!(report(panicked, &[], true).exit_code(), 124);
+        assert_eq!(report(Success, &[Outcome::NotRun], true).exit_code(), 124);
+        assert_eq!(report(Abandoned, &[], false).exit_code(), 124);
+    }
+}

@@ -1,0 +1,260 @@
+//! Resource types: structs marked `#[lichtara::cleanup]` whose live
+//! instances, handed over with [`manage`], are cleaned at shutdown.
+
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use tokio::task::JoinSet;
+
+use crate::hook::HookFuture;
+use crate::registry::{Registration, RegisteredKind};
+use crate::unwind::{CatchUnwind, panic_message};
+use crate::BoxError;
+
+/// Cleanup for a resource type, run once for every live managed instance at
+/// shutdown.
+///
+/// Put `#[lichtara::cleanup]` on the struct (it sets the phase and timeout)
+/// and implement this trait with an `async fn`.
+///
+/// # Examples
+///
+/// ```
+/// #[lichtara::cleanup(order = 2, timeout = "3s")]
+/// struct Database {
+///     url: String,
+/// }
+///
+/// impl lichtara::Cleanup for Database {
+///     async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+///         println!("closing {}", self.url);
+///         Ok(())
+///     }
+/// }
+///
+/// let db = lichtara::manage(Database { url: "postgres://localhost".into() });
+/// assert_eq!(db.url, "postgres://localhost");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is marked `#[lichtara::cleanup]` but does not implement `lichtara::Cleanup`",
+    label = "this resource type has no cleanup",
+    note = "implement it: `impl lichtara::Cleanup for {Self} {{ async fn cleanup(&self) -> Result<(), lichtara::BoxError> {{ ... }} }}`"
+)]
+pub trait Cleanup: Send + Sync + 'static {
+    /// Releases the resource. Runs within the type's `timeout`; all live
+    /// instances of one type are cleaned concurrently.
+    fn cleanup(&self) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// A resource type's registration. Not public API: implemented by
+/// `#[lichtara::cleanup]` on a struct.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lichtara resource: it has no `#[lichtara::cleanup]` attribute",
+    label = "`lichtara::manage` needs a type marked `#[lichtara::cleanup]`",
+    note = "add `#[lichtara::cleanup]` to the definition of `{Self}` and implement `lichtara::Cleanup` for it"
+)]
+pub trait Resource: Cleanup + Sized {
+    /// The instances handed to [`manage`].
+    fn instances() -> &'static Instances<Self>;
+}
+
+/// The live instances of one resource type. Not public API.
+pub struct Instances<T> {
+    state: Mutex<State<T>>,
+}
+
+struct State<T> {
+    /// Instances handed over before shutdown: forgotten when every handle
+    /// is dropped.
+    live: Vec<Weak<T>>,
+    /// Once shutdown began: the instances it will clean, kept alive.
+    pinned: Option<Vec<Arc<T>>>,
+}
+
+impl<T> Instances<T> {
+    /// An empty set, for a `static`.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                live: Vec::new(),
+                pinned: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, instance: &Arc<T>) {
+        let mut state = self.lock();
+        if let Some(pinned) = &mut state.pinned {
+            pinned.push(Arc::clone(instance));
+            return;
+        }
+        if state.live.len() == state.live.capacity() {
+            // Forget dropped instances before growing: the set stays as
+            // large as the live instances, not as all there ever were.
+            state.live.retain(|weak| weak.strong_count() > 0);
+        }
+        state.live.push(Arc::downgrade(instance));
+    }
+
+    /// Keeps every instance alive now until it is cleaned.
+    fn pin(&self) {
+        let mut state = self.lock();
+        if state.pinned.is_none() {
+            let live = std::mem::take(&mut state.live);
+            state.pinned = Some(live.iter().filter_map(Weak::upgrade).collect());
+        }
+    }
+
+    /// The instances to clean; each is handed out once.
+    fn take(&self) -> Vec<Arc<T>> {
+        self.pin();
+        self.lock().pinned.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+}
+
+impl<T> Default for Instances<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Hands a live instance of a `#[lichtara::cleanup]` struct to the runtime:
+/// it is cleaned at shutdown, in its type's phase, unless every
+/// [`Managed`] handle to it was dropped before shutdown began.
+///
+/// # Examples
+///
+/// ```
+/// #[lichtara::cleanup(order = 1)]
+/// struct Cache;
+///
+/// impl lichtara::Cleanup for Cache {
+///     async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+///         Ok(())
+///     }
+/// }
+///
+/// let cache = lichtara::manage(Cache);
+/// let shared = cache.clone(); // both handles point at one instance
+/// drop(cache);
+/// drop(shared); // every handle gone: this instance will not be cleaned
+/// ```
+///
+/// A type without the attribute is refused at compile time:
+///
+/// ```compile_fail
+/// struct Plain;
+/// let _ = lichtara::manage(Plain);
+/// ```
+pub fn manage<T: Resource>(value: T) -> Managed<T> {
+    let inner = Arc::new(value);
+    T::instances().insert(&inner);
+    Managed { inner }
+}
+
+/// A handle to a managed instance: derefs to `T`, clones cheaply.
+///
+/// # Examples
+///
+/// ```
+/// #[lichtara::cleanup]
+/// struct Pool { size: usize }
+///
+/// impl lichtara::Cleanup for Pool {
+///     async fn cleanup(&self) -> Result<(), lichtara::BoxError> { Ok(()) }
+/// }
+///
+/// let pool = lichtara::manage(Pool { size: 8 });
+/// assert_eq!(pool.clone().size, 8);
+/// ```
+pub struct Managed<T> {
+    inner: Arc<T>,
+}
+
+impl<T> Clone for Managed<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> Deref for Managed<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T> AsRef<T> for Managed<T> {
+    fn as_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Managed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Managed").field(&self.inner).finish()
+    }
+}
+
+/// The hook of a resource type: cleans every live instance concurrently.
+/// Not public API. Used by generated code.
+pub fn resource_hook<T: Resource>() -> HookFuture {
+    Box::pin(async {
+        let instances = T::instances().take();
+        let total = instances.len();
+        tracing::debug!(
+            resource = std::any::type_name::<T>(),
+            instances = total,
+            "cleaning managed instances"
+        );
+        let mut set = JoinSet::new();
+        for instance in instances {
+            set.spawn(CatchUnwind::new(async move { instance.cleanup().await }));
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(err))) => failures.push(crate::sequence::error_chain(&*err)),
+                Ok(Err(payload)) => failures.push(format!("panicked: {}", panic_message(&*payload))),
+                Err(err) => failures.push(err.to_string()),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} of {total} instances failed: {}",
+                failures.len(),
+                failures.join("; ")
+            )
+            .into())
+        }
+    })
+}
+
+/// Keeps the live instances of `T` until they are cleaned. Not public API.
+/// Used by generated code.
+pub fn resource_pin<T: Resource>() {
+    T::instances().pin();
+}
+
+/// Pins the instances of every registered resource type.
+pub(crate) fn pin_all() {
+    for registration in inventory::iter::<Registration> {
+        if let RegisteredKind::Resource { pin, .. } = registration.kind {
+            pin();
+        }
+    }
+}

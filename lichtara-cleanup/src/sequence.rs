@@ -1,0 +1,423 @@
+//! The sequencer: runs hooks phase by phase in ascending `order`, the hooks
+//! of one phase concurrently, each within its timeout and all within the
+//! global deadline. It knows nothing of signals or processes, so it is
+//! tested on virtual time.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::hook::{Hook, HookMeta};
+use crate::report::{HookReport, Outcome};
+use crate::unwind::{CatchUnwind, panic_message};
+
+/// What the sequencer did.
+#[derive(Debug)]
+pub(crate) struct SequenceOutcome {
+    pub(crate) hooks: Vec<HookReport>,
+    pub(crate) deadline_passed: bool,
+}
+
+/// The hooks still running, for the watchdog to name if the deadline
+/// passes while the runtime is stuck.
+#[derive(Clone, Default)]
+pub(crate) struct Progress {
+    running: Arc<Mutex<Vec<String>>>,
+}
+
+impl Progress {
+    fn set_running(&self, names: Vec<String>) {
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) = names;
+    }
+
+    pub(crate) fn running(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// An error with its sources: `outer: inner: root`.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // anyhow and others often repeat the source in the outer message.
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn not_run(meta: &HookMeta) -> HookReport {
+    report(meta, Outcome::NotRun, Duration::ZERO)
+}
+
+fn report(meta: &HookMeta, outcome: Outcome, elapsed: Duration) -> HookReport {
+    HookReport {
+        name: meta.name.to_string(),
+        order: meta.order,
+        timeout: meta.timeout,
+        outcome,
+        elapsed,
+    }
+}
+
+fn log(hook: &HookReport) {
+    let elapsed_ms = hook.elapsed.as_secs_f64() * 1000.0;
+    let (name, order, outcome) = (hook.name.as_str(), hook.order, hook.outcome.as_str());
+    match &hook.outcome {
+        Outcome::Ok => tracing::info!(hook = name, order, elapsed_ms, outcome, "hook finished"),
+        Outcome::Error(error) | Outcome::Panicked(error) => {
+            tracing::warn!(hook = name, order, elapsed_ms, outcome, error = error.as_str(), "hook failed");
+        }
+        Outcome::TimedOut => tracing::error!(
+            hook = name,
+            order,
+            elapsed_ms,
+            outcome,
+            timeout_ms = hook.timeout.map(|t| t.as_millis() as u64),
+            "hook timed out and was abandoned"
+        ),
+        Outcome::NotRun => tracing::error!(hook = name, order, outcome, "hook not run: global deadline passed"),
+    }
+}
+
+/// Runs one hook within `limit` (its own timeout); panics and errors become
+/// outcomes.
+async fn run_one(hook: Hook, limit: Option<Instant>) -> Outcome {
+    let running = CatchUnwind::new(async move { hook.runner.start().await });
+    let finished = match limit {
+        Some(limit) => match tokio::time::timeout_at(limit, running).await {
+            Ok(finished) => finished,
+            Err(_) => return Outcome::TimedOut,
+        },
+        None => running.await,
+    };
+    match finished {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(err)) => Outcome::Error(error_chain(&*err)),
+        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
+    }
+}
+
+/// Runs `hooks` phase by phase; `deadline` bounds the whole.
+pub(crate) async fn run(mut hooks: Vec<Hook>, deadline: Instant, progress: &Progress) -> SequenceOutcome {
+    hooks.sort_by(|a, b| a.meta.sort_key().cmp(&b.meta.sort_key()));
+    let mut reports = Vec::with_capacity(hooks.len());
+    let mut deadline_passed = false;
+    let mut remaining = hooks.into_iter().peekable();
+    while let Some(first) = remaining.next() {
+        let order = first.meta.order;
+        let mut phase = vec![first];
+        while let Some(hook) = remaining.next_if(|hook| hook.meta.order == order) {
+            phase.push(hook);
+        }
+        if deadline_passed || Instant::now() >= deadline {
+            deadline_passed = true;
+            for hook in &phase {
+                let report = not_run(&hook.meta);
+                log(&report);
+                reports.push(report);
+            }
+            continue;
+        }
+        let passed = run_phase(order, phase, deadline, progress, &mut reports).await;
+        deadline_passed |= passed;
+    }
+    progress.set_running(Vec::new());
+    SequenceOutcome {
+        hooks: reports,
+        deadline_passed,
+    }
+}
+
+/// Runs the hooks of one phase concurrently and appends their reports in
+/// the phase's order. Returns whether the global deadline cut it short.
+async fn run_phase(
+    order: i32,
+    phase: Vec<Hook>,
+    deadline: Instant,
+    progress: &Progress,
+    reports: &mut Vec<HookReport>,
+) -> bool {
+    let started = Instant::now();
+    tracing::debug!(order, hooks = phase.len(), "phase started");
+    progress.set_running(phase.iter().map(|hook| hook.meta.name.to_string()).collect());
+    let metas: Vec<HookMeta> = phase.iter().map(|hook| hook.meta.clone()).collect();
+    let mut outcomes: Vec<Option<(Outcome, Duration)>> = vec![None; phase.len()];
+    let mut set = JoinSet::new();
+    for (index, hook) in phase.into_iter().enumerate() {
+        // A hook's own timeout is enforced inside its task; the deadline
+        // bounds the phase as a whole below, with one timer.
+        let limit = hook
+            .meta
+            .timeout
+            .map(|timeout| started + timeout)
+            .filter(|limit| *limit < deadline);
+        set.spawn(async move {
+            let outcome = run_one(hook, limit).await;
+            (index, outcome, started.elapsed())
+        });
+    }
+    let drained = tokio::time::timeout_at(deadline, async {
+        while let Some(joined) = set.join_next().await {
+            // Hook tasks catch their own panics; a join error is only an
+            // abort, which happens after this loop.
+            if let Ok((index, outcome, elapsed)) = joined {
+                let report = report(&metas[index], outcome.clone(), elapsed);
+                log(&report);
+                outcomes[index] = Some((outcome, elapsed));
+            }
+        }
+    })
+    .await;
+    let deadline_passed = drained.is_err();
+    if deadline_passed {
+        set.abort_all();
+    }
+    for (meta, outcome) in metas.iter().zip(outcomes) {
+        let report = match outcome {
+            Some((outcome, elapsed)) => report(meta, outcome, elapsed),
+            None => {
+                let report = report(meta, Outcome::TimedOut, started.elapsed());
+                log(&report);
+                report
+            }
+        };
+        reports.push(report);
+    }
+    deadline_passed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::hook::{HookKind, HookRunner};
+
+    /// A log of what the hooks did, on virtual time.
+    #[derive(Clone, Default)]
+    struct Journal {
+        events: Arc<Mutex<Vec<(Duration, String)>>>,
+        start: Arc<Mutex<Option<Instant>>>,
+    }
+
+    impl Journal {
+        fn note(&self, what: String) {
+            let start = *self.start.lock().unwrap().get_or_insert_with(Instant::now);
+            self.events.lock().unwrap().push((start.elapsed(), what));
+        }
+
+        fn events(&self) -> Vec<(u64, String)> {
+            let events = self.events.lock().unwrap();
+            events
+                .iter()
+                .map(|(at, what)| (at.as_millis() as u64, what.clone()))
+                .collect()
+        }
+    }
+
+    fn hook<F>(name: &str, order: i32, timeout_ms: Option<u64>, journal: &Journal, body: F) -> Hook
+    where
+        F: Future<Output = Result<(), crate::BoxError>> + Send + 'static,
+    {
+        let journal = journal.clone();
+        let label = name.to_owned();
+        Hook {
+            meta: HookMeta {
+                name: Cow::Owned(name.to_owned()),
+                order,
+                timeout: timeout_ms.map(Duration::from_millis),
+                kind: HookKind::Builder,
+                source: None,
+            },
+            runner: HookRunner::Boxed(Box::new(move || {
+                Box::pin(async move {
+                    journal.note(format!("start {label}"));
+                    let result = body.await;
+                    journal.note(format!("end {label}"));
+                    result
+                })
+            })),
+        }
+    }
+
+    use std::future::Future;
+
+    async fn sleep_ms(ms: u64) -> Result<(), crate::BoxError> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+
+    fn outcomes(outcome: &SequenceOutcome) -> Vec<(String, String)> {
+        outcome
+            .hooks
+            .iter()
+            .map(|hook| (hook.name.clone(), hook.outcome.as_str().to_owned()))
+            .collect()
+    }
+
+    fn deadline_in(secs: u64) -> Instant {
+        Instant::now() + Duration::from_secs(secs)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn phases_run_in_ascending_order_and_equal_orders_overlap() {
+        let journal = Journal::default();
+        let hooks = vec![
+            hook("late", 2, None, &journal, sleep_ms(10)),
+            hook("b", 1, None, &journal, sleep_ms(100)),
+            hook("first", -5, None, &journal, sleep_ms(50)),
+            hook("a", 1, None, &journal, sleep_ms(30)),
+        ];
+        let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
+        assert!(!outcome.deadline_passed);
+        assert_eq!(
+            journal.events(),
+            vec![
+                (0, "start first".into()),
+                (50, "end first".into()),
+                (50, "start a".into()),
+                (50, "start b".into()),
+                (80, "end a".into()),
+                (150, "end b".into()),
+                (150, "start late".into()),
+                (160, "end late".into()),
+            ]
+        );
+        let names: Vec<_> = outcome.hooks.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["first", "a", "b", "late"]);
+        assert_eq!(outcome.hooks[2].elapsed, Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hook_past_its_timeout_is_abandoned_and_the_sequence_goes_on() {
+        let journal = Journal::default();
+        let hooks = vec![
+            hook("slow", 0, Some(200), &journal, sleep_ms(5_000)),
+            hook("quick", 0, Some(200), &journal, sleep_ms(10)),
+            hook("next", 1, None, &journal, sleep_ms(1)),
+        ];
+        let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
+        assert_eq!(
+            outcomes(&outcome),
+            [
+                ("quick".into(), "ok".into()),
+                ("slow".into(), "timed out".into()),
+                ("next".into(), "ok".into())
+            ]
+        );
+        assert_eq!(outcome.hooks[1].elapsed, Duration::from_millis(200));
+        assert!(journal.events().contains(&(200, "start next".into())));
+        assert!(!journal.events().iter().any(|(_, e)| e == "end slow"));
+        assert!(!outcome.deadline_passed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_global_deadline_cuts_the_phase_and_skips_the_rest() {
+        let journal = Journal::default();
+        let hooks = vec![
+            hook("one", 0, None, &journal, sleep_ms(400)),
+            hook("stuck", 1, Some(60_000), &journal, std::future::pending()),
+            hook("never", 2, None, &journal, sleep_ms(1)),
+        ];
+        let start = Instant::now();
+        let outcome = run(hooks, start + Duration::from_secs(1), &Progress::default()).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert!(outcome.deadline_passed);
+        assert_eq!(
+            outcomes(&outcome),
+            [
+                ("one".into(), "ok".into()),
+                ("stuck".into(), "timed out".into()),
+                ("never".into(), "not run".into())
+            ]
+        );
+        assert_eq!(outcome.hooks[1].elapsed, Duration::from_millis(600));
+        assert_eq!(outcome.hooks[2].elapsed, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn panics_and_errors_are_contained() {
+        let journal = Journal::default();
+        let hooks = vec![
+            hook("panics", 0, None, &journal, async { panic!("hook exploded") }),
+            hook("errs", 0, None, &journal, async {
+                Err(std::io::Error::other("disk full").into())
+            }),
+            hook("fine", 0, None, &journal, sleep_ms(5)),
+            hook("after", 1, None, &journal, sleep_ms(5)),
+        ];
+        let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
+        assert_eq!(outcome.hooks[0].outcome, Outcome::Error("disk full".into()));
+        assert_eq!(outcome.hooks[2].outcome, Outcome::Panicked("hook exploded".into()));
+        assert_eq!(outcome.hooks[1].outcome, Outcome::Ok);
+        assert_eq!(outcome.hooks[3].outcome, Outcome::Ok);
+    }
+
+    static BLOCKING_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_hooks_run_on_the_blocking_pool_and_their_panics_are_caught() {
+        fn counts() -> Result<(), crate::BoxError> {
+            BLOCKING_RUNS.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn panics() -> Result<(), crate::BoxError> {
+            panic!("sync hook exploded")
+        }
+        let meta = |name: &str| HookMeta {
+            name: Cow::Owned(name.to_owned()),
+            order: 0,
+            timeout: None,
+            kind: HookKind::Blocking,
+            source: None,
+        };
+        let hooks = vec![
+            Hook { meta: meta("counts"), runner: HookRunner::Blocking(counts) },
+            Hook { meta: meta("panics"), runner: HookRunner::Blocking(panics) },
+        ];
+        let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
+        assert_eq!(BLOCKING_RUNS.load(Ordering::SeqCst), 1);
+        assert_eq!(outcome.hooks[0].outcome, Outcome::Ok);
+        assert_eq!(outcome.hooks[1].outcome, Outcome::Panicked("sync hook exploded".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_already_passed_runs_nothing() {
+        let journal = Journal::default();
+        let hooks = vec![hook("a", 0, None, &journal, sleep_ms(1))];
+        let outcome = run(hooks, Instant::now(), &Progress::default()).await;
+        assert!(outcome.deadline_passed);
+        assert_eq!(outcomes(&outcome), [("a".into(), "not run".into())]);
+        assert!(journal.events().is_empty());
+    }
+
+    #[test]
+    fn error_chains_name_every_source() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("flush failed")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = Outer(std::io::Error::other("disk full"));
+        assert_eq!(error_chain(&err), "flush failed: disk full");
+    }
+}

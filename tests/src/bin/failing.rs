@@ -1,0 +1,43 @@
+//! Faults, picked by `MODE`: `main_err` (main returns `Err`), `main_panic`
+//! (main panics), `hook_err` (a hook returns `Err`), `hook_panic` (a hook
+//! panics), `exit_code` (main returns `ExitCode::from(3)`). The other hooks
+//! must run regardless.
+
+use std::process::ExitCode;
+
+use lichtara_tests::event;
+
+fn mode() -> String {
+    std::env::var("MODE").unwrap_or_default()
+}
+
+#[lichtara::cleanup(order = 1)]
+async fn maybe_fails() -> Result<(), std::io::Error> {
+    event("maybe_fails ran");
+    match mode().as_str() {
+        "hook_err" => Err(std::io::Error::other("the disk is full")),
+        "hook_panic" => panic!("the hook exploded"),
+        _ => Ok(()),
+    }
+}
+
+#[lichtara::cleanup(order = 1)]
+fn sibling() {
+    event("sibling ran");
+}
+
+#[lichtara::cleanup(order = 2)]
+async fn later() {
+    event("later ran");
+}
+
+#[lichtara::main(flavor = "current_thread")]
+async fn main() -> Result<ExitCode, String> {
+    event("READY");
+    match mode().as_str() {
+        "main_err" => Err("main gave up".to_owned()),
+        "main_panic" => panic!("main exploded"),
+        "exit_code" => Ok(ExitCode::from(3)),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,71 @@
+//! A service with hooks in four phases, a managed resource, and a `main`
+//! whose behaviour `MODE` picks: `serve` (wind down on `signalled()`),
+//! `return` (return at once), `call` (call `lichtara::shutdown()`),
+//! `ignore` (never look at shutdown: dropped when it begins).
+
+use std::time::Duration;
+
+use lichtara_tests::event;
+
+#[lichtara::cleanup(order = -1, timeout = "5s")]
+async fn stop_accepting() {
+    event("start stop_accepting");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    event("end stop_accepting");
+}
+
+#[lichtara::cleanup(order = 1)]
+fn flush_sync() -> std::io::Result<()> {
+    event("start flush_sync");
+    std::thread::sleep(Duration::from_millis(200));
+    event("end flush_sync");
+    Ok(())
+}
+
+#[lichtara::cleanup(order = 1, timeout = "5s")]
+async fn flush_async() -> anyhow::Result<()> {
+    event("start flush_async");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    event("end flush_async");
+    Ok(())
+}
+
+#[lichtara::cleanup(order = 2, name = "service::the_last_one")]
+async fn last() {
+    event("last");
+}
+
+#[lichtara::cleanup(timeout = "5s")]
+struct Connection {
+    id: u32,
+}
+
+impl lichtara::Cleanup for Connection {
+    async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+        event(&format!("close connection {}", self.id));
+        Ok(())
+    }
+}
+
+#[lichtara::main(timeout = "20s")]
+async fn main() {
+    let kept = lichtara::manage(Connection { id: 1 });
+    let also_kept = kept.clone();
+    drop(kept);
+    drop(lichtara::manage(Connection { id: 2 }));
+    let mode = std::env::var("MODE").unwrap_or_else(|_| "serve".into());
+    event("READY");
+    match mode.as_str() {
+        "serve" => lichtara::signalled().await,
+        "return" => {}
+        "call" => {
+            lichtara::shutdown();
+            lichtara::signalled().await;
+        }
+        "ignore" => loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        },
+        other => panic!("unknown MODE {other}"),
+    }
+    event(&format!("main wound down, holding connection {}", also_kept.id));
+}

@@ -1,0 +1,185 @@
+//! Runs a test binary as a child process. Every child is killed (by its
+//! PID, which this harness started) and reaped when its handle drops, pass
+//! or fail.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+
+/// How long any one wait of a test may last before it is a failure. Generous:
+/// these machines are shared and noisy; no test asserts on speed.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running test binary.
+pub struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    exited: Receiver<()>,
+    seen: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// How a test binary ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Every stdout line, in order.
+    pub stdout: Vec<String>,
+    /// All of stderr (the log).
+    pub stderr: String,
+}
+
+impl Ended {
+    /// The exit code; `None` when a signal ended the process.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The signal that ended the process, if one did.
+    #[cfg(unix)]
+    pub fn signal(&self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        self.status.signal()
+    }
+
+    /// Position of `line` in stdout; panics with the output when absent.
+    pub fn position(&self, line: &str) -> usize {
+        self.stdout
+            .iter()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("no line {line:?} in stdout:\n{self}"))
+    }
+
+    /// Whether stdout holds `line`.
+    pub fn has(&self, line: &str) -> bool {
+        self.stdout.iter().any(|l| l == line)
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "status: {}", self.status)?;
+        writeln!(f, "--- stdout\n{}", self.stdout.join("\n"))?;
+        write!(f, "--- stderr\n{}", self.stderr)
+    }
+}
+
+impl Proc {
+    /// Starts `program` with extra environment variables.
+    pub fn start(program: &str, env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(program);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("LICHTARA_SHUTDOWN_TIMEOUT")
+            .env_remove("LICHTARA_HOOKS")
+            .env("RUST_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (exit_tx, exited) = channel();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+        std::thread::spawn(move || {
+            use nix::sys::wait::{Id, WaitPidFlag, waitid};
+            // WNOWAIT: learn of the exit without reaping, so the PID stays
+            // the child's until `Child::wait` reaps it below.
+            let _ = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+            let _ = exit_tx.send(());
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Proc {
+            child,
+            lines,
+            exited,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The child's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until stdout shows `line`; panics after [`PATIENCE`].
+    pub fn wait_for_line(&mut self, line: &str) {
+        let until = Instant::now() + PATIENCE;
+        while !self.seen.iter().any(|l| l == line) {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(next) => self.seen.push(next),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no {line:?} within {PATIENCE:?}; stdout so far: {:?}", self.seen)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let ended = self.wait();
+                    panic!("the process ended before printing {line:?}:\n{ended}")
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to the child (by the PID this harness started).
+    #[cfg(unix)]
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        nix::sys::signal::kill(pid, signal).expect("signal the child");
+    }
+
+    /// Waits for the child to exit; panics (after killing it) past
+    /// [`PATIENCE`].
+    pub fn wait(&mut self) -> Ended {
+        if self.exited.recv_timeout(PATIENCE).is_err() {
+            let _ = self.child.kill();
+            let status = self.child.wait();
+            panic!("still running after {PATIENCE:?} (killed: {status:?}); stdout: {:?}", self.seen);
+        }
+        let status = self.child.wait().expect("reap the child");
+        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
+            self.seen.push(line);
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .map(|handle| handle.join().unwrap_or_default())
+            .unwrap_or_default();
+        Ended {
+            status,
+            stdout: std::mem::take(&mut self.seen),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Pass or fail, the child does not outlive its test.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,160 @@
+//! Every way a process ends without a signal, and the exit code each gives.
+
+use lichtara_tests::harness::{Ended, Proc};
+
+fn run(program: &str, mode: &str) -> Ended {
+    let mut proc = Proc::start(program, &[("MODE", mode)]);
+    proc.wait()
+}
+
+const FAILING: &str = env!("CARGO_BIN_EXE_failing");
+const DEADLINE: &str = env!("CARGO_BIN_EXE_deadline");
+const SERVICE: &str = env!("CARGO_BIN_EXE_service");
+
+fn all_hooks_ran(ended: &Ended) {
+    for line in ["maybe_fails ran", "sibling ran", "later ran"] {
+        assert!(ended.has(line), "missing {line:?}:\n{ended}");
+    }
+}
+
+#[test]
+fn main_returning_runs_the_hooks_and_exits_0() {
+    let ended = run(FAILING, "ok");
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    all_hooks_ran(&ended);
+    assert!(ended.stderr.contains("trigger=\"main returned\""), "{ended}");
+}
+
+#[test]
+fn main_returning_err_exits_1_after_the_hooks() {
+    let ended = run(FAILING, "main_err");
+    assert_eq!(ended.code(), Some(1), "{ended}");
+    all_hooks_ran(&ended);
+    assert!(ended.stderr.contains("Error: \"main gave up\""), "{ended}");
+}
+
+#[test]
+fn main_panicking_exits_101_after_the_hooks() {
+    let ended = run(FAILING, "main_panic");
+    assert_eq!(ended.code(), Some(101), "{ended}");
+    all_hooks_ran(&ended);
+    assert!(ended.stderr.contains("main exploded"), "{ended}");
+}
+
+#[test]
+fn main_exit_code_is_kept() {
+    let ended = run(FAILING, "exit_code");
+    assert_eq!(ended.code(), Some(3), "{ended}");
+    all_hooks_ran(&ended);
+}
+
+#[test]
+fn a_failing_hook_is_reported_the_others_run_and_the_exit_is_1() {
+    let ended = run(FAILING, "hook_err");
+    assert_eq!(ended.code(), Some(1), "{ended}");
+    all_hooks_ran(&ended);
+    assert!(ended.stderr.contains("the disk is full"), "{ended}");
+    assert!(ended.stderr.contains("shutdown finished with errors"), "{ended}");
+}
+
+#[test]
+fn a_panicking_hook_is_reported_the_others_run_and_the_exit_is_1() {
+    let ended = run(FAILING, "hook_panic");
+    assert_eq!(ended.code(), Some(1), "{ended}");
+    all_hooks_ran(&ended);
+    assert!(ended.stderr.contains("outcome=\"panicked\""), "{ended}");
+}
+
+#[test]
+fn programmatic_shutdown_runs_the_sequence() {
+    let ended = run(SERVICE, "call");
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(ended.has("main wound down, holding connection 1"), "{ended}");
+    assert!(ended.has("last"), "{ended}");
+    assert!(ended.stderr.contains("trigger=\"shutdown requested\""), "{ended}");
+}
+
+#[cfg(unix)]
+mod deadline {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    fn signalled(mode: &str, env: &[(&str, &str)]) -> Ended {
+        let mut vars = vec![("MODE", mode)];
+        vars.extend_from_slice(env);
+        let mut proc = Proc::start(DEADLINE, &vars);
+        proc.wait_for_line("READY");
+        proc.signal(Signal::SIGTERM);
+        proc.wait()
+    }
+
+    #[test]
+    fn a_stuck_hook_hits_the_global_deadline_and_exits_124() {
+        let ended = signalled("async_stuck", &[]);
+        assert_eq!(ended.code(), Some(124), "{ended}");
+        assert!(ended.has("async_stuck started"), "{ended}");
+        assert!(!ended.has("after ran"), "{ended}");
+        assert!(ended.stderr.contains("outcome=\"not run\""), "{ended}");
+    }
+
+    #[test]
+    fn a_blocked_sync_hook_is_abandoned_at_its_timeout() {
+        let ended = signalled("sync_blocked", &[]);
+        assert_eq!(ended.code(), Some(1), "{ended}");
+        assert!(ended.has("sync_blocked started"), "{ended}");
+        assert!(ended.has("after ran"), "{ended}");
+        assert!(ended.stderr.contains("timed out"), "{ended}");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_deadline() {
+        let ended = signalled("async_stuck", &[("LICHTARA_SHUTDOWN_TIMEOUT", "250ms")]);
+        assert_eq!(ended.code(), Some(124), "{ended}");
+        assert!(ended.stderr.contains("deadline_ms=250"), "{ended}");
+    }
+
+    #[test]
+    fn a_bad_deadline_in_the_environment_stops_the_start() {
+        let ended = signalled_before_ready("soon");
+        assert_eq!(ended.code(), Some(2), "{ended}");
+        assert!(ended.stderr.contains("LICHTARA_SHUTDOWN_TIMEOUT=\"soon\""), "{ended}");
+        assert!(!ended.has("READY"), "{ended}");
+    }
+
+    fn signalled_before_ready(value: &str) -> Ended {
+        let mut proc = Proc::start(DEADLINE, &[("LICHTARA_SHUTDOWN_TIMEOUT", value)]);
+        proc.wait()
+    }
+}
+
+#[test]
+fn hooks_list_prints_the_registered_hooks_and_skips_main() {
+    let ended = Proc::start(SERVICE, &[("LICHTARA_HOOKS", "list")]).wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(!ended.has("READY"), "{ended}");
+    assert_eq!(ended.stdout[0], "5 cleanup hooks registered", "{ended}");
+    let row = |name: &str| {
+        ended
+            .stdout
+            .iter()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{ended}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("service::stop_accepting")[..2], ["-1", "5s"]);
+    assert_eq!(row("service::flush_sync")[..3], ["1", "-", "fn"]);
+    assert_eq!(row("service::Connection")[..3], ["0", "5s", "resource"]);
+    let source = row("service::the_last_one").last().map(|s| s.to_string()).unwrap();
+    assert!(source.starts_with("tests/src/bin/service.rs:"), "{source}");
+    // hooklib is a dependency of this package, but service never names it
+    assert!(!ended.stdout.iter().any(|l| l.contains("hooklib")), "{ended}");
+}
+
+#[test]
+fn hooks_list_shows_library_hooks_when_the_crate_is_named() {
+    let ended = Proc::start(env!("CARGO_BIN_EXE_libhooks"), &[("LICHTARA_HOOKS", "list")]).wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(ended.stdout.iter().any(|l| l.contains("hooklib::library_hook")), "{ended}");
+    assert!(ended.stdout.iter().any(|l| l.contains("hooklib::Session")), "{ended}");
+}

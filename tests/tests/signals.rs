@@ -1,0 +1,119 @@
+//! Real signals sent to real processes: the shutdown sequence, observed from
+//! outside through what the hooks print and how the process ends.
+
+#![cfg(unix)]
+
+use lichtara_tests::harness::Proc;
+use nix::sys::signal::Signal;
+
+const SERVICE: &str = env!("CARGO_BIN_EXE_service");
+
+fn serve_then(signal: Signal) -> lichtara_tests::harness::Ended {
+    let mut service = Proc::start(SERVICE, &[("MODE", "serve")]);
+    service.wait_for_line("READY");
+    service.signal(signal);
+    service.wait()
+}
+
+#[test]
+fn sigterm_runs_every_phase_in_order_and_exits_0() {
+    let ended = serve_then(Signal::SIGTERM);
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    // main wound down before any hook ran
+    let main_done = ended.position("main wound down, holding connection 1");
+    let first = ended.position("start stop_accepting");
+    assert!(main_done < first, "{ended}");
+    // order -1, then 0 (the resource), then the two order-1 hooks together, then order 2
+    let first_end = ended.position("end stop_accepting");
+    let connection = ended.position("close connection 1");
+    let starts = [ended.position("start flush_sync"), ended.position("start flush_async")];
+    let ends = [ended.position("end flush_sync"), ended.position("end flush_async")];
+    let last = ended.position("last");
+    assert!(first_end < connection, "{ended}");
+    assert!(starts.iter().all(|s| connection < *s), "{ended}");
+    assert!(
+        starts.iter().all(|s| ends.iter().all(|e| s < e)),
+        "the two order-1 hooks must overlap:\n{ended}"
+    );
+    assert!(ends.iter().all(|e| *e < last), "{ended}");
+    assert!(ended.stderr.contains("shutdown complete"), "{ended}");
+    assert!(ended.stderr.contains("trigger=\"signal SIGTERM\""), "{ended}");
+    assert!(ended.stderr.contains("service::the_last_one"), "{ended}");
+}
+
+#[test]
+fn a_dropped_managed_instance_is_not_cleaned() {
+    let ended = serve_then(Signal::SIGTERM);
+    assert!(ended.has("close connection 1"), "{ended}");
+    assert!(!ended.has("close connection 2"), "{ended}");
+}
+
+#[test]
+fn sigint_and_sighup_also_shut_down_cleanly() {
+    for (signal, name) in [(Signal::SIGINT, "SIGINT"), (Signal::SIGHUP, "SIGHUP")] {
+        let ended = serve_then(signal);
+        assert_eq!(ended.code(), Some(0), "{ended}");
+        assert!(ended.has("last"), "{ended}");
+        assert!(ended.stderr.contains(&format!("signal {name}")), "{ended}");
+    }
+}
+
+#[test]
+fn a_main_that_ignores_shutdown_is_dropped_and_its_resources_still_cleaned() {
+    let mut service = Proc::start(SERVICE, &[("MODE", "ignore")]);
+    service.wait_for_line("READY");
+    service.signal(Signal::SIGTERM);
+    let ended = service.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(!ended.stdout.iter().any(|l| l.starts_with("main wound down")), "{ended}");
+    assert!(ended.has("close connection 1"), "{ended}");
+    assert!(ended.has("last"), "{ended}");
+}
+
+#[test]
+fn a_second_signal_during_shutdown_ends_the_process_by_that_signal() {
+    let mut proc = Proc::start(env!("CARGO_BIN_EXE_second_signal"), &[]);
+    proc.wait_for_line("READY");
+    proc.signal(Signal::SIGTERM);
+    proc.wait_for_line("long_flush started");
+    proc.signal(Signal::SIGINT);
+    let ended = proc.wait();
+    assert_eq!(ended.signal(), Some(Signal::SIGINT as i32), "{ended}");
+    assert!(!ended.has("long_flush ended"), "{ended}");
+    assert!(ended.stderr.contains("second signal during shutdown"), "{ended}");
+}
+
+#[test]
+fn a_wedged_runtime_is_ended_by_the_watchdog_at_the_deadline() {
+    let mut proc = Proc::start(env!("CARGO_BIN_EXE_wedged"), &[]);
+    proc.wait_for_line("READY");
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(124), "{ended}");
+    assert!(ended.has("blocking the runtime"), "{ended}");
+    assert!(!ended.has("never_reached ran"), "{ended}");
+    assert!(ended.stderr.contains("global deadline passed"), "{ended}");
+}
+
+#[test]
+fn hooks_in_a_library_crate_run_when_the_binary_names_it() {
+    let mut proc = Proc::start(env!("CARGO_BIN_EXE_libhooks"), &[]);
+    proc.wait_for_line("READY");
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(ended.has("hooklib: library_hook ran"), "{ended}");
+}
+
+#[test]
+fn the_renamed_crate_form_registers_and_runs() {
+    let mut proc = Proc::start(env!("CARGO_BIN_EXE_renamed"), &[]);
+    proc.wait_for_line("READY");
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    let main_done = ended.position("renamed main wound down");
+    let session = ended.position("hooklib: session 7 closed");
+    let hook = ended.position("hooklib: library_hook ran");
+    assert!(main_done < session && session < hook, "{ended}");
+}

@@ -89,7 +89,13 @@ pub(crate) struct MainArgs {
 const CLEANUP: &str = "#[lichtara::cleanup]";
 const MAIN: &str = "#[lichtara::main]";
 const CLEANUP_KEYS: &[&str] = &["order", "timeout", "name", "crate"];
-const MAIN_KEYS: &[&str] = &["flavor", "worker_threads", "start_paused", "timeout", "crate"];
+const MAIN_KEYS: &[&str] = &[
+    "flavor",
+    "worker_threads",
+    "start_paused",
+    "timeout",
+    "crate",
+];
 
 /// Words people reach for that mean one of our keys.
 const SYNONYMS: &[(&str, &str)] = &[
@@ -200,7 +206,10 @@ fn key_value(
         (Some(known), None) => {
             cx.error_spanned_by(
                 key,
-                format!("`{known}` in `{attribute}` needs a value: {}", example(known)),
+                format!(
+                    "`{known}` in `{attribute}` needs a value: {}",
+                    example(known)
+                ),
             );
             Ok(None)
         }
@@ -228,11 +237,13 @@ fn unknown_key_message(attribute: &str, keys: &[&str], key: &Path) -> String {
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut message = format!("unknown key `{written}` in `{attribute}`; expected one of: {expected}");
+    let mut message =
+        format!("unknown key `{written}` in `{attribute}`; expected one of: {expected}");
     if let Some(hint) = suggestion(&written, keys) {
         message.push_str(&format!("; did you mean `{hint}`?"));
     } else if attribute == MAIN && written == "unhandled_panic" {
-        message.push_str("; lichtara reports a panic in `main` with exit code 101 and runs the hooks");
+        message
+            .push_str("; lichtara reports a panic in `main` with exit code 101 and runs the hooks");
     }
     message
 }
@@ -268,16 +279,26 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn string_literal(value: &Expr) -> Option<&LitStr> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Some(lit),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Some(lit),
         _ => None,
     }
 }
 
 fn parse_order(cx: &Ctxt, value: &Expr) -> Option<i32> {
     let (negative, lit) = match value {
-        Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => (false, lit),
-        Expr::Unary(ExprUnary { op: UnOp::Neg(_), expr, .. }) => match &**expr {
-            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => (true, lit),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => (false, lit),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => match &**expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => (true, lit),
             _ => return order_not_integer(cx, value),
         },
         _ => return order_not_integer(cx, value),
@@ -305,13 +326,17 @@ fn parse_order(cx: &Ctxt, value: &Expr) -> Option<i32> {
 
 fn order_not_integer(cx: &Ctxt, value: &Expr) -> Option<i32> {
     let message = match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => format!(
-            "`order` must be an integer, not a string: write `order = {}`",
-            lit.value().trim()
-        ),
-        Expr::Lit(ExprLit { lit: Lit::Float(_), .. }) => {
-            "`order` must be a whole number such as `order = 2`".to_owned()
-        }
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => match lit.value().trim().parse::<i32>() {
+            Ok(order) => {
+                format!("`order` must be an integer, not a string: write `order = {order}`")
+            }
+            Err(_) => "`order` must be an integer, not a string: `order = 2`".to_owned(),
+        },
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(_), ..
+        }) => "`order` must be a whole number such as `order = 2`".to_owned(),
         _ => "`order` must be an integer literal such as `order = 2` or `order = -1`".to_owned(),
     };
     cx.error_spanned_by(value, message);
@@ -321,7 +346,9 @@ fn order_not_integer(cx: &Ctxt, value: &Expr) -> Option<i32> {
 fn parse_timeout(cx: &Ctxt, key: &str, value: &Expr) -> Option<Timeout> {
     let Some(literal) = string_literal(value) else {
         let hint = match value {
-            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => {
                 format!("; write the unit: `{key} = \"{}s\"`", lit.base10_digits())
             }
             _ => format!(": `{key} = \"5s\"`"),
@@ -381,7 +408,10 @@ fn parse_name(cx: &Ctxt, value: &Expr) -> Option<LitStr> {
 
 fn parse_crate(cx: &Ctxt, value: &Expr) -> Option<CratePath> {
     let Some(lit) = string_literal(value) else {
-        cx.error_spanned_by(value, "`crate` must be a string holding a path: `crate = \"my_lichtara\"`");
+        cx.error_spanned_by(
+            value,
+            "`crate` must be a string holding a path: `crate = \"my_lichtara\"`",
+        );
         return None;
     };
     match lit.parse::<Path>() {
@@ -410,7 +440,9 @@ fn parse_flavor(cx: &Ctxt, value: &Expr) -> Option<(Flavor, LitStr)> {
         other => {
             cx.error_spanned_by(
                 lit,
-                format!("unknown `flavor = {other:?}`; expected \"current_thread\" or \"multi_thread\""),
+                format!(
+                    "unknown `flavor = {other:?}`; expected \"current_thread\" or \"multi_thread\""
+                ),
             );
             None
         }
@@ -418,7 +450,10 @@ fn parse_flavor(cx: &Ctxt, value: &Expr) -> Option<(Flavor, LitStr)> {
 }
 
 fn parse_worker_threads(cx: &Ctxt, value: &Expr) -> Option<(usize, Expr)> {
-    if let Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) = value {
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Int(lit), ..
+    }) = value
+    {
         match lit.base10_parse::<usize>() {
             Ok(0) => cx.error_spanned_by(value, "`worker_threads` must be at least 1"),
             Ok(n) => return Some((n, value.clone())),
@@ -426,12 +461,19 @@ fn parse_worker_threads(cx: &Ctxt, value: &Expr) -> Option<(usize, Expr)> {
         }
         return None;
     }
-    cx.error_spanned_by(value, "`worker_threads` must be an integer literal: `worker_threads = 4`");
+    cx.error_spanned_by(
+        value,
+        "`worker_threads` must be an integer literal: `worker_threads = 4`",
+    );
     None
 }
 
 fn parse_bool(cx: &Ctxt, key: &str, value: &Expr) -> Option<(bool, Expr)> {
-    if let Expr::Lit(ExprLit { lit: Lit::Bool(lit), .. }) = value {
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Bool(lit),
+        ..
+    }) = value
+    {
         return Some((lit.value(), value.clone()));
     }
     cx.error_spanned_by(value, format!("`{key}` must be `true` or `false`"));
@@ -448,7 +490,10 @@ mod tests {
         assert_eq!(suggestion("timout", CLEANUP_KEYS), Some("timeout"));
         assert_eq!(suggestion("priority", CLEANUP_KEYS), Some("order"));
         assert_eq!(suggestion("Timeout", CLEANUP_KEYS), Some("timeout"));
-        assert_eq!(suggestion("worker_thread", MAIN_KEYS), Some("worker_threads"));
+        assert_eq!(
+            suggestion("worker_thread", MAIN_KEYS),
+            Some("worker_threads")
+        );
         assert_eq!(suggestion("colour", CLEANUP_KEYS), None);
     }
 

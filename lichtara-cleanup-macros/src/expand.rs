@@ -42,7 +42,11 @@ fn runtime_path(krate: Option<&args::CratePath>) -> TokenStream {
 fn registration_head(args: &CleanupArgs, ident: &syn::Ident) -> TokenStream {
     let name = match &args.name {
         Some(name) => name.to_token_stream(),
-        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident))),
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#ident)
+        )),
     };
     let order = args.order.unwrap_or(0);
     let timeout_nanos = match &args.timeout {
@@ -67,21 +71,26 @@ fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
         ReturnType::Default => ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
+    // The call is bound first so that a wrong return type is reported on
+    // the return type alone.
     let (runner, kind) = if function.sig.asyncness.is_some() {
-        let boxed = quote_spanned!(output_span=> #krate::__private::box_hook(#ident()));
+        let boxed = quote_spanned!(output_span=> #krate::__private::box_hook(__lichtara_future));
         (
             quote! {
                 fn __lichtara_run() -> #krate::__private::HookFuture {
+                    let __lichtara_future = #ident();
                     #boxed
                 }
             },
             quote!(Async),
         )
     } else {
-        let converted = quote_spanned!(output_span=> #krate::__private::hook_result(#ident()));
+        let converted =
+            quote_spanned!(output_span=> #krate::__private::hook_result(__lichtara_output));
         (
             quote! {
                 fn __lichtara_run() -> ::core::result::Result<(), #krate::__private::BoxError> {
+                    let __lichtara_output = #ident();
                     #converted
                 }
             },
@@ -169,16 +178,22 @@ pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
-    let flavor = args.flavor.as_ref().map_or(Flavor::MultiThread, |(f, _)| *f);
+    let flavor = args
+        .flavor
+        .as_ref()
+        .map_or(Flavor::MultiThread, |(f, _)| *f);
     let builder = match flavor {
         Flavor::CurrentThread => quote!(new_current_thread),
         Flavor::MultiThread => quote!(new_multi_thread),
     };
-    let worker_threads = args.worker_threads.as_ref().map(|(n, _)| {
-        quote!(__lichtara_builder.worker_threads(#n);)
-    });
+    let worker_threads = args
+        .worker_threads
+        .as_ref()
+        .map(|(n, _)| quote!(__lichtara_builder.worker_threads(#n);));
     let start_paused = match &args.start_paused {
-        Some((true, value)) => Some(quote_spanned!(value.span()=> __lichtara_builder.start_paused(true);)),
+        Some((true, value)) => {
+            Some(quote_spanned!(value.span()=> __lichtara_builder.start_paused(true);))
+        }
         _ => None,
     };
     let timeout = match &args.timeout {

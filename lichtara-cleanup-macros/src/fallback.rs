@@ -16,7 +16,11 @@ pub(crate) fn item_with_error(item: TokenStream, err: syn::Error) -> TokenStream
 
 /// A best-effort `main`: expanded as if the options were right (parameters
 /// and generics dropped), so the only errors shown are the attribute's.
-pub(crate) fn main_with_error(args: &MainArgs, mut function: ItemFn, err: syn::Error) -> TokenStream {
+pub(crate) fn main_with_error(
+    args: &MainArgs,
+    mut function: ItemFn,
+    err: syn::Error,
+) -> TokenStream {
     function.sig.inputs.clear();
     function.sig.generics = syn::Generics::default();
     let expanded = expand::main_fn(args, function);

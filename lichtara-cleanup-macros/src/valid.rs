@@ -10,7 +10,10 @@ use crate::ctxt::Ctxt;
 pub(crate) fn hook_fn(cx: &Ctxt, function: &ItemFn) {
     let sig = &function.sig;
     if let Some(constness) = &sig.constness {
-        cx.error_spanned_by(constness, "a cleanup hook cannot be a `const fn`; remove `const`");
+        cx.error_spanned_by(
+            constness,
+            "a cleanup hook cannot be a `const fn`; remove `const`",
+        );
     }
     if let Safety::Unsafe(unsafety) = &sig.safety {
         cx.error_spanned_by(
@@ -19,7 +22,10 @@ pub(crate) fn hook_fn(cx: &Ctxt, function: &ItemFn) {
         );
     }
     if let Some(abi) = &sig.abi {
-        cx.error_spanned_by(abi, "a cleanup hook cannot be an `extern` fn; remove the ABI");
+        cx.error_spanned_by(
+            abi,
+            "a cleanup hook cannot be an `extern` fn; remove the ABI",
+        );
     }
     if !sig.generics.params.is_empty() {
         cx.error_spanned_by(
@@ -28,7 +34,10 @@ pub(crate) fn hook_fn(cx: &Ctxt, function: &ItemFn) {
         );
     }
     if let Some(where_clause) = &sig.generics.where_clause {
-        cx.error_spanned_by(where_clause, "a cleanup hook cannot have a `where` clause; remove it");
+        cx.error_spanned_by(
+            where_clause,
+            "a cleanup hook cannot have a `where` clause; remove it",
+        );
     }
     if !sig.inputs.is_empty() {
         cx.error_spanned_by(
@@ -50,7 +59,10 @@ pub(crate) fn resource_struct(cx: &Ctxt, item: &ItemStruct) {
             "a resource struct cannot be generic: `#[lichtara::cleanup]` registers one cleanup per type; wrap each concrete type in its own struct",
         );
     } else if let Some(where_clause) = &item.generics.where_clause {
-        cx.error_spanned_by(where_clause, "a resource struct cannot have a `where` clause");
+        cx.error_spanned_by(
+            where_clause,
+            "a resource struct cannot have a `where` clause",
+        );
     }
 }
 
@@ -64,16 +76,25 @@ pub(crate) fn main_fn(cx: &Ctxt, function: &ItemFn) {
         );
     }
     if !sig.inputs.is_empty() {
-        cx.error_spanned_by(&sig.inputs, "`#[lichtara::main]` takes a function without parameters");
+        cx.error_spanned_by(
+            &sig.inputs,
+            "`#[lichtara::main]` takes a function without parameters",
+        );
     }
     if !sig.generics.params.is_empty() {
-        cx.error_spanned_by(&sig.generics, "`#[lichtara::main]` cannot be put on a generic function");
+        cx.error_spanned_by(
+            &sig.generics,
+            "`#[lichtara::main]` cannot be put on a generic function",
+        );
     }
 }
 
 /// The options tokio refuses together.
 pub(crate) fn main_args(cx: &Ctxt, args: &MainArgs) {
-    let flavor = args.flavor.as_ref().map_or(Flavor::MultiThread, |(f, _)| *f);
+    let flavor = args
+        .flavor
+        .as_ref()
+        .map_or(Flavor::MultiThread, |(f, _)| *f);
     if flavor == Flavor::CurrentThread {
         if let Some((_, value)) = &args.worker_threads {
             cx.error_spanned_by(

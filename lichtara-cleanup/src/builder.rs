@@ -112,7 +112,9 @@ impl Shutdown {
         if !controller.claim() {
             tracing::error!("a shutdown sequence already ran in this process; not running another");
             return ShutdownReport {
-                trigger: controller.triggered().map_or(Trigger::Requested, |(t, _)| t),
+                trigger: controller
+                    .triggered()
+                    .map_or(Trigger::Requested, |(t, _)| t),
                 main: MainOutcome::Dropped,
                 hooks: Vec::new(),
                 deadline_passed: false,

@@ -23,12 +23,11 @@ pub(crate) fn resolve_timeout(configured: Option<Duration>) -> Result<Duration, 
 }
 
 fn parse_timeout(value: &str) -> Result<Duration, ConfigError> {
-    let timeout = humantime::parse_duration(value.trim()).map_err(|source| {
-        ConfigError::InvalidTimeout {
+    let timeout =
+        humantime::parse_duration(value.trim()).map_err(|source| ConfigError::InvalidTimeout {
             value: value.to_owned(),
             source,
-        }
-    })?;
+        })?;
     if timeout.is_zero() {
         return Err(ConfigError::ZeroTimeout {
             value: value.to_owned(),

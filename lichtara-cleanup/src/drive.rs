@@ -20,8 +20,9 @@ where
     F::Output: Termination,
 {
     let controller = controller();
-    let app = CatchUnwind::new(app);
-    tokio::pin!(app);
+    // Boxed, not pinned on the stack: a `main` that cannot react is dropped
+    // (its locals released) before the hooks run.
+    let mut app = Box::pin(CatchUnwind::new(app));
     let returned = tokio::select! {
         biased;
         finished = &mut app => Some(main_outcome(finished)),
@@ -68,9 +69,7 @@ where
     report
 }
 
-fn main_outcome<T: Termination>(
-    finished: Result<T, Box<dyn std::any::Any + Send>>,
-) -> MainOutcome {
+fn main_outcome<T: Termination>(finished: Result<T, Box<dyn std::any::Any + Send>>) -> MainOutcome {
     match finished {
         // `report` prints `Error: …` for an `Err`, as Rust's own `main` does.
         Ok(output) => match output.report() {
@@ -99,7 +98,9 @@ fn log_main(main: &MainOutcome) {
     match main {
         MainOutcome::Success => tracing::debug!("main returned"),
         MainOutcome::Failure { code } => tracing::warn!(code, "main returned a failure"),
-        MainOutcome::Panicked { message } => tracing::error!(panic = message.as_str(), "main panicked"),
+        MainOutcome::Panicked { message } => {
+            tracing::error!(panic = message.as_str(), "main panicked")
+        }
         MainOutcome::Dropped => tracing::debug!("main dropped"),
         MainOutcome::Abandoned => {
             tracing::error!("main was still running at the global deadline; hooks not run");
@@ -114,13 +115,27 @@ fn log_summary(report: &ShutdownReport) {
         .filter(|hook| !hook.outcome().is_success())
         .count();
     let hooks = report.hooks().len();
-    let elapsed_ms = report.elapsed().as_secs_f64() * 1000.0;
+    let elapsed_ms = crate::report::millis(report.elapsed());
     let exit_code = report.exit_code();
     let trigger = report.trigger().to_string();
     if report.deadline_passed() || report.main() == &MainOutcome::Abandoned {
-        tracing::error!(trigger, hooks, failed, elapsed_ms, exit_code, "shutdown passed the global deadline");
+        tracing::error!(
+            trigger,
+            hooks,
+            failed,
+            elapsed_ms,
+            exit_code,
+            "shutdown passed the global deadline"
+        );
     } else if exit_code != 0 {
-        tracing::warn!(trigger, hooks, failed, elapsed_ms, exit_code, "shutdown finished with errors");
+        tracing::warn!(
+            trigger,
+            hooks,
+            failed,
+            elapsed_ms,
+            exit_code,
+            "shutdown finished with errors"
+        );
     } else {
         tracing::info!(trigger, hooks, elapsed_ms, exit_code, "shutdown complete");
     }

@@ -43,7 +43,9 @@ where
     controller.claim();
     controller.enable_default_logging();
     if let Err(err) = supervisor::start(true) {
-        eprintln!("lichtara: cannot listen for signals ({err}); shutdown begins only when main ends");
+        eprintln!(
+            "lichtara: cannot listen for signals ({err}); shutdown begins only when main ends"
+        );
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,

@@ -30,7 +30,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum ConfigError {
     /// `LICHTARA_SHUTDOWN_TIMEOUT` is not a duration such as `"10s"`.
-    #[error("LICHTARA_SHUTDOWN_TIMEOUT={value:?} is not a duration (write it like \"10s\" or \"1m 30s\"): {source}")]
+    #[error(
+        "LICHTARA_SHUTDOWN_TIMEOUT={value:?} is not a duration (write it like \"10s\" or \"1m 30s\"): {source}"
+    )]
     InvalidTimeout {
         /// The value found in the environment.
         value: String,
@@ -38,7 +40,9 @@ pub enum ConfigError {
         source: humantime::DurationError,
     },
     /// `LICHTARA_SHUTDOWN_TIMEOUT` is zero: no hook could ever run.
-    #[error("LICHTARA_SHUTDOWN_TIMEOUT={value:?} is zero; the deadline must leave time for the hooks")]
+    #[error(
+        "LICHTARA_SHUTDOWN_TIMEOUT={value:?} is zero; the deadline must leave time for the hooks"
+    )]
     ZeroTimeout {
         /// The value found in the environment.
         value: String,

@@ -29,5 +29,7 @@ pub(crate) fn install_default() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     // Losing a race with the application's own subscriber is fine.
-    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
 }

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::hook::{Hook, HookFuture, HookKind, HookMeta, HookRunner};
 use crate::BoxError;
+use crate::hook::{Hook, HookFuture, HookKind, HookMeta, HookRunner};
 
 /// One hook declared with `#[lichtara::cleanup]`. Not public API. Built by
 /// generated code.
@@ -119,11 +119,16 @@ pub(crate) fn write_listing(out: &mut dyn Write) -> io::Result<()> {
         )?;
         return Ok(());
     }
-    writeln!(out, "{:>6}  {:<9}  {:<9}  {:<40}  SOURCE", "ORDER", "TIMEOUT", "KIND", "NAME")?;
+    writeln!(
+        out,
+        "{:>6}  {:<9}  {:<9}  {:<40}  SOURCE",
+        "ORDER", "TIMEOUT", "KIND", "NAME"
+    )?;
     for meta in &metas {
-        let timeout = meta
-            .timeout
-            .map_or_else(|| "-".to_owned(), |t| humantime::format_duration(t).to_string());
+        let timeout = meta.timeout.map_or_else(
+            || "-".to_owned(),
+            |t| humantime::format_duration(t).to_string(),
+        );
         let source = meta
             .source
             .map_or_else(String::new, |(file, line)| format!("{file}:{line}"));

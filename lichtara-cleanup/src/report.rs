@@ -3,6 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+/// Milliseconds with microsecond precision, for log fields: `12.345`.
+pub(crate) fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 /// What began the shutdown.
 ///
 /// # Examples
@@ -333,11 +338,22 @@ mod tests {
         assert_eq!(report(Dropped, &[Outcome::Ok], false).exit_code(), 0);
         assert_eq!(report(Failure { code: 1 }, &[], false).exit_code(), 1);
         assert_eq!(report(Failure { code: 3 }, &[], false).exit_code(), 3);
-        assert_eq!(report(Success, &[Outcome::Error("x".into())], false).exit_code(), 1);
-        assert_eq!(report(Success, &[Outcome::Panicked("x".into())], false).exit_code(), 1);
+        assert_eq!(
+            report(Success, &[Outcome::Error("x".into())], false).exit_code(),
+            1
+        );
+        assert_eq!(
+            report(Success, &[Outcome::Panicked("x".into())], false).exit_code(),
+            1
+        );
         assert_eq!(report(Success, &[Outcome::TimedOut], false).exit_code(), 1);
-        let panicked = Panicked { message: "p".into() };
-        assert_eq!(report(panicked.clone(), &[Outcome::Error("x".into())], false).exit_code(), 101);
+        let panicked = Panicked {
+            message: "p".into(),
+        };
+        assert_eq!(
+            report(panicked.clone(), &[Outcome::Error("x".into())], false).exit_code(),
+            101
+        );
         assert_eq!(report(panicked, &[], true).exit_code(), 124);
         assert_eq!(report(Success, &[Outcome::NotRun], true).exit_code(), 124);
         assert_eq!(report(Abandoned, &[], false).exit_code(), 124);

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::task::JoinSet;
 
-use crate::hook::HookFuture;
-use crate::registry::{Registration, RegisteredKind};
-use crate::unwind::{CatchUnwind, panic_message};
 use crate::BoxError;
+use crate::hook::HookFuture;
+use crate::registry::{RegisteredKind, Registration};
+use crate::unwind::{CatchUnwind, panic_message};
 
 /// Cleanup for a resource type, run once for every live managed instance at
 /// shutdown.
@@ -115,9 +115,12 @@ impl<T> Instances<T> {
     /// The instances to clean; each is handed out once.
     fn take(&self) -> Vec<Arc<T>> {
         self.pin();
-        self.lock().pinned.as_mut().map(std::mem::take).unwrap_or_default()
+        self.lock()
+            .pinned
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
-
 }
 
 impl<T> Default for Instances<T> {
@@ -227,7 +230,9 @@ pub fn resource_hook<T: Resource>() -> HookFuture {
             match joined {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(err))) => failures.push(crate::sequence::error_chain(&*err)),
-                Ok(Err(payload)) => failures.push(format!("panicked: {}", panic_message(&*payload))),
+                Ok(Err(payload)) => {
+                    failures.push(format!("panicked: {}", panic_message(&*payload)))
+                }
                 Err(err) => failures.push(err.to_string()),
             }
         }

@@ -71,12 +71,19 @@ fn report(meta: &HookMeta, outcome: Outcome, elapsed: Duration) -> HookReport {
 }
 
 fn log(hook: &HookReport) {
-    let elapsed_ms = hook.elapsed.as_secs_f64() * 1000.0;
+    let elapsed_ms = crate::report::millis(hook.elapsed);
     let (name, order, outcome) = (hook.name.as_str(), hook.order, hook.outcome.as_str());
     match &hook.outcome {
         Outcome::Ok => tracing::info!(hook = name, order, elapsed_ms, outcome, "hook finished"),
         Outcome::Error(error) | Outcome::Panicked(error) => {
-            tracing::warn!(hook = name, order, elapsed_ms, outcome, error = error.as_str(), "hook failed");
+            tracing::warn!(
+                hook = name,
+                order,
+                elapsed_ms,
+                outcome,
+                error = error.as_str(),
+                "hook failed"
+            );
         }
         Outcome::TimedOut => tracing::error!(
             hook = name,
@@ -86,7 +93,12 @@ fn log(hook: &HookReport) {
             timeout_ms = hook.timeout.map(|t| t.as_millis() as u64),
             "hook timed out and was abandoned"
         ),
-        Outcome::NotRun => tracing::error!(hook = name, order, outcome, "hook not run: global deadline passed"),
+        Outcome::NotRun => tracing::error!(
+            hook = name,
+            order,
+            outcome,
+            "hook not run: global deadline passed"
+        ),
     }
 }
 
@@ -109,7 +121,11 @@ async fn run_one(hook: Hook, limit: Option<Instant>) -> Outcome {
 }
 
 /// Runs `hooks` phase by phase; `deadline` bounds the whole.
-pub(crate) async fn run(mut hooks: Vec<Hook>, deadline: Instant, progress: &Progress) -> SequenceOutcome {
+pub(crate) async fn run(
+    mut hooks: Vec<Hook>,
+    deadline: Instant,
+    progress: &Progress,
+) -> SequenceOutcome {
     hooks.sort_by(|a, b| a.meta.sort_key().cmp(&b.meta.sort_key()));
     let mut reports = Vec::with_capacity(hooks.len());
     let mut deadline_passed = false;
@@ -150,7 +166,12 @@ async fn run_phase(
 ) -> bool {
     let started = Instant::now();
     tracing::debug!(order, hooks = phase.len(), "phase started");
-    progress.set_running(phase.iter().map(|hook| hook.meta.name.to_string()).collect());
+    progress.set_running(
+        phase
+            .iter()
+            .map(|hook| hook.meta.name.to_string())
+            .collect(),
+    );
     let metas: Vec<HookMeta> = phase.iter().map(|hook| hook.meta.clone()).collect();
     let mut outcomes: Vec<Option<(Outcome, Duration)>> = vec![None; phase.len()];
     let mut set = JoinSet::new();
@@ -351,7 +372,9 @@ mod tests {
     async fn panics_and_errors_are_contained() {
         let journal = Journal::default();
         let hooks = vec![
-            hook("panics", 0, None, &journal, async { panic!("hook exploded") }),
+            hook("panics", 0, None, &journal, async {
+                panic!("hook exploded")
+            }),
             hook("errs", 0, None, &journal, async {
                 Err(std::io::Error::other("disk full").into())
             }),
@@ -360,7 +383,10 @@ mod tests {
         ];
         let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
         assert_eq!(outcome.hooks[0].outcome, Outcome::Error("disk full".into()));
-        assert_eq!(outcome.hooks[2].outcome, Outcome::Panicked("hook exploded".into()));
+        assert_eq!(
+            outcome.hooks[2].outcome,
+            Outcome::Panicked("hook exploded".into())
+        );
         assert_eq!(outcome.hooks[1].outcome, Outcome::Ok);
         assert_eq!(outcome.hooks[3].outcome, Outcome::Ok);
     }
@@ -384,13 +410,22 @@ mod tests {
             source: None,
         };
         let hooks = vec![
-            Hook { meta: meta("counts"), runner: HookRunner::Blocking(counts) },
-            Hook { meta: meta("panics"), runner: HookRunner::Blocking(panics) },
+            Hook {
+                meta: meta("counts"),
+                runner: HookRunner::Blocking(counts),
+            },
+            Hook {
+                meta: meta("panics"),
+                runner: HookRunner::Blocking(panics),
+            },
         ];
         let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
         assert_eq!(BLOCKING_RUNS.load(Ordering::SeqCst), 1);
         assert_eq!(outcome.hooks[0].outcome, Outcome::Ok);
-        assert_eq!(outcome.hooks[1].outcome, Outcome::Panicked("sync hook exploded".into()));
+        assert_eq!(
+            outcome.hooks[1].outcome,
+            Outcome::Panicked("sync hook exploded".into())
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,6 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-
 /// How long any one wait of a test may last before it is a failure. Generous:
 /// these machines are shared and noisy; no test asserts on speed.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -132,7 +131,10 @@ impl Proc {
             match self.lines.recv_timeout(left) {
                 Ok(next) => self.seen.push(next),
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no {line:?} within {PATIENCE:?}; stdout so far: {:?}", self.seen)
+                    panic!(
+                        "no {line:?} within {PATIENCE:?}; stdout so far: {:?}",
+                        self.seen
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let ended = self.wait();
@@ -155,7 +157,10 @@ impl Proc {
         if self.exited.recv_timeout(PATIENCE).is_err() {
             let _ = self.child.kill();
             let status = self.child.wait();
-            panic!("still running after {PATIENCE:?} (killed: {status:?}); stdout: {:?}", self.seen);
+            panic!(
+                "still running after {PATIENCE:?} (killed: {status:?}); stdout: {:?}",
+                self.seen
+            );
         }
         let status = self.child.wait().expect("reap the child");
         while let Ok(line) = self.lines.recv_timeout(PATIENCE) {

@@ -22,7 +22,10 @@ fn main_returning_runs_the_hooks_and_exits_0() {
     let ended = run(FAILING, "ok");
     assert_eq!(ended.code(), Some(0), "{ended}");
     all_hooks_ran(&ended);
-    assert!(ended.stderr.contains("trigger=\"main returned\""), "{ended}");
+    assert!(
+        ended.stderr.contains("trigger=\"main returned\""),
+        "{ended}"
+    );
 }
 
 #[test]
@@ -54,7 +57,10 @@ fn a_failing_hook_is_reported_the_others_run_and_the_exit_is_1() {
     assert_eq!(ended.code(), Some(1), "{ended}");
     all_hooks_ran(&ended);
     assert!(ended.stderr.contains("the disk is full"), "{ended}");
-    assert!(ended.stderr.contains("shutdown finished with errors"), "{ended}");
+    assert!(
+        ended.stderr.contains("shutdown finished with errors"),
+        "{ended}"
+    );
 }
 
 #[test]
@@ -69,9 +75,15 @@ fn a_panicking_hook_is_reported_the_others_run_and_the_exit_is_1() {
 fn programmatic_shutdown_runs_the_sequence() {
     let ended = run(SERVICE, "call");
     assert_eq!(ended.code(), Some(0), "{ended}");
-    assert!(ended.has("main wound down, holding connection 1"), "{ended}");
+    assert!(
+        ended.has("main wound down, holding connection 1"),
+        "{ended}"
+    );
     assert!(ended.has("last"), "{ended}");
-    assert!(ended.stderr.contains("trigger=\"shutdown requested\""), "{ended}");
+    assert!(
+        ended.stderr.contains("trigger=\"shutdown requested\""),
+        "{ended}"
+    );
 }
 
 #[cfg(unix)]
@@ -117,7 +129,10 @@ mod deadline {
     fn a_bad_deadline_in_the_environment_stops_the_start() {
         let ended = signalled_before_ready("soon");
         assert_eq!(ended.code(), Some(2), "{ended}");
-        assert!(ended.stderr.contains("LICHTARA_SHUTDOWN_TIMEOUT=\"soon\""), "{ended}");
+        assert!(
+            ended.stderr.contains("LICHTARA_SHUTDOWN_TIMEOUT=\"soon\""),
+            "{ended}"
+        );
         assert!(!ended.has("READY"), "{ended}");
     }
 
@@ -145,16 +160,35 @@ fn hooks_list_prints_the_registered_hooks_and_skips_main() {
     assert_eq!(row("service::stop_accepting")[..2], ["-1", "5s"]);
     assert_eq!(row("service::flush_sync")[..3], ["1", "-", "fn"]);
     assert_eq!(row("service::Connection")[..3], ["0", "5s", "resource"]);
-    let source = row("service::the_last_one").last().map(|s| s.to_string()).unwrap();
+    let source = row("service::the_last_one")
+        .last()
+        .map(|s| s.to_string())
+        .unwrap();
     assert!(source.starts_with("tests/src/bin/service.rs:"), "{source}");
     // hooklib is a dependency of this package, but service never names it
-    assert!(!ended.stdout.iter().any(|l| l.contains("hooklib")), "{ended}");
+    assert!(
+        !ended.stdout.iter().any(|l| l.contains("hooklib")),
+        "{ended}"
+    );
 }
 
 #[test]
 fn hooks_list_shows_library_hooks_when_the_crate_is_named() {
-    let ended = Proc::start(env!("CARGO_BIN_EXE_libhooks"), &[("LICHTARA_HOOKS", "list")]).wait();
+    let ended = Proc::start(
+        env!("CARGO_BIN_EXE_libhooks"),
+        &[("LICHTARA_HOOKS", "list")],
+    )
+    .wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
-    assert!(ended.stdout.iter().any(|l| l.contains("hooklib::library_hook")), "{ended}");
-    assert!(ended.stdout.iter().any(|l| l.contains("hooklib::Session")), "{ended}");
+    assert!(
+        ended
+            .stdout
+            .iter()
+            .any(|l| l.contains("hooklib::library_hook")),
+        "{ended}"
+    );
+    assert!(
+        ended.stdout.iter().any(|l| l.contains("hooklib::Session")),
+        "{ended}"
+    );
 }

@@ -26,8 +26,14 @@ fn sigterm_runs_every_phase_in_order_and_exits_0() {
     // order -1, then 0 (the resource), then the two order-1 hooks together, then order 2
     let first_end = ended.position("end stop_accepting");
     let connection = ended.position("close connection 1");
-    let starts = [ended.position("start flush_sync"), ended.position("start flush_async")];
-    let ends = [ended.position("end flush_sync"), ended.position("end flush_async")];
+    let starts = [
+        ended.position("start flush_sync"),
+        ended.position("start flush_async"),
+    ];
+    let ends = [
+        ended.position("end flush_sync"),
+        ended.position("end flush_async"),
+    ];
     let last = ended.position("last");
     assert!(first_end < connection, "{ended}");
     assert!(starts.iter().all(|s| connection < *s), "{ended}");
@@ -37,7 +43,10 @@ fn sigterm_runs_every_phase_in_order_and_exits_0() {
     );
     assert!(ends.iter().all(|e| *e < last), "{ended}");
     assert!(ended.stderr.contains("shutdown complete"), "{ended}");
-    assert!(ended.stderr.contains("trigger=\"signal SIGTERM\""), "{ended}");
+    assert!(
+        ended.stderr.contains("trigger=\"signal SIGTERM\""),
+        "{ended}"
+    );
     assert!(ended.stderr.contains("service::the_last_one"), "{ended}");
 }
 
@@ -65,7 +74,13 @@ fn a_main_that_ignores_shutdown_is_dropped_and_its_resources_still_cleaned() {
     service.signal(Signal::SIGTERM);
     let ended = service.wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
-    assert!(!ended.stdout.iter().any(|l| l.starts_with("main wound down")), "{ended}");
+    assert!(
+        !ended
+            .stdout
+            .iter()
+            .any(|l| l.starts_with("main wound down")),
+        "{ended}"
+    );
     assert!(ended.has("close connection 1"), "{ended}");
     assert!(ended.has("last"), "{ended}");
 }
@@ -80,7 +95,10 @@ fn a_second_signal_during_shutdown_ends_the_process_by_that_signal() {
     let ended = proc.wait();
     assert_eq!(ended.signal(), Some(Signal::SIGINT as i32), "{ended}");
     assert!(!ended.has("long_flush ended"), "{ended}");
-    assert!(ended.stderr.contains("second signal during shutdown"), "{ended}");
+    assert!(
+        ended.stderr.contains("second signal during shutdown"),
+        "{ended}"
+    );
 }
 
 #[test]

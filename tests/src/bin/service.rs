@@ -47,6 +47,15 @@ impl lichtara::Cleanup for Connection {
     }
 }
 
+/// Says when `main`'s locals are released.
+struct DropGuard;
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        event("main's locals dropped");
+    }
+}
+
 #[lichtara::main(timeout = "20s")]
 async fn main() {
     let kept = lichtara::manage(Connection { id: 1 });
@@ -62,10 +71,16 @@ async fn main() {
             lichtara::shutdown();
             lichtara::signalled().await;
         }
-        "ignore" => loop {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        },
+        "ignore" => {
+            let _guard = DropGuard;
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        }
         other => panic!("unknown MODE {other}"),
     }
-    event(&format!("main wound down, holding connection {}", also_kept.id));
+    event(&format!(
+        "main wound down, holding connection {}",
+        also_kept.id
+    ));
 }

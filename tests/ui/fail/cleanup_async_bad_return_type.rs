@@ -1,0 +1,6 @@
+#[lichtara::cleanup]
+async fn hook() -> Option<()> {
+    None
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup(crate = "not a path")]
+fn hook() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[lichtara::cleanup]
+fn hook() -> u32 {
+    3
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup]
+const fn hook() {}
+
+fn main() {}

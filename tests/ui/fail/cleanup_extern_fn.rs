@@ -1,0 +1,4 @@
+#[lichtara::cleanup]
+extern "C" fn hook() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup]
+fn hook<T: Default>() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[lichtara::cleanup]
+struct Pool<T> {
+    conn: T,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup(order)]
+fn hook() {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+struct Db;
+
+impl Db {
+    #[lichtara::cleanup]
+    fn close_all() {}
+}
+
+fn main() {}

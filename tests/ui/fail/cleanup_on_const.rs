@@ -1,0 +1,4 @@
+#[lichtara::cleanup]
+const LIMIT: u32 = 3;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[lichtara::cleanup]
+enum Db {
+    A,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+struct Db;
+
+#[lichtara::cleanup]
+impl Db {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+struct Db;
+
+impl Db {
+    #[lichtara::cleanup]
+    async fn close(&self) {}
+}
+
+fn main() {}

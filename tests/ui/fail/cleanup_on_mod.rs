@@ -1,0 +1,4 @@
+#[lichtara::cleanup]
+mod hooks {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup]
+static LIMIT: u32 = 3;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup]
+trait Close {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[lichtara::cleanup]
+union U {
+    a: u32,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup(order = 1.5)]
+fn hook() {}
+
+fn main() {}

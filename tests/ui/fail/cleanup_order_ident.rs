@@ -1,0 +1,4 @@
+#[lichtara::cleanup(order = x)]
+fn hook() {}
+
+fn main() {}

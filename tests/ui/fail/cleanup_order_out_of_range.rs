@@ -1,0 +1,4 @@
+#[lichtara::cleanup(order = 3000000000)]
+fn hook() {}
+
+fn main() {}

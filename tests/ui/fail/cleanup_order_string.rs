@@ -1,0 +1,4 @@
+#[lichtara::cleanup(order = "2")]
+fn hook() {}
+
+fn main() {}

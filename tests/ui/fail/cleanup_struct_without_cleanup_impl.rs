@@ -1,0 +1,6 @@
+#[lichtara::cleanup(order = 2)]
+struct Database {
+    url: String,
+}
+
+fn main() {}

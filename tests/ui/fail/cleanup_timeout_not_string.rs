@@ -1,0 +1,4 @@
+#[lichtara::cleanup(timeout = 5)]
+fn hook() {}
+
+fn main() {}

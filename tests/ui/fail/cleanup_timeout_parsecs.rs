@@ -1,0 +1,4 @@
+#[lichtara::cleanup(timeout = "5 parsecs")]
+fn hook() {}
+
+fn main() {}

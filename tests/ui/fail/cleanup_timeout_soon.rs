@@ -1,0 +1,4 @@
+#[lichtara::cleanup(timeout = "soon")]
+async fn hook() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup(timeout = "2h")]
+fn hook() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup(timeout = "0s")]
+fn hook() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup(ordre = 1)]
+fn hook() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup(priority = 1)]
+fn hook() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::cleanup(timout = "5s")]
+fn hook() {}
+
+fn main() {}

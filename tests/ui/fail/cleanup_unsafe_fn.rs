@@ -1,0 +1,4 @@
+#[lichtara::cleanup]
+unsafe fn hook() {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+#[lichtara::cleanup]
+fn hook()
+where
+    u8: Copy,
+{
+}
+
+fn main() {}

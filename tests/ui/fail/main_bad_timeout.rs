@@ -1,0 +1,2 @@
+#[lichtara::main(timeout = "ten seconds")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[lichtara::main(flavor = "current_thread", flavor = "multi_thread")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[lichtara::main]
+fn main() {}

@@ -1,0 +1,2 @@
+#[lichtara::main(start_paused = true)]
+async fn main() {}

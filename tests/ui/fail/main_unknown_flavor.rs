@@ -1,0 +1,2 @@
+#[lichtara::main(flavor = "single")]
+async fn main() {}

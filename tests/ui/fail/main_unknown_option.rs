@@ -1,0 +1,2 @@
+#[lichtara::main(flavour = "current_thread")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[lichtara::main]
+async fn main(args: Vec<String>) {}

@@ -1,0 +1,5 @@
+#[lichtara::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    std::fs::metadata(".")?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+#[lichtara::cleanup]
+fn hook() {}
+
+#[lichtara::main]
+async fn main() {}

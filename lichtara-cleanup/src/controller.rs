@@ -65,7 +65,7 @@ impl Controller {
             }
             // Instances alive now are cleaned even if `main` drops its
             // handles while it winds down.
-            crate::resource::pin_all();
+            crate::registry::plan().pin_resources();
             tracing::info!(
                 trigger = %trigger,
                 deadline_ms = self.budget().as_millis() as u64,
@@ -223,4 +223,48 @@ pub fn shutdown() {
 #[must_use]
 pub fn is_shutting_down() -> bool {
     controller().has_begun()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test of this binary that touches the process-wide
+    /// controller: many triggers at once begin exactly one shutdown.
+    #[test]
+    fn simultaneous_triggers_begin_shutdown_once() {
+        let controller = controller();
+        assert!(!controller.has_begun());
+        let barrier = std::sync::Barrier::new(8);
+        let firsts = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|n| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let trigger = if n % 2 == 0 {
+                            Trigger::Requested
+                        } else {
+                            Trigger::MainReturned
+                        };
+                        controller.trigger(trigger)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("trigger thread"))
+                .filter(|first| *first)
+                .count()
+        });
+        assert_eq!(firsts, 1);
+        assert!(controller.has_begun());
+        assert!(is_shutting_down());
+        let (trigger, _) = controller.triggered().expect("a trigger was recorded");
+        assert!(matches!(
+            trigger,
+            Trigger::Requested | Trigger::MainReturned
+        ));
+        assert!(!controller.trigger(Trigger::MainPanicked));
+    }
 }

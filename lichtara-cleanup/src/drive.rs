@@ -51,7 +51,7 @@ where
     let (trigger, started) = controller
         .triggered()
         .unwrap_or((Trigger::Requested, Instant::now()));
-    let mut hooks = registry::collect();
+    let mut hooks = registry::plan().hooks();
     hooks.extend(extra);
     let deadline = tokio::time::Instant::from_std(controller.deadline());
     // After an abandoned `main` the deadline has passed: every hook is

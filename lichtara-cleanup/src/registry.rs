@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::BoxError;
@@ -96,21 +97,56 @@ impl Registration {
 
 inventory::collect!(Registration);
 
-/// Every hook registered at compile time, unsorted.
-pub(crate) fn collect() -> Vec<Hook> {
-    inventory::iter::<Registration>
-        .into_iter()
-        .map(Registration::hook)
-        .collect()
+/// The registered hooks in the order the sequencer runs them, and the
+/// resource types whose instances are pinned when shutdown begins. Built
+/// once, off the shutdown path: the supervisor thread builds it at startup.
+pub(crate) struct Plan {
+    hooks: Vec<&'static Registration>,
+    pins: Vec<fn()>,
+}
+
+static PLAN: OnceLock<Plan> = OnceLock::new();
+
+pub(crate) fn plan() -> &'static Plan {
+    PLAN.get_or_init(|| {
+        let mut hooks: Vec<&'static Registration> =
+            inventory::iter::<Registration>.into_iter().collect();
+        hooks.sort_unstable_by(|a, b| (a.order, a.name).cmp(&(b.order, b.name)));
+        let pins = hooks
+            .iter()
+            .filter_map(|registration| match registration.kind {
+                RegisteredKind::Resource { pin, .. } => Some(pin),
+                _ => None,
+            })
+            .collect();
+        Plan { hooks, pins }
+    })
+}
+
+impl Plan {
+    /// Every registered hook, sorted, ready to run.
+    pub(crate) fn hooks(&self) -> Vec<Hook> {
+        self.hooks
+            .iter()
+            .map(|registration| registration.hook())
+            .collect()
+    }
+
+    /// Keeps the live instances of every resource type until cleaned.
+    pub(crate) fn pin_resources(&self) {
+        for pin in &self.pins {
+            pin();
+        }
+    }
 }
 
 /// Writes the `LICHTARA_HOOKS=list` table.
 pub(crate) fn write_listing(out: &mut dyn Write) -> io::Result<()> {
-    let mut metas: Vec<HookMeta> = inventory::iter::<Registration>
-        .into_iter()
-        .map(Registration::meta)
+    let metas: Vec<HookMeta> = plan()
+        .hooks
+        .iter()
+        .map(|registration| registration.meta())
         .collect();
-    metas.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     writeln!(out, "{} cleanup hooks registered", metas.len())?;
     if metas.is_empty() {
         writeln!(

@@ -1,5 +1,6 @@
 //! What a shutdown did: per hook, per phase, and the exit code that follows.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -157,7 +158,7 @@ impl fmt::Display for Outcome {
 /// ```
 #[derive(Clone, Debug)]
 pub struct HookReport {
-    pub(crate) name: String,
+    pub(crate) name: Cow<'static, str>,
     pub(crate) order: i32,
     pub(crate) timeout: Option<Duration>,
     pub(crate) outcome: Outcome,

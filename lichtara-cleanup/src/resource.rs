@@ -10,7 +10,6 @@ use tokio::task::JoinSet;
 
 use crate::BoxError;
 use crate::hook::HookFuture;
-use crate::registry::{RegisteredKind, Registration};
 use crate::unwind::{CatchUnwind, panic_message};
 
 /// Cleanup for a resource type, run once for every live managed instance at
@@ -253,13 +252,4 @@ pub fn resource_hook<T: Resource>() -> HookFuture {
 /// Used by generated code.
 pub fn resource_pin<T: Resource>() {
     T::instances().pin();
-}
-
-/// Pins the instances of every registered resource type.
-pub(crate) fn pin_all() {
-    for registration in inventory::iter::<Registration> {
-        if let RegisteredKind::Resource { pin, .. } = registration.kind {
-            pin();
-        }
-    }
 }

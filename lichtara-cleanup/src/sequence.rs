@@ -3,13 +3,15 @@
 //! global deadline. It knows nothing of signals or processes, so it is
 //! tested on virtual time.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::hook::{Hook, HookMeta};
+use crate::hook::{Hook, HookFuture, HookMeta, HookRunner};
 use crate::report::{HookReport, Outcome};
 use crate::unwind::{CatchUnwind, panic_message};
 
@@ -24,15 +26,15 @@ pub(crate) struct SequenceOutcome {
 /// passes while the runtime is stuck.
 #[derive(Clone, Default)]
 pub(crate) struct Progress {
-    running: Arc<Mutex<Vec<String>>>,
+    running: Arc<Mutex<Vec<Cow<'static, str>>>>,
 }
 
 impl Progress {
-    fn set_running(&self, names: Vec<String>) {
+    fn set_running(&self, names: Vec<Cow<'static, str>>) {
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) = names;
     }
 
-    pub(crate) fn running(&self) -> Vec<String> {
+    pub(crate) fn running(&self) -> Vec<Cow<'static, str>> {
         self.running
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -56,23 +58,19 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     message
 }
 
-fn not_run(meta: &HookMeta) -> HookReport {
-    report(meta, Outcome::NotRun, Duration::ZERO)
-}
-
-fn report(meta: &HookMeta, outcome: Outcome, elapsed: Duration) -> HookReport {
+fn not_run(meta: HookMeta) -> HookReport {
     HookReport {
-        name: meta.name.to_string(),
+        name: meta.name,
         order: meta.order,
         timeout: meta.timeout,
-        outcome,
-        elapsed,
+        outcome: Outcome::NotRun,
+        elapsed: Duration::ZERO,
     }
 }
 
 fn log(hook: &HookReport) {
     let elapsed_ms = crate::report::millis(hook.elapsed);
-    let (name, order, outcome) = (hook.name.as_str(), hook.order, hook.outcome.as_str());
+    let (name, order, outcome) = (&*hook.name, hook.order, hook.outcome.as_str());
     match &hook.outcome {
         Outcome::Ok => tracing::info!(hook = name, order, elapsed_ms, outcome, "hook finished"),
         Outcome::Error(error) | Outcome::Panicked(error) => {
@@ -102,10 +100,38 @@ fn log(hook: &HookReport) {
     }
 }
 
-/// Runs one hook within `limit` (its own timeout); panics and errors become
-/// outcomes.
-async fn run_one(hook: Hook, limit: Option<Instant>) -> Outcome {
-    let running = CatchUnwind::new(async move { hook.runner.start().await });
+fn outcome_of(
+    finished: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
+) -> Outcome {
+    match finished {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(err)) => Outcome::Error(error_chain(&*err)),
+        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
+    }
+}
+
+/// Starts a hook and polls it once, in place: most hooks (no-ops, quick
+/// flushes) finish at once and never need a task of their own. A pending
+/// hook is handed back to be spawned.
+fn start(runner: HookRunner) -> Result<Outcome, HookFuture> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut future = runner.start();
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => Err(future),
+        }
+    }));
+    match first {
+        Ok(Ok(result)) => Ok(outcome_of(Ok(result))),
+        Ok(Err(future)) => Err(future),
+        Err(payload) => Ok(outcome_of(Err(payload))),
+    }
+}
+
+/// Drives a started hook to its end within `limit` (its own timeout).
+async fn finish(future: HookFuture, limit: Option<Instant>) -> Outcome {
+    let running = CatchUnwind::new(future);
     let finished = match limit {
         Some(limit) => match tokio::time::timeout_at(limit, running).await {
             Ok(finished) => finished,
@@ -113,11 +139,7 @@ async fn run_one(hook: Hook, limit: Option<Instant>) -> Outcome {
         },
         None => running.await,
     };
-    match finished {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(err)) => Outcome::Error(error_chain(&*err)),
-        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
-    }
+    outcome_of(finished)
 }
 
 /// Runs `hooks` phase by phase; `deadline` bounds the whole.
@@ -126,7 +148,10 @@ pub(crate) async fn run(
     deadline: Instant,
     progress: &Progress,
 ) -> SequenceOutcome {
-    hooks.sort_by(|a, b| a.meta.sort_key().cmp(&b.meta.sort_key()));
+    // The registered hooks come sorted; builder hooks may not.
+    if !hooks.is_sorted_by(|a, b| a.meta.sort_key() <= b.meta.sort_key()) {
+        hooks.sort_by(|a, b| a.meta.sort_key().cmp(&b.meta.sort_key()));
+    }
     let mut reports = Vec::with_capacity(hooks.len());
     let mut deadline_passed = false;
     let mut remaining = hooks.into_iter().peekable();
@@ -138,8 +163,8 @@ pub(crate) async fn run(
         }
         if deadline_passed || Instant::now() >= deadline {
             deadline_passed = true;
-            for hook in &phase {
-                let report = not_run(&hook.meta);
+            for hook in phase {
+                let report = not_run(hook.meta);
                 log(&report);
                 reports.push(report);
             }
@@ -166,14 +191,18 @@ async fn run_phase(
 ) -> bool {
     let started = Instant::now();
     tracing::debug!(order, hooks = phase.len(), "phase started");
-    progress.set_running(
-        phase
-            .iter()
-            .map(|hook| hook.meta.name.to_string())
-            .collect(),
-    );
-    let metas: Vec<HookMeta> = phase.iter().map(|hook| hook.meta.clone()).collect();
-    let mut outcomes: Vec<Option<(Outcome, Duration)>> = vec![None; phase.len()];
+    // Each hook's report is in place from the start (as `not run`) and
+    // filled in when it ends: no second list to keep in step.
+    let base = reports.len();
+    let mut done = vec![false; phase.len()];
+    let mut record =
+        |reports: &mut Vec<HookReport>, index: usize, outcome: Outcome, elapsed: Duration| {
+            let report = &mut reports[base + index];
+            report.outcome = outcome;
+            report.elapsed = elapsed;
+            log(report);
+            done[index] = true;
+        };
     let mut set = JoinSet::new();
     for (index, hook) in phase.into_iter().enumerate() {
         // A hook's own timeout is enforced inside its task; the deadline
@@ -183,37 +212,46 @@ async fn run_phase(
             .timeout
             .map(|timeout| started + timeout)
             .filter(|limit| *limit < deadline);
-        set.spawn(async move {
-            let outcome = run_one(hook, limit).await;
-            (index, outcome, started.elapsed())
-        });
-    }
-    let drained = tokio::time::timeout_at(deadline, async {
-        while let Some(joined) = set.join_next().await {
-            // Hook tasks catch their own panics; a join error is only an
-            // abort, which happens after this loop.
-            if let Ok((index, outcome, elapsed)) = joined {
-                let report = report(&metas[index], outcome.clone(), elapsed);
-                log(&report);
-                outcomes[index] = Some((outcome, elapsed));
+        reports.push(not_run(hook.meta));
+        match start(hook.runner) {
+            Ok(outcome) => record(reports, index, outcome, started.elapsed()),
+            Err(future) => {
+                set.spawn(async move {
+                    let outcome = finish(future, limit).await;
+                    (index, outcome, started.elapsed())
+                });
             }
         }
-    })
-    .await;
-    let deadline_passed = drained.is_err();
-    if deadline_passed {
-        set.abort_all();
     }
-    for (meta, outcome) in metas.iter().zip(outcomes) {
-        let report = match outcome {
-            Some((outcome, elapsed)) => report(meta, outcome, elapsed),
-            None => {
-                let report = report(meta, Outcome::TimedOut, started.elapsed());
-                log(&report);
-                report
+    let mut deadline_passed = false;
+    if !set.is_empty() {
+        progress.set_running(
+            reports[base..]
+                .iter()
+                .map(|report| report.name.clone())
+                .collect(),
+        );
+        let drained = tokio::time::timeout_at(deadline, async {
+            while let Some(joined) = set.join_next().await {
+                // Hook tasks catch their own panics; a join error is only
+                // an abort, which happens after this loop.
+                if let Ok((index, outcome, elapsed)) = joined {
+                    record(reports, index, outcome, elapsed);
+                }
             }
-        };
-        reports.push(report);
+        })
+        .await;
+        deadline_passed = drained.is_err();
+        if deadline_passed {
+            set.abort_all();
+            let elapsed = started.elapsed();
+            for (index, _) in done.iter().enumerate().filter(|(_, done)| !**done) {
+                let report = &mut reports[base + index];
+                report.outcome = Outcome::TimedOut;
+                report.elapsed = elapsed;
+                log(report);
+            }
+        }
     }
     deadline_passed
 }
@@ -284,7 +322,7 @@ mod tests {
         outcome
             .hooks
             .iter()
-            .map(|hook| (hook.name.clone(), hook.outcome.as_str().to_owned()))
+            .map(|hook| (hook.name.to_string(), hook.outcome.as_str().to_owned()))
             .collect()
     }
 
@@ -316,7 +354,7 @@ mod tests {
                 (160, "end late".into()),
             ]
         );
-        let names: Vec<_> = outcome.hooks.iter().map(|h| h.name.as_str()).collect();
+        let names: Vec<_> = outcome.hooks.iter().map(|h| &*h.name).collect();
         assert_eq!(names, ["first", "a", "b", "late"]);
         assert_eq!(outcome.hooks[2].elapsed, Duration::from_millis(100));
     }

@@ -60,6 +60,8 @@ fn spawn(watchdog: bool) -> io::Result<()> {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
+                // Sort the hooks now, while nothing waits for them.
+                crate::registry::plan();
                 supervise(listener, watchdog).await;
             });
         })?;

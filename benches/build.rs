@@ -1,0 +1,18 @@
+//! Writes the scenario programs' generated parts: S1's 10,000 no-op hooks.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// How many cleanup units S1 registers.
+const S1_UNITS: usize = 10_000;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let mut hooks = String::new();
+    for n in 0..S1_UNITS {
+        writeln!(hooks, "#[lichtara::cleanup]\nasync fn unit_{n}() {{}}").unwrap();
+    }
+    std::fs::write(out.join("s1_hooks.rs"), hooks).expect("write s1_hooks.rs");
+    println!("cargo:rustc-env=S1_UNITS={S1_UNITS}");
+    println!("cargo:rerun-if-changed=build.rs");
+}

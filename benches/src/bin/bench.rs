@@ -1,0 +1,198 @@
+//! The benchmark driver: starts each scenario program as a child process,
+//! waits for its READY line, sends SIGTERM with kill(2) and times until the
+//! exit is observed (wait4, which also gives peak RSS). Solutions of one
+//! scenario run alternately, run by run, so ratios compare neighbours.
+//!
+//! ```text
+//! cargo run --release -p lichtara-bench --bin bench            # 7 runs each
+//! cargo run --release -p lichtara-bench --bin bench -- --quick # 1 run each, as CI does
+//! ```
+//!
+//! These are figures, not tests: nothing here asserts a speed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One measured run.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    to_ready: Duration,
+    to_exit: Duration,
+    peak_rss_kib: i64,
+    exit_code: i32,
+}
+
+/// A program of one solution.
+struct Solution {
+    label: &'static str,
+    binary: &'static str,
+}
+
+struct Scenario {
+    name: &'static str,
+    solutions: &'static [Solution],
+}
+
+const SCENARIOS: &[Scenario] = &[Scenario {
+    name: "S1: 10,000 no-op cleanup units",
+    solutions: &[
+        Solution {
+            label: "lichtara",
+            binary: "s1_lichtara",
+        },
+        Solution {
+            label: "hand-rolled CancellationToken + TaskTracker",
+            binary: "s1_handrolled",
+        },
+    ],
+}];
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let runs = if quick { 1 } else { 7 };
+    let dir = binaries_dir();
+    println!("# lichtara benchmarks\n");
+    println!(
+        "{} run(s) per solution, release build, {} cores; SIGTERM -> exit observed by wait4.\n",
+        runs,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for scenario in SCENARIOS {
+        run_scenario(&dir, scenario, runs);
+    }
+}
+
+/// Where the scenario programs are: beside this driver. Under `cargo run`,
+/// build them first so the one command does everything.
+fn binaries_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir").to_path_buf();
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let profile = if dir.ends_with("release") {
+            "--release"
+        } else {
+            "--profile=dev"
+        };
+        let status = Command::new(cargo)
+            .args(["build", "-q", profile, "-p", "lichtara-bench", "--bins"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the scenario programs failed");
+    }
+    dir
+}
+
+fn run_scenario(dir: &Path, scenario: &Scenario, runs: usize) {
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); scenario.solutions.len()];
+    for _ in 0..runs {
+        for (index, solution) in scenario.solutions.iter().enumerate() {
+            results[index].push(measure(&dir.join(solution.binary)));
+        }
+    }
+    println!("## {}\n", scenario.name);
+    println!(
+        "| solution | SIGTERM -> exit median (min-max) | peak RSS median | to READY median | exit codes |"
+    );
+    println!("|---|---|---|---|---|");
+    for (solution, runs) in scenario.solutions.iter().zip(&results) {
+        let exit = stats(
+            runs.iter()
+                .map(|r| r.to_exit.as_secs_f64() * 1000.0)
+                .collect(),
+        );
+        let rss = stats(
+            runs.iter()
+                .map(|r| r.peak_rss_kib as f64 / 1024.0)
+                .collect(),
+        );
+        let ready = stats(
+            runs.iter()
+                .map(|r| r.to_ready.as_secs_f64() * 1000.0)
+                .collect(),
+        );
+        let mut codes: Vec<i32> = runs.iter().map(|r| r.exit_code).collect();
+        codes.dedup();
+        println!(
+            "| {} | {:.2} ms ({:.2}-{:.2}) | {:.1} MiB | {:.2} ms | {:?} |",
+            solution.label, exit.0, exit.1, exit.2, rss.0, ready.0, codes
+        );
+    }
+    let base = &results[0];
+    for (solution, runs) in scenario.solutions.iter().zip(&results).skip(1) {
+        let exit = stats(
+            base.iter()
+                .zip(runs)
+                .map(|(a, b)| a.to_exit.as_secs_f64() / b.to_exit.as_secs_f64())
+                .collect(),
+        );
+        let rss = stats(
+            base.iter()
+                .zip(runs)
+                .map(|(a, b)| a.peak_rss_kib as f64 / b.peak_rss_kib as f64)
+                .collect(),
+        );
+        println!(
+            "\nlichtara / {}: exit time x{:.2} (median of run-by-run ratios, {:.2}-{:.2}), peak RSS x{:.2}",
+            solution.label, exit.0, exit.1, exit.2, rss.0
+        );
+    }
+    println!();
+}
+
+/// Median, min, max.
+fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    (median, values[0], values[values.len() - 1])
+}
+
+fn measure(binary: &Path) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+    let pid = child.id() as libc::pid_t;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let ready = loop {
+        match lines.next() {
+            Some(Ok(line)) if line == "READY" => break started.elapsed(),
+            Some(Ok(_)) => continue,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} ended before READY", binary.display());
+            }
+        }
+    };
+    let signalled = Instant::now();
+    // SAFETY: kill(2) on the PID of a child this function started and has
+    // not reaped.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0, "kill failed");
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with valid out-pointers; this reaps it.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let to_exit = signalled.elapsed();
+    assert_eq!(reaped, pid, "wait4 failed");
+    let exit_code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    // std's Child must not wait again on a reaped PID; forget the handle.
+    std::mem::forget(child);
+    Run {
+        to_ready: ready,
+        to_exit,
+        peak_rss_kib: usage.ru_maxrss,
+        exit_code,
+    }
+}

@@ -1,0 +1,145 @@
+//! `lichtara cleanup`: processes of this project that outlived their
+//! service. Found by the marker environment variable every process started
+//! by `start` or `run` inherits — never by name or command line.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::Marked;
+use crate::project::Project;
+use crate::record::{self, Liveness, Record};
+use crate::{Failure, procfs, terminate};
+
+/// A marked process with no live service to belong to.
+pub(crate) struct Orphan {
+    pub(crate) process: Marked,
+    pub(crate) why: String,
+}
+
+pub(crate) fn run(
+    project: &Project,
+    dry_run: bool,
+    yes: bool,
+    timeout: Duration,
+) -> Result<ExitCode, Failure> {
+    let orphans = find(project)?;
+    if orphans.is_empty() {
+        println!("no orphaned processes of this project");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_table(&orphans);
+    if dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            println!("not a terminal: only listed; run `lichtara cleanup --yes` to end them");
+            return Ok(ExitCode::SUCCESS);
+        }
+        print!("end these {} process(es)? [y/N] ", orphans.len());
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing ended");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let pinned: Vec<_> = orphans
+        .iter()
+        .filter_map(|orphan| {
+            terminate::pin(orphan.process.stat.pid, orphan.process.stat.start_time)
+        })
+        .collect();
+    let outcome = terminate::terminate(pinned, None, timeout);
+    println!(
+        "ended {} process(es): {} after SIGTERM, {} after SIGKILL",
+        outcome.by_term + outcome.by_kill.len(),
+        outcome.by_term,
+        outcome.by_kill.len()
+    );
+    if outcome.survivors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::new(format!(
+            "processes {:?} survived SIGKILL",
+            outcome.survivors
+        )))
+    }
+}
+
+/// The orphans of `project`: marked processes of this user whose run has
+/// no live record.
+pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
+    let records = records(project)?;
+    let live: Vec<&Record> = records
+        .iter()
+        .filter(|record| matches!(record.liveness(), Liveness::Running))
+        .collect();
+    let orphans = super::marked(&project.marker_prefix())
+        .into_iter()
+        .filter(|process| !live.iter().any(|record| record.marker == process.marker))
+        .map(|process| {
+            let name = process.marker.split('/').nth(1).unwrap_or("?").to_owned();
+            let mut why = if live.iter().any(|record| record.name == name) {
+                format!("left over from an earlier run of `{name}`")
+            } else if records.iter().any(|record| record.name == name) {
+                format!("`{name}` is dead (stale PID file)")
+            } else {
+                format!("`{name}` is not running")
+            };
+            if process.stat.ppid == 1 {
+                why.push_str("; re-parented to PID 1");
+            }
+            Orphan { process, why }
+        })
+        .collect();
+    Ok(orphans)
+}
+
+/// Every PID file of the project.
+fn records(project: &Project) -> Result<Vec<Record>, Failure> {
+    let Some(state) = project.existing_state_dir()? else {
+        return Ok(Vec::new());
+    };
+    let entries = std::fs::read_dir(&state)
+        .map_err(|err| Failure::new(format!("{}: {err}", state.display())))?;
+    let mut records = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "pid") {
+            // A file we cannot trust names no live service: its processes
+            // show as orphans, which is what the user needs to see.
+            match record::read(&path) {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {}
+                Err(failure) => eprintln!("lichtara: {}", failure.message()),
+            }
+        }
+    }
+    Ok(records)
+}
+
+fn print_table(orphans: &[Orphan]) {
+    println!(
+        "{:>7}  {:>7}  {:>8}  {:>9}  {:<40}  WHY",
+        "PID", "PARENT", "AGE", "MEMORY", "COMMAND"
+    );
+    for orphan in orphans {
+        let stat = &orphan.process.stat;
+        let age = procfs::age(stat.start_time).map_or_else(|| "?".into(), super::short_duration);
+        let memory = procfs::rss_kib(stat.pid).map_or_else(
+            || "?".into(),
+            |kib| format!("{:.1} MiB", kib as f64 / 1024.0),
+        );
+        let mut command = procfs::cmdline(stat.pid);
+        if command.chars().count() > 40 {
+            command = command.chars().take(39).collect::<String>() + "…";
+        }
+        println!(
+            "{:>7}  {:>7}  {:>8}  {:>9}  {:<40}  {}",
+            stat.pid, stat.ppid, age, memory, command, orphan.why
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! One file per command.
+
+pub(crate) mod cleanup;
+pub(crate) mod logs;
+pub(crate) mod restart;
+pub(crate) mod run;
+pub(crate) mod start;
+pub(crate) mod status;
+pub(crate) mod stop;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::procfs::{self, Stat};
+use crate::project::MARKER_VAR;
+
+/// A process of this user that carries a marker of this project.
+#[derive(Debug, Clone)]
+pub(crate) struct Marked {
+    pub(crate) stat: Stat,
+    pub(crate) marker: String,
+}
+
+/// Every process of the current user whose marker starts with `prefix`,
+/// except PID 1, this process and its ancestors. Processes that vanish or
+/// cannot be read while we look are skipped.
+pub(crate) fn marked(prefix: &str) -> Vec<Marked> {
+    let me = std::process::id() as i32;
+    let uid = rustix::process::getuid().as_raw();
+    let all = procfs::all_stats().unwrap_or_default();
+    let mut ancestors = vec![me];
+    let mut cursor = me;
+    while let Some(parent) = all.iter().find(|s| s.pid == cursor).map(|s| s.ppid) {
+        if parent <= 1 || ancestors.contains(&parent) {
+            break;
+        }
+        ancestors.push(parent);
+        cursor = parent;
+    }
+    all.into_iter()
+        .filter(|stat| stat.pid > 1 && !ancestors.contains(&stat.pid) && !stat.is_zombie())
+        .filter(|stat| procfs::uid(stat.pid).is_ok_and(|owner| owner == uid))
+        .filter_map(|stat| {
+            let marker = procfs::environ_var(stat.pid, MARKER_VAR).ok()??;
+            marker
+                .starts_with(prefix)
+                .then_some(Marked { stat, marker })
+        })
+        .collect()
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A short human duration: `3s`, `2m 5s`, `1h 4m`.
+pub(crate) fn short_duration(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+    }
+}

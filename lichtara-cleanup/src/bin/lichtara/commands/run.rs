@@ -1,0 +1,192 @@
+//! `lichtara run`: a foreground supervisor for containers and terminals.
+//! It becomes a child subreaper, so every descendant that loses its parent
+//! is re-parented to it; forwards signals to the command's process group;
+//! reaps zombies; and when the command ends, ends whatever is left before
+//! exiting with the command's status. Nothing it started outlives it.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use rustix::process::{
+    Pid, Signal, WaitOptions, getpid, kill_process_group, set_child_subreaper, wait,
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::project::{MARKER_VAR, Project};
+use crate::record::{self, Liveness, Record};
+use crate::{Failure, procfs, terminate};
+
+pub(crate) fn run(
+    project: &Project,
+    name: Option<&str>,
+    timeout: Option<Duration>,
+    command: &[String],
+) -> Result<ExitCode, Failure> {
+    let name = project.name(name)?;
+    let command = project.command(command)?;
+    let timeout = project.stop_timeout(timeout)?;
+    let state = project.state_dir()?;
+    let pid_path = record::pid_path(&state, &name);
+    let Some(lock) = record::lock(&state, &name)? else {
+        return Err(Failure::new(format!("`{name}` is already running")));
+    };
+    if let Some(existing) = record::read(&pid_path)? {
+        match existing.liveness() {
+            Liveness::Running => {
+                return Err(Failure::new(format!(
+                    "`{name}` is already running (pid {})",
+                    existing.pid
+                )));
+            }
+            Liveness::Stale(_) => record::remove(&pid_path)?,
+        }
+    }
+    set_child_subreaper(Some(getpid()))
+        .map_err(|err| Failure::new(format!("cannot become a child subreaper: {err}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Failure::new(format!("cannot start the supervisor: {err}")))?;
+    let me = std::process::id() as i32;
+    let marker = format!("{}/{name}/run-{me}", project.id);
+    let status = runtime.block_on(async {
+        // Registered before the command starts, so no SIGCHLD is missed.
+        let mut signals =
+            Signals::new().map_err(|err| Failure::new(format!("cannot handle signals: {err}")))?;
+        // The record exists before the command starts, so nothing the
+        // command does can be seen before `status` sees the service; the
+        // group is filled in once the command has one.
+        let mut record = Record {
+            name: name.clone(),
+            pid: me,
+            pgid: me,
+            start_time: procfs::stat(me).map(|stat| stat.start_time).unwrap_or(0),
+            boot_id: procfs::boot_id().unwrap_or_default(),
+            command: command.clone(),
+            started_at: super::now_secs(),
+            marker: marker.clone(),
+        };
+        record::write(&pid_path, &record)?;
+        let child = Command::new(&command[0])
+            .args(&command[1..])
+            .current_dir(&project.dir)
+            .envs(&project.settings.env)
+            .env(MARKER_VAR, &marker)
+            .process_group(0)
+            .spawn()
+            .map_err(|err| {
+                let _ = record::remove(&pid_path);
+                Failure::new(format!("cannot start `{}`: {err}", command[0]))
+            })?;
+        let child = child.id() as i32;
+        record.pgid = child;
+        record::write(&pid_path, &record)?;
+        Ok::<_, Failure>(supervise(child, &mut signals, timeout).await)
+    })?;
+    // The command is gone; end what it left behind: everything re-parented
+    // to us, and anything else that carries this run's marker.
+    let all = procfs::all_stats().unwrap_or_default();
+    let mut leftovers: Vec<_> = procfs::descendants(me, &all)
+        .into_iter()
+        .filter_map(|pid| all.iter().find(|stat| stat.pid == pid))
+        .filter_map(|stat| terminate::pin(stat.pid, stat.start_time))
+        .collect();
+    for process in super::marked(&marker) {
+        if process.marker == marker && !leftovers.iter().any(|p| p.pid == process.stat.pid) {
+            leftovers.extend(terminate::pin(process.stat.pid, process.stat.start_time));
+        }
+    }
+    if !leftovers.is_empty() {
+        eprintln!(
+            "lichtara: ending {} process(es) the command left behind",
+            leftovers.len()
+        );
+        terminate::terminate(leftovers, None, timeout);
+    }
+    reap_all();
+    record::remove(&pid_path)?;
+    drop(lock);
+    Ok(ExitCode::from(status))
+}
+
+/// The signals the supervisor forwards, and SIGCHLD.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    child: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
+            child: signal(SignalKind::child())?,
+        })
+    }
+}
+
+/// Waits for the command to end, forwarding signals to its group; after a
+/// forwarded signal it has `timeout` before SIGKILL. Returns the exit code
+/// to pass on: the command's, or 128+N if a signal N ended it.
+async fn supervise(child: i32, signals: &mut Signals, timeout: Duration) -> u8 {
+    let group = Pid::from_raw(child).expect("a child has a pid");
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    loop {
+        if let Some(status) = reap(child) {
+            return status;
+        }
+        let forward = tokio::select! {
+            _ = signals.child.recv() => None,
+            _ = signals.term.recv() => Some(Signal::TERM),
+            _ = signals.int.recv() => Some(Signal::INT),
+            _ = signals.hup.recv() => Some(Signal::HUP),
+            _ = signals.quit.recv() => Some(Signal::QUIT),
+            () = sleep_until(kill_at) => {
+                // The command did not end in time: the whole group goes.
+                let _ = kill_process_group(group, Signal::KILL);
+                kill_at = None;
+                None
+            }
+        };
+        if let Some(signal) = forward {
+            // The child is unreaped, so its PID (and group id) is still ours.
+            let _ = kill_process_group(group, signal);
+            kill_at.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reaps every exited child without blocking; returns the command's exit
+/// code once it has been reaped.
+fn reap(child: i32) -> Option<u8> {
+    let mut result = None;
+    while let Ok(Some((pid, status))) = wait(WaitOptions::NOHANG) {
+        if pid.as_raw_nonzero().get() == child {
+            let code = match (status.exit_status(), status.terminating_signal()) {
+                (Some(code), _) => code,
+                (None, Some(signal)) => 128 + signal,
+                _ => 1,
+            };
+            result = Some(u8::try_from(code & 0xff).unwrap_or(1));
+        }
+    }
+    result
+}
+
+/// Reaps the last zombies (ended descendants re-parented to us).
+fn reap_all() {
+    while let Ok(Some(_)) = wait(WaitOptions::NOHANG) {}
+}

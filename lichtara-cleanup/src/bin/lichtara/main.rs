@@ -1,0 +1,203 @@
+//! `lichtara`: starts, stops and watches a project's server processes, and
+//! removes the orphans they leave — without ever signalling a process it
+//! cannot prove is the project's.
+//!
+//! ```text
+//! lichtara start -- python3 -m http.server 8000
+//! lichtara status
+//! lichtara logs -f
+//! lichtara stop
+//! lichtara cleanup --dry-run
+//! lichtara run -- ./my-server      # foreground, for containers
+//! ```
+//!
+//! State lives in `.lichtara/` in the project directory (the current one,
+//! or `--dir`); settings in an optional `Lichtara.toml`. Linux only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[cfg(target_os = "linux")]
+mod commands;
+#[cfg(target_os = "linux")]
+mod procfs;
+#[cfg(target_os = "linux")]
+mod project;
+#[cfg(target_os = "linux")]
+mod record;
+#[cfg(target_os = "linux")]
+mod terminate;
+
+/// Manage the server processes of a project, safely.
+#[derive(Debug, Parser)]
+#[command(name = "lichtara", version, about, long_about = None)]
+struct Cli {
+    /// The project directory (default: the current directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// `--name`, shared by the commands that act on one service.
+#[derive(Debug, Args)]
+struct NameArg {
+    /// The service name (default: `name` in Lichtara.toml, else `server`).
+    #[arg(long, short = 'N')]
+    name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the command detached, in its own session, logging to
+    /// `.lichtara/<name>.log`.
+    Start {
+        #[command(flatten)]
+        name: NameArg,
+        /// The command (default: `command` in Lichtara.toml).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Stop the service: SIGTERM to its process group, SIGKILL after the
+    /// timeout.
+    Stop {
+        #[command(flatten)]
+        name: NameArg,
+        /// How long to wait after SIGTERM (default: `stop_timeout`, else 10s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Show whether the service runs. Exit 0 running, 1 stale PID file,
+    /// 3 not running.
+    Status {
+        #[command(flatten)]
+        name: NameArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop, then start again.
+    Restart {
+        #[command(flatten)]
+        name: NameArg,
+        /// How long to wait after SIGTERM.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        /// The command (default: Lichtara.toml's, else the one recorded).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Print the end of the service's log.
+    Logs {
+        #[command(flatten)]
+        name: NameArg,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Keep printing what is appended, until Ctrl-C.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Find processes of this project that outlived their service, and
+    /// end them.
+    Cleanup {
+        /// Only list them.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask before ending them.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// How long to wait after SIGTERM before SIGKILL.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+        timeout: Duration,
+    },
+    /// Run the command in the foreground as its supervisor: forward
+    /// signals, reap zombies, leave no descendant behind.
+    Run {
+        #[command(flatten)]
+        name: NameArg,
+        /// How long the command gets after a forwarded signal before SIGKILL.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        /// The command (default: `command` in Lichtara.toml).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+/// An error that ends the command: one line, and an exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("lichtara: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    let project = project::Project::open(cli.dir.as_deref())?;
+    match cli.command {
+        Command::Start { name, command } => {
+            commands::start::run(&project, name.name.as_deref(), &command)
+        }
+        Command::Stop { name, timeout } => {
+            commands::stop::run(&project, name.name.as_deref(), timeout)
+        }
+        Command::Status { name, json } => {
+            commands::status::run(&project, name.name.as_deref(), json)
+        }
+        Command::Restart {
+            name,
+            timeout,
+            command,
+        } => commands::restart::run(&project, name.name.as_deref(), timeout, &command),
+        Command::Logs {
+            name,
+            lines,
+            follow,
+        } => commands::logs::run(&project, name.name.as_deref(), lines, follow),
+        Command::Cleanup {
+            dry_run,
+            yes,
+            timeout,
+        } => commands::cleanup::run(&project, dry_run, yes, timeout),
+        Command::Run {
+            name,
+            timeout,
+            command,
+        } => commands::run::run(&project, name.name.as_deref(), timeout, &command),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn dispatch(_cli: Cli) -> Result<ExitCode, Failure> {
+    Err(Failure::new(
+        "the process manager needs Linux (/proc, pidfd, process groups); this platform is not supported",
+    ))
+}

@@ -1,0 +1,261 @@
+//! What `/proc` says about processes. Every reader returns an error or
+//! `None` for a process that vanished: processes come and go while we look.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::time::Duration;
+
+/// The fields of `/proc/<pid>/stat` the manager uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub(crate) pid: i32,
+    pub(crate) state: char,
+    pub(crate) ppid: i32,
+    pub(crate) pgrp: i32,
+    pub(crate) session: i32,
+    /// Clock ticks after boot at which the process started: with the boot
+    /// id, what tells one process from a later one that reuses its PID.
+    pub(crate) start_time: u64,
+}
+
+impl Stat {
+    /// A zombie has exited; only its parent's wait is missing.
+    pub(crate) fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Parses a `/proc/<pid>/stat` line. The command name sits in parentheses
+/// and may hold anything, `)` and spaces included: fields are counted from
+/// the last `)`.
+pub(crate) fn parse_stat(line: &str) -> Option<Stat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let pid = line[..open].trim().parse().ok()?;
+    let fields: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
+    // fields[0] is field 3 (state); start_time is field 22.
+    Some(Stat {
+        pid,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+pub(crate) fn stat(pid: i32) -> io::Result<Stat> {
+    let line = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&line).ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/stat")))
+}
+
+/// This boot's id: a PID and start time are only comparable within a boot.
+pub(crate) fn boot_id() -> io::Result<String> {
+    Ok(fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_owned())
+}
+
+/// The real user id of `pid`.
+pub(crate) fn uid(pid: i32) -> io::Result<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|uids| uids.split_whitespace().next())
+        .and_then(|uid| uid.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no Uid in /proc/{pid}/status")))
+}
+
+/// Resident memory in KiB.
+pub(crate) fn rss_kib(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// The command line, as the process sees its arguments.
+pub(crate) fn cmdline(pid: i32) -> String {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = raw
+        .split(|byte| *byte == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    args.join(" ")
+}
+
+/// The value of `name` in the environment `pid` started with.
+pub(crate) fn environ_var(pid: i32, name: &str) -> io::Result<Option<String>> {
+    let raw = fs::read(format!("/proc/{pid}/environ"))?;
+    let prefix = format!("{name}=");
+    Ok(raw
+        .split(|byte| *byte == 0)
+        .find_map(|entry| entry.strip_prefix(prefix.as_bytes()))
+        .map(|value| String::from_utf8_lossy(value).into_owned()))
+}
+
+/// Every PID in `/proc`.
+pub(crate) fn pids() -> io::Result<Vec<i32>> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        if let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
+/// How long ago a process with this start time started.
+pub(crate) fn age(start_time: u64) -> Option<Duration> {
+    let uptime: f64 = fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let ticks = rustix::param::clock_ticks_per_second();
+    let started = start_time as f64 / ticks as f64;
+    Some(Duration::from_secs_f64((uptime - started).max(0.0)))
+}
+
+/// The descendants of `root` (not `root` itself), by parent links.
+pub(crate) fn descendants(root: i32, all: &[Stat]) -> Vec<i32> {
+    let mut found = vec![root];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            all.iter()
+                .filter(|s| s.ppid == parent && s.pid != root)
+                .map(|s| s.pid),
+        );
+        next += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Stats of every process still readable.
+pub(crate) fn all_stats() -> io::Result<Vec<Stat>> {
+    Ok(pids()?
+        .into_iter()
+        .filter_map(|pid| stat(pid).ok())
+        .collect())
+}
+
+/// TCP ports on which any of `pids` listens.
+pub(crate) fn listening_ports(pids: &[i32]) -> Vec<u16> {
+    let mut inodes = HashSet::new();
+    for pid in pids {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = fs::read_link(fd.path()) {
+                if let Some(inode) = target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("socket:["))
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<u64>().ok())
+                {
+                    inodes.insert(inode);
+                }
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1 ("ADDR:PORT" in hex), st field 3
+            // (0A = LISTEN), inode field 9.
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if *state != "0A"
+                || !inode
+                    .parse()
+                    .is_ok_and(|inode: u64| inodes.contains(&inode))
+            {
+                continue;
+            }
+            if let Some(port) = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                ports.push(port);
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_stat_line_whose_name_holds_parentheses_and_spaces() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(
+            (stat.pid, stat.state, stat.ppid, stat.pgrp, stat.session),
+            (4242, 'S', 1, 4242, 4242)
+        );
+        assert_eq!(stat.start_time, 987654);
+    }
+
+    #[test]
+    fn garbage_is_not_a_stat() {
+        assert_eq!(parse_stat(""), None);
+        assert_eq!(parse_stat("12 (x) S"), None);
+        assert_eq!(
+            parse_stat("nope (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20"),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id() as i32;
+        let stat = stat(me).unwrap();
+        assert_eq!(stat.pid, me);
+        assert!(stat.start_time > 0);
+        assert!(rss_kib(me).unwrap() > 0);
+        assert_eq!(uid(me).unwrap(), rustix::process::getuid().as_raw());
+        assert!(!boot_id().unwrap().is_empty());
+    }
+
+    #[test]
+    fn descendants_follow_parent_links() {
+        let s = |pid, ppid| Stat {
+            pid,
+            state: 'S',
+            ppid,
+            pgrp: pid,
+            session: pid,
+            start_time: 1,
+        };
+        let all = [s(10, 1), s(11, 10), s(12, 11), s(13, 1), s(14, 10)];
+        let mut found = descendants(10, &all);
+        found.sort_unstable();
+        assert_eq!(found, [11, 12, 14]);
+    }
+}

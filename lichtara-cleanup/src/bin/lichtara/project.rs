@@ -1,0 +1,224 @@
+//! The project: its directory, the state kept in `.lichtara/`, its settings
+//! in `Lichtara.toml`, and the marker every process it starts carries.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Failure;
+
+/// The environment variable that marks every process a service started,
+/// inherited by all its descendants: `<project id>/<name>/<instance>`.
+pub(crate) const MARKER_VAR: &str = "LICHTARA_MARKER";
+
+/// How long `stop` waits after SIGTERM before SIGKILL, by default.
+pub(crate) const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `start` watches a new process for an immediate death.
+pub(crate) const DEFAULT_START_GRACE: Duration = Duration::from_millis(300);
+
+/// Settings from `Lichtara.toml`, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Settings {
+    /// The command `start` and `run` use when none is given.
+    pub(crate) command: Option<Vec<String>>,
+    /// The service name when `--name` is not given.
+    pub(crate) name: Option<String>,
+    /// How long `stop` waits before SIGKILL: `"10s"`.
+    pub(crate) stop_timeout: Option<String>,
+    /// How long `start` watches for an immediate death: `"300ms"`.
+    pub(crate) start_grace: Option<String>,
+    /// Extra environment for the command.
+    #[serde(default)]
+    pub(crate) env: BTreeMap<String, String>,
+}
+
+/// One project directory.
+#[derive(Debug)]
+pub(crate) struct Project {
+    pub(crate) dir: PathBuf,
+    pub(crate) settings: Settings,
+    /// Derived from the canonical directory path: stable per project.
+    pub(crate) id: String,
+}
+
+impl Project {
+    /// Opens the project at `dir` (the current directory by default).
+    pub(crate) fn open(dir: Option<&Path>) -> Result<Self, Failure> {
+        let dir = match dir {
+            Some(dir) => dir.to_path_buf(),
+            None => std::env::current_dir()
+                .map_err(|err| Failure::new(format!("cannot read the current directory: {err}")))?,
+        };
+        let dir = fs::canonicalize(&dir)
+            .map_err(|err| Failure::new(format!("project directory {}: {err}", dir.display())))?;
+        let settings = read_settings(&dir.join("Lichtara.toml"))?;
+        let id = project_id(&dir);
+        Ok(Self { dir, settings, id })
+    }
+
+    /// The service name: `--name`, else `Lichtara.toml`, else `server`.
+    pub(crate) fn name(&self, given: Option<&str>) -> Result<String, Failure> {
+        let name = given
+            .or(self.settings.name.as_deref())
+            .unwrap_or("server")
+            .to_owned();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && !name.starts_with('.');
+        if valid {
+            Ok(name)
+        } else {
+            Err(Failure::new(format!(
+                "invalid service name {name:?}: use letters, digits, '-', '_' or '.' (at most 64, not starting with '.')"
+            )))
+        }
+    }
+
+    /// `.lichtara/`, created private to the user if missing; refused when it
+    /// is a symlink or belongs to someone else.
+    pub(crate) fn state_dir(&self) -> Result<PathBuf, Failure> {
+        let state = self.dir.join(".lichtara");
+        match fs::symlink_metadata(&state) {
+            Ok(meta) => check_owned_dir(&state, &meta)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&state)
+                    .map_err(|err| {
+                        Failure::new(format!("cannot create {}: {err}", state.display()))
+                    })?;
+            }
+            Err(err) => return Err(Failure::new(format!("{}: {err}", state.display()))),
+        }
+        Ok(state)
+    }
+
+    /// The state directory if it exists (commands that only read).
+    pub(crate) fn existing_state_dir(&self) -> Result<Option<PathBuf>, Failure> {
+        let state = self.dir.join(".lichtara");
+        match fs::symlink_metadata(&state) {
+            Ok(meta) => {
+                check_owned_dir(&state, &meta)?;
+                Ok(Some(state))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(Failure::new(format!("{}: {err}", state.display()))),
+        }
+    }
+
+    pub(crate) fn stop_timeout(&self, given: Option<Duration>) -> Result<Duration, Failure> {
+        match (given, &self.settings.stop_timeout) {
+            (Some(timeout), _) => Ok(timeout),
+            (None, Some(text)) => parse_duration("stop_timeout", text),
+            (None, None) => Ok(DEFAULT_STOP_TIMEOUT),
+        }
+    }
+
+    pub(crate) fn start_grace(&self) -> Result<Duration, Failure> {
+        match &self.settings.start_grace {
+            Some(text) => parse_duration("start_grace", text),
+            None => Ok(DEFAULT_START_GRACE),
+        }
+    }
+
+    /// The command to run: given on the command line, else from settings.
+    pub(crate) fn command(&self, given: &[String]) -> Result<Vec<String>, Failure> {
+        if !given.is_empty() {
+            return Ok(given.to_vec());
+        }
+        match &self.settings.command {
+            Some(command) if !command.is_empty() => Ok(command.clone()),
+            _ => Err(Failure::new(
+                "no command: give one after `--` (`lichtara start -- python3 -m http.server`) or set `command = [...]` in Lichtara.toml",
+            )),
+        }
+    }
+
+    /// The marker prefix of every process of this project.
+    pub(crate) fn marker_prefix(&self) -> String {
+        format!("{}/", self.id)
+    }
+}
+
+fn check_owned_dir(path: &Path, meta: &fs::Metadata) -> Result<(), Failure> {
+    if meta.file_type().is_symlink() {
+        return Err(Failure::new(format!(
+            "{} is a symlink; refusing to use it",
+            path.display()
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(Failure::new(format!(
+            "{} is not a directory",
+            path.display()
+        )));
+    }
+    if meta.uid() != rustix::process::getuid().as_raw() {
+        return Err(Failure::new(format!(
+            "{} belongs to another user; refusing to use it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn parse_duration(key: &str, text: &str) -> Result<Duration, Failure> {
+    humantime::parse_duration(text.trim()).map_err(|err| {
+        Failure::new(format!(
+            "Lichtara.toml: `{key} = {text:?}` is not a duration ({err}); write it like \"10s\""
+        ))
+    })
+}
+
+fn read_settings(path: &Path) -> Result<Settings, Failure> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+        Err(err) => return Err(Failure::new(format!("{}: {err}", path.display()))),
+    };
+    toml::from_str(&text).map_err(|err| Failure::new(format!("{}: {err}", path.display())))
+}
+
+/// FNV-1a of the canonical path: short, stable, and the same for every
+/// process started from this project.
+fn project_id(dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in dir.as_os_str().as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_ids_differ_by_directory_and_are_stable() {
+        let a = project_id(Path::new("/srv/a"));
+        assert_eq!(a, project_id(Path::new("/srv/a")));
+        assert_ne!(a, project_id(Path::new("/srv/b")));
+        assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn settings_refuse_unknown_keys() {
+        let err = toml::from_str::<Settings>("comand = [\"x\"]").unwrap_err();
+        assert!(err.to_string().contains("comand"), "{err}");
+        let settings: Settings =
+            toml::from_str("command = [\"python3\", \"-m\", \"http.server\"]\nstop_timeout = \"3s\"\n[env]\nPORT = \"8000\"\n").unwrap();
+        assert_eq!(settings.command.unwrap().len(), 3);
+        assert_eq!(settings.env["PORT"], "8000");
+    }
+}

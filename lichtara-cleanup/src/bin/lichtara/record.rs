@@ -1,0 +1,251 @@
+//! The PID file `.lichtara/<name>.pid`: who was started, and how to tell it
+//! from a stranger that later got the same PID. Written atomically; read
+//! only when it is a regular file of ours. The lock `.lichtara/<name>.lock`
+//! is held by the running service itself (it inherits the locked file), so
+//! two starts of one name cannot both win.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Failure;
+use crate::procfs;
+
+/// One started process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Record {
+    pub(crate) name: String,
+    pub(crate) pid: i32,
+    /// The process group to signal (the service leads its own group).
+    pub(crate) pgid: i32,
+    pub(crate) start_time: u64,
+    pub(crate) boot_id: String,
+    pub(crate) command: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub(crate) started_at: u64,
+    /// The value of `LICHTARA_MARKER` its processes carry.
+    pub(crate) marker: String,
+}
+
+/// What a record says about the world now.
+#[derive(Debug)]
+pub(crate) enum Liveness {
+    /// The recorded process is alive and is the one recorded.
+    Running,
+    /// The record points at nothing, or at another process.
+    Stale(String),
+}
+
+impl Record {
+    /// Checks that the recorded process is still the one recorded: same
+    /// boot, same start time, not a zombie.
+    pub(crate) fn liveness(&self) -> Liveness {
+        match procfs::boot_id() {
+            Ok(boot) if boot != self.boot_id => {
+                return Liveness::Stale("recorded during an earlier boot".into());
+            }
+            Err(err) => return Liveness::Stale(format!("cannot read the boot id: {err}")),
+            Ok(_) => {}
+        }
+        match procfs::stat(self.pid) {
+            Err(_) => Liveness::Stale(format!("process {} is gone", self.pid)),
+            Ok(stat) if stat.start_time != self.start_time => Liveness::Stale(format!(
+                "PID {} now belongs to another process (started at tick {}, not {})",
+                self.pid, stat.start_time, self.start_time
+            )),
+            Ok(stat) if stat.is_zombie() => {
+                Liveness::Stale(format!("process {} has exited", self.pid))
+            }
+            Ok(_) => Liveness::Running,
+        }
+    }
+}
+
+pub(crate) fn pid_path(state: &Path, name: &str) -> PathBuf {
+    state.join(format!("{name}.pid"))
+}
+
+pub(crate) fn log_path(state: &Path, name: &str) -> PathBuf {
+    state.join(format!("{name}.log"))
+}
+
+fn no_follow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+/// Opens a state file only if it is a regular file of this user; never
+/// follows a symlink.
+fn open_checked(path: &Path) -> Result<Option<File>, Failure> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow())
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+            return Err(Failure::new(format!(
+                "{} is a symlink; refusing to read it",
+                path.display()
+            )));
+        }
+        Err(err) => return Err(Failure::new(format!("{}: {err}", path.display()))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Failure::new(format!(
+            "{} is not a regular file; refusing to read it",
+            path.display()
+        )));
+    }
+    if meta.uid() != rustix::process::getuid().as_raw() {
+        return Err(Failure::new(format!(
+            "{} belongs to another user; refusing to read it",
+            path.display()
+        )));
+    }
+    Ok(Some(file))
+}
+
+/// Reads the record; `None` when there is no PID file.
+pub(crate) fn read(path: &Path) -> Result<Option<Record>, Failure> {
+    let Some(file) = open_checked(path)? else {
+        return Ok(None);
+    };
+    let mut text = String::new();
+    file.take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
+    parse(&text).map(Some).map_err(|err| {
+        Failure::new(format!(
+            "{} is not a lichtara PID file ({err}); inspect it, then remove it",
+            path.display()
+        ))
+    })
+}
+
+pub(crate) fn parse(text: &str) -> Result<Record, String> {
+    let record: Record = serde_json::from_str(text).map_err(|err| err.to_string())?;
+    if record.pid <= 1 || record.pgid <= 1 {
+        return Err(format!(
+            "pid {} / pgid {} cannot be a service",
+            record.pid, record.pgid
+        ));
+    }
+    Ok(record)
+}
+
+/// Writes the record atomically: a private temporary file, synced, then
+/// renamed over the PID file.
+pub(crate) fn write(path: &Path, record: &Record) -> Result<(), Failure> {
+    let tmp = path.with_extension(format!("pid.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(no_follow())
+            .open(&tmp)?;
+        let text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
+        file.write_all(text.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|err| {
+        let _ = fs::remove_file(&tmp);
+        Failure::new(format!("cannot write {}: {err}", path.display()))
+    })
+}
+
+/// Removes the PID file if it is (still) a regular file of ours.
+pub(crate) fn remove(path: &Path) -> Result<(), Failure> {
+    if open_checked(path)?.is_some() {
+        fs::remove_file(path)
+            .map_err(|err| Failure::new(format!("cannot remove {}: {err}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// The lock of one service name.
+pub(crate) struct Lock {
+    pub(crate) file: File,
+}
+
+/// Takes the lock of `name`, or `None` when a live process holds it.
+pub(crate) fn lock(state: &Path, name: &str) -> Result<Option<Lock>, Failure> {
+    let path = state.join(format!("{name}.lock"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(no_follow())
+        .open(&path)
+        .map_err(|err| Failure::new(format!("cannot open {}: {err}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
+    if !meta.is_file() || meta.uid() != rustix::process::getuid().as_raw() {
+        return Err(Failure::new(format!(
+            "{} is not a regular file of yours; refusing it",
+            path.display()
+        )));
+    }
+    match rustix::fs::flock(
+        file.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    ) {
+        Ok(()) => Ok(Some(Lock { file })),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(err) => Err(Failure::new(format!(
+            "cannot lock {}: {err}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Record {
+        Record {
+            name: "server".into(),
+            pid: 4242,
+            pgid: 4242,
+            start_time: 99,
+            boot_id: "b".into(),
+            command: vec!["python3".into(), "-m".into(), "http.server".into()],
+            started_at: 1_764_150_000,
+            marker: "0123456789abcdef/server/1".into(),
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips() {
+        let text = serde_json::to_string(&sample()).unwrap();
+        assert_eq!(parse(&text).unwrap(), sample());
+    }
+
+    #[test]
+    fn garbage_and_dangerous_pids_are_refused() {
+        assert!(parse("").is_err());
+        assert!(parse("1234").is_err());
+        assert!(parse("{\"pid\": 5}").is_err());
+        for pid in [-1, 0, 1] {
+            let mut record = sample();
+            record.pid = pid;
+            let text = serde_json::to_string(&record).unwrap();
+            assert!(parse(&text).unwrap_err().contains("cannot be a service"));
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! The `lichtara` process manager, end to end, on real processes.
+//!
+//! Every test works in a temporary project directory and marks everything
+//! it starts with `LICHTARA_TEST_RUN=<unique token>`, inherited by every
+//! descendant. The test process is a child subreaper, so whatever the
+//! manager starts is re-parented to it and reaped here; at the end of each
+//! test, anything still carrying the token is killed by PID and reaped.
+
+#![cfg(target_os = "linux")]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
+
+const LICHTARA: &str = env!("CARGO_BIN_EXE_lichtara");
+const TOKEN_VAR: &str = "LICHTARA_TEST_RUN";
+
+/// A temporary project, and everything started for it.
+struct Project {
+    dir: PathBuf,
+    token: String,
+}
+
+impl Project {
+    fn new(test: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        // Whatever the manager starts is re-parented here and reaped here.
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .expect("become a subreaper");
+        let token = format!(
+            "{test}-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let dir = std::env::temp_dir().join(format!("lichtara-cli-{token}"));
+        std::fs::create_dir_all(&dir).expect("create the project directory");
+        Self { dir, token }
+    }
+
+    /// Runs `lichtara ARGS` in the project and waits for it.
+    fn lichtara(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run lichtara")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(LICHTARA);
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env(TOKEN_VAR, &self.token)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join(".lichtara")
+    }
+
+    fn record(&self, name: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state().join(format!("{name}.pid")))
+            .expect("the PID file");
+        serde_json::from_str(&text).expect("a JSON record")
+    }
+
+    /// PIDs of live (non-zombie) processes carrying this test's token.
+    fn ours(&self) -> Vec<i32> {
+        live_with_env(TOKEN_VAR, &self.token)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        // Pass or fail: kill what this test started (by PID, found by its
+        // unique token) and reap it.
+        for pid in self.ours() {
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+        reap_our_zombies();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stat_fields(pid: i32) -> Option<(char, i32, u64)> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = line[line.rfind(')')? + 1..].split_whitespace().collect();
+    Some((
+        fields[0].chars().next()?,
+        fields[1].parse().ok()?,
+        fields[19].parse().ok()?,
+    ))
+}
+
+fn is_live(pid: i32) -> bool {
+    stat_fields(pid).is_some_and(|(state, _, _)| !matches!(state, 'Z' | 'X'))
+}
+
+fn live_with_env(name: &str, value: &str) -> Vec<i32> {
+    let needle = format!("{name}={value}");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|entry| entry == needle.as_bytes())
+            })
+        })
+        .filter(|pid| is_live(*pid))
+        .collect()
+}
+
+/// Reaps the zombies re-parented to this test process, by PID: never a
+/// `waitpid(-1)`, which could take another test's child.
+fn reap_our_zombies() {
+    let me = std::process::id() as i32;
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(('Z', parent, _)) = stat_fields(pid) {
+            if parent == me {
+                let _ = waitpid(Pid::from_raw(pid), WaitOptions::NOHANG);
+            }
+        }
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Asserts that the command said `needle` on stdout or stderr.
+#[track_caller]
+fn assert_says(output: &Output, needle: &str) {
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(needle),
+        "expected {needle:?} in:\n{}",
+        text(output)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (bounded) until something accepts on the port.
+fn wait_listening(port: u16) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < until,
+            "nothing listened on {port} within 20s"
+        );
+        // No event to await for another process's bind: retry, bounded.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a process this test started, by PID, and reaps it.
+fn kill_and_reap(pid: i32) {
+    let pid = Pid::from_raw(pid).expect("a pid");
+    kill_process(pid, Signal::KILL).expect("kill our own process");
+    waitpid(Some(pid), WaitOptions::empty()).expect("reap it");
+}
+
+fn pid_of(output: &Output) -> i32 {
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no pid printed:\n{}", text(output)))
+}
+
+#[test]
+fn lifecycle_with_a_real_http_server() {
+    let project = Project::new("lifecycle");
+    let port = free_port().to_string();
+    let server = [
+        "start",
+        "--",
+        "python3",
+        "-m",
+        "http.server",
+        &port,
+        "--bind",
+        "127.0.0.1",
+    ];
+    let started = project.lichtara(&server);
+    assert!(started.status.success(), "{}", text(&started));
+    let pid = pid_of(&started);
+    wait_listening(port.parse().unwrap());
+
+    let again = project.lichtara(&server);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert_says(&again, "already running");
+
+    let status = project.lichtara(&["status", "--json"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["state"], "running");
+    assert_eq!(json["pid"], pid);
+    assert_eq!(json["ports"][0].as_u64(), Some(port.parse().unwrap()));
+
+    // http.server logs each request to stderr, which goes to the log.
+    let _ = std::io::Write::write_all(
+        &mut TcpStream::connect(("127.0.0.1", port.parse().unwrap())).unwrap(),
+        b"GET /lichtara-probe HTTP/1.0\r\n\r\n",
+    );
+    let logs = project.lichtara(&["logs", "-n", "50"]);
+    assert!(logs.status.success(), "{}", text(&logs));
+
+    let stopped = project.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_says(&stopped, "stopped `server`");
+    assert!(!is_live(pid));
+    assert!(
+        project.ours().is_empty(),
+        "left behind: {:?}",
+        project.ours()
+    );
+    // the port is free again at once
+    TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+        .expect("the port is free after stop");
+
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+    let again = project.lichtara(&["stop"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_says(&again, "not running");
+    let logs = std::fs::read_to_string(project.state().join("server.log")).unwrap();
+    assert!(logs.contains("lichtara-probe"), "{logs}");
+}
+
+#[test]
+fn a_server_ignoring_sigterm_is_stopped_by_escalation_with_nothing_left() {
+    let project = Project::new("escalation");
+    // sh ignores TERM, and so does its child (an ignored signal stays
+    // ignored across exec).
+    let started = project.lichtara(&["start", "--", "sh", "-c", "trap '' TERM; sleep 1000 & wait"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    let until = Instant::now() + Duration::from_secs(20);
+    while project.ours().len() < 2 {
+        assert!(Instant::now() < until, "the child never started");
+        std::thread::yield_now();
+    }
+    let stopped = project.lichtara(&["stop", "--timeout", "300ms"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_says(&stopped, "needed SIGKILL");
+    assert!(!is_live(leader));
+    assert!(
+        project.ours().is_empty(),
+        "left behind: {:?}",
+        project.ours()
+    );
+    assert!(!project.state().join("server.pid").exists());
+}
+
+#[test]
+fn orphans_are_found_by_marker_and_a_look_alike_survives() {
+    let project = Project::new("orphans");
+    let script = "sleep 1000 & setsid sleep 1000 & exec sleep 1000";
+    let started = project.lichtara(&["start", "--", "sh", "-c", script]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    let until = Instant::now() + Duration::from_secs(20);
+    while project.ours().len() < 3 {
+        assert!(
+            Instant::now() < until,
+            "the server's children never started: {:?}",
+            project.ours()
+        );
+        std::thread::yield_now();
+    }
+    let orphans: Vec<i32> = project
+        .ours()
+        .into_iter()
+        .filter(|pid| *pid != leader)
+        .collect();
+    // The crash: the leader dies without cleaning up (we started it, and
+    // it was re-parented to this test, so we reap it).
+    kill_and_reap(leader);
+    // A look-alike with the same command line, started outside the manager.
+    let mut look_alike: Child = Command::new("sleep").arg("1000").spawn().unwrap();
+
+    let listed = project.lichtara(&["cleanup", "--dry-run"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let table = String::from_utf8_lossy(&listed.stdout).to_string();
+    for pid in &orphans {
+        assert!(
+            table.contains(&pid.to_string()),
+            "orphan {pid} not listed:\n{table}"
+        );
+    }
+    assert!(!table.contains(&look_alike.id().to_string()), "{table}");
+    assert!(table.contains("stale PID file"), "{table}");
+    // Without a terminal and without --yes: only listed.
+    let refused = project.lichtara(&["cleanup"]);
+    assert_says(&refused, "only listed");
+    assert!(orphans.iter().all(|pid| is_live(*pid)));
+
+    let cleaned = project.lichtara(&["cleanup", "--yes"]);
+    assert!(cleaned.status.success(), "{}", text(&cleaned));
+    assert_says(&cleaned, "ended 2 process(es)");
+    assert!(orphans.iter().all(|pid| !is_live(*pid)));
+    assert_eq!(
+        look_alike.try_wait().unwrap(),
+        None,
+        "the look-alike must survive"
+    );
+    look_alike.kill().unwrap();
+    look_alike.wait().unwrap();
+}
+
+#[test]
+fn a_crashed_servers_stale_pid_file_is_reported_and_never_acted_on() {
+    let project = Project::new("stale");
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    kill_and_reap(pid_of(&started));
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert_says(&status, "is gone");
+    let stopped = project.lichtara(&["stop"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
+    assert_says(&stopped, "nothing was signalled");
+    assert!(!project.state().join("server.pid").exists());
+    let restarted = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(restarted.status.success(), "{}", text(&restarted));
+    assert!(project.lichtara(&["stop"]).status.success());
+}
+
+#[test]
+fn a_pid_that_now_belongs_to_another_process_is_never_signalled() {
+    let project = Project::new("reused");
+    // A live process of this test, recorded with a wrong start time: what a
+    // PID file looks like after the PID was recycled.
+    let mut stranger = Command::new("sleep").arg("1000").spawn().unwrap();
+    let pid = stranger.id() as i32;
+    let (_, _, start_time) = stat_fields(pid).unwrap();
+    std::fs::create_dir_all(project.state()).unwrap();
+    let record = serde_json::json!({
+        "name": "server", "pid": pid, "pgid": pid, "start_time": start_time + 1,
+        "boot_id": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim(),
+        "command": ["sleep", "1000"], "started_at": 0, "marker": "x/server/y"
+    });
+    std::fs::write(project.state().join("server.pid"), record.to_string()).unwrap();
+    let stopped = project.lichtara(&["stop"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
+    assert_says(&stopped, "another process");
+    assert_eq!(
+        stranger.try_wait().unwrap(),
+        None,
+        "the stranger must not be signalled"
+    );
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}
+
+#[test]
+fn a_symlinked_pid_file_is_refused_and_its_target_untouched() {
+    let project = Project::new("symlink");
+    std::fs::create_dir_all(project.state()).unwrap();
+    let target = project.dir.join("precious.txt");
+    std::fs::write(&target, "do not touch").unwrap();
+    std::os::unix::fs::symlink(&target, project.state().join("server.pid")).unwrap();
+    for args in [
+        &["stop"][..],
+        &["status"],
+        &["start", "--", "sleep", "1000"],
+    ] {
+        let output = project.lichtara(args);
+        assert_ne!(output.status.code(), Some(0), "{args:?}: {}", text(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("symlink"),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "do not touch");
+    assert!(
+        std::fs::symlink_metadata(project.state().join("server.pid"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(project.ours().is_empty());
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_changes_nothing() {
+    let project = Project::new("bad-input");
+    let missing = project.lichtara(&["start", "--", "/nonexistent/lichtara-test-command"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert_says(&missing, "cannot start");
+    assert!(!project.state().join("server.pid").exists());
+
+    let dies = project.lichtara(&["start", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(dies.status.code(), Some(1), "{}", text(&dies));
+    assert_says(&dies, "ended at once (exit code 3)");
+    assert!(!project.state().join("server.pid").exists());
+
+    std::fs::write(project.state().join("server.pid"), "garbage").unwrap();
+    let garbage = project.lichtara(&["stop"]);
+    assert_eq!(garbage.status.code(), Some(1), "{}", text(&garbage));
+    let stderr = String::from_utf8_lossy(&garbage.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not a lichtara PID file"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(project.state().join("server.pid")).unwrap(),
+        "garbage"
+    );
+
+    let no_command = project.lichtara(&["start", "--name", "other"]);
+    assert_eq!(no_command.status.code(), Some(1), "{}", text(&no_command));
+    assert_says(&no_command, "no command");
+    let bad_name = project.lichtara(&["status", "--name", "../etc"]);
+    assert_eq!(bad_name.status.code(), Some(1), "{}", text(&bad_name));
+}
+
+#[test]
+fn two_racing_starts_have_exactly_one_winner() {
+    let project = Project::new("race");
+    let spawn = || {
+        project
+            .command(&["start", "--", "sleep", "1000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let winners = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(winners, 1, "{}\n{}", text(&outputs[0]), text(&outputs[1]));
+    assert_eq!(project.ours().len(), 1);
+    assert!(project.lichtara(&["stop"]).status.success());
+}
+
+#[test]
+fn run_supervises_in_the_foreground_and_leaves_no_descendant() {
+    let project = Project::new("run");
+    let mut run = project
+        .command(&[
+            "run",
+            "--timeout",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1000 & setsid sleep 1000 & echo ready; wait",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(run.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let until = Instant::now() + Duration::from_secs(20);
+    while project.ours().len() < 4 {
+        assert!(
+            Instant::now() < until,
+            "not all started: {:?}",
+            project.ours()
+        );
+        std::thread::yield_now();
+    }
+    let record = project.record("server");
+    assert_eq!(record["pid"], run.id());
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::TERM).unwrap();
+    let exit = wait_bounded(run, Duration::from_secs(30));
+    // sh died of the forwarded SIGTERM: 128 + 15
+    assert_eq!(exit.code(), Some(143));
+    assert!(
+        project.ours().is_empty(),
+        "left behind: {:?}",
+        project.ours()
+    );
+    assert!(!project.state().join("server.pid").exists());
+}
+
+#[test]
+fn settings_come_from_lichtara_toml() {
+    let project = Project::new("settings");
+    std::fs::write(
+        project.dir.join("Lichtara.toml"),
+        "name = \"api\"\ncommand = [\"sh\", \"-c\", \"echo port=$PORT; exec sleep 1000\"]\nstop_timeout = \"2s\"\n[env]\nPORT = \"8123\"\n",
+    )
+    .unwrap();
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    assert!(project.state().join("api.pid").exists());
+    let restarted = project.lichtara(&["restart"]);
+    assert!(restarted.status.success(), "{}", text(&restarted));
+    assert_ne!(pid_of(&restarted), pid_of(&started));
+    assert!(project.lichtara(&["stop"]).status.success());
+    let log = std::fs::read_to_string(project.state().join("api.log")).unwrap();
+    assert_eq!(log.matches("port=8123").count(), 2, "{log}");
+    let typo = Project::new("settings-typo");
+    std::fs::write(typo.dir.join("Lichtara.toml"), "comand = [\"x\"]\n").unwrap();
+    let output = typo.lichtara(&["status"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_says(&output, "comand");
+}
+
+/// Waits for a child of this test, killing it (by PID) past `limit`.
+fn wait_bounded(mut child: Child, limit: Duration) -> std::process::ExitStatus {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    if rx.recv_timeout(limit).is_err() {
+        let _ = kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL);
+        let status = waiter.join().unwrap();
+        panic!("still running after {limit:?}; killed: {status:?}");
+    }
+    waiter.join().unwrap().expect("wait for the child")
+}

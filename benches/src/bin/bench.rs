@@ -62,6 +62,98 @@ fn main() {
     for scenario in SCENARIOS {
         run_scenario(&dir, scenario, runs);
     }
+    manager::stop_latency(&dir, runs);
+    manager::cleanup_scan(&dir, if quick { 200 } else { 2_000 });
+}
+
+/// The `lichtara` CLI's figures.
+mod manager {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A temporary project directory, removed on drop.
+    struct TempProject(PathBuf);
+
+    impl TempProject {
+        fn new(label: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("lichtara-bench-{label}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create a project directory");
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempProject {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn lichtara(
+        dir: &Path,
+        project: &TempProject,
+        args: &[&str],
+    ) -> (Duration, std::process::Output) {
+        let started = Instant::now();
+        let output = Command::new(dir.join("lichtara"))
+            .args(args)
+            .current_dir(&project.0)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lichtara");
+        (started.elapsed(), output)
+    }
+
+    /// `lichtara stop` of a server that dies at SIGTERM: the whole stop,
+    /// from the command's start to its return.
+    pub(super) fn stop_latency(dir: &Path, runs: usize) {
+        let project = TempProject::new("stop");
+        let mut times = Vec::new();
+        for _ in 0..runs.max(3) {
+            let (_, started) = lichtara(dir, &project, &["start", "--", "sleep", "1000"]);
+            assert!(started.status.success(), "start failed: {started:?}");
+            let (elapsed, stopped) = lichtara(dir, &project, &["stop"]);
+            assert!(stopped.status.success(), "stop failed: {stopped:?}");
+            times.push(elapsed.as_secs_f64() * 1000.0);
+        }
+        let (median, min, max) = super::stats(times);
+        println!("## Manager: `lichtara stop` of a server that exits at SIGTERM\n");
+        println!(
+            "stop returns in {median:.2} ms median ({min:.2}-{max:.2}), whole command included\n"
+        );
+    }
+
+    /// `lichtara cleanup --dry-run` with `count` unrelated processes
+    /// running (started here, killed and reaped here).
+    pub(super) fn cleanup_scan(dir: &Path, count: usize) {
+        let project = TempProject::new("cleanup");
+        let mut others: Vec<Child> = (0..count)
+            .map(|_| {
+                Command::new("sleep")
+                    .arg("1000")
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("start an unrelated process")
+            })
+            .collect();
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let (elapsed, output) = lichtara(dir, &project, &["cleanup", "--dry-run"]);
+            assert!(output.status.success(), "cleanup failed: {output:?}");
+            assert!(String::from_utf8_lossy(&output.stdout).contains("no orphaned processes"));
+            times.push(elapsed.as_secs_f64() * 1000.0);
+        }
+        for child in &mut others {
+            let _ = child.kill();
+        }
+        for child in &mut others {
+            let _ = child.wait();
+        }
+        let (median, min, max) = super::stats(times);
+        println!("## Manager: `lichtara cleanup --dry-run` with {count} unrelated processes\n");
+        println!("{median:.1} ms median ({min:.1}-{max:.1}); none of them listed\n");
+    }
 }
 
 /// Where the scenario programs are: beside this driver. Under `cargo run`,
@@ -77,6 +169,12 @@ fn binaries_dir() -> PathBuf {
         };
         let status = Command::new(cargo)
             .args(["build", "-q", profile, "-p", "lichtara-bench", "--bins"])
+            .args([
+                "-p",
+                "lichtara-cleanup",
+                "--features",
+                "lichtara-cleanup/cli",
+            ])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building the scenario programs failed");

@@ -53,6 +53,7 @@ where
         .unwrap_or((Trigger::Requested, Instant::now()));
     let mut hooks = registry::plan().hooks();
     hooks.extend(extra);
+    hooks.extend(crate::dynamic::take());
     let deadline = tokio::time::Instant::from_std(controller.deadline());
     // After an abandoned `main` the deadline has passed: every hook is
     // reported `not run`.

@@ -83,6 +83,7 @@ mod builder;
 mod config;
 mod controller;
 mod drive;
+mod dynamic;
 mod entry;
 mod error;
 mod exit;
@@ -95,6 +96,9 @@ mod sequence;
 mod signal;
 mod supervisor;
 mod unwind;
+
+#[cfg(feature = "http")]
+pub mod http;
 
 #[doc(hidden)]
 #[path = "private.rs"]

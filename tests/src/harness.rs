@@ -2,7 +2,7 @@
 //! PID, which this harness started) and reaped when its handle drops, pass
 //! or fail.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread::JoinHandle;
@@ -18,6 +18,8 @@ pub struct Proc {
     lines: Receiver<String>,
     exited: Receiver<()>,
     seen: Vec<String>,
+    log: Receiver<String>,
+    logged: Vec<String>,
     stderr: Option<JoinHandle<String>>,
 }
 
@@ -70,7 +72,13 @@ impl std::fmt::Display for Ended {
 impl Proc {
     /// Starts `program` with extra environment variables.
     pub fn start(program: &str, env: &[(&str, &str)]) -> Proc {
+        Self::start_with_args(program, &[], env)
+    }
+
+    /// Starts `program` with arguments and extra environment variables.
+    pub fn start_with_args(program: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut command = Command::new(program);
+        command.args(args);
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -104,9 +112,15 @@ impl Proc {
             let _ = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
             let _ = exit_tx.send(());
         });
+        let (log_tx, log) = channel();
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
+            for line in BufReader::new(&mut stderr).lines() {
+                let Ok(line) = line else { break };
+                text.push_str(&line);
+                text.push('\n');
+                let _ = log_tx.send(line);
+            }
             text
         });
         Proc {
@@ -114,6 +128,8 @@ impl Proc {
             lines,
             exited,
             seen: Vec::new(),
+            log,
+            logged: Vec::new(),
             stderr: Some(stderr),
         }
     }
@@ -142,6 +158,53 @@ impl Proc {
                 }
             }
         }
+    }
+
+    /// Waits for a stdout line starting with `prefix` and returns it.
+    pub fn wait_for_prefix(&mut self, prefix: &str) -> String {
+        self.wait_for_lines(prefix, 1);
+        self.seen
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until stdout has shown `count` lines that start with
+    /// `prefix`; panics after [`PATIENCE`].
+    pub fn wait_for_lines(&mut self, prefix: &str, count: usize) {
+        let until = Instant::now() + PATIENCE;
+        while self.seen.iter().filter(|l| l.starts_with(prefix)).count() < count {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(next) => self.seen.push(next),
+                Err(_) => panic!(
+                    "fewer than {count} lines {prefix:?} within {PATIENCE:?}: {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits until stderr (the log) has a line containing `needle`; panics
+    /// after [`PATIENCE`].
+    pub fn wait_for_log(&mut self, needle: &str) {
+        let until = Instant::now() + PATIENCE;
+        while !self.logged.iter().any(|l| l.contains(needle)) {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(next) => self.logged.push(next),
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {PATIENCE:?}: {:?}",
+                    self.logged
+                ),
+            }
+        }
+    }
+
+    /// The lines stdout has shown so far (after the waits above).
+    pub fn stdout_so_far(&self) -> &[String] {
+        &self.seen
     }
 
     /// Sends `signal` to the child (by the PID this harness started).

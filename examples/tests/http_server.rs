@@ -1,0 +1,197 @@
+//! The reference server under real clients over real TCP on 127.0.0.1:
+//! every loop bounded, every process reaped by the harness.
+
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use lichtara_tests::harness::{Ended, Proc};
+use nix::sys::signal::Signal;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_http_server");
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Starts the server on a free port; returns it and its address.
+fn start(extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["--addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut server = Proc::start_with_args(SERVER, &args, &[]);
+    let line = server.wait_for_prefix("listening on http://");
+    (
+        server,
+        line.trim_start_matches("listening on http://").to_owned(),
+    )
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Sends a GET on `stream`, keeping the connection open.
+fn send_get(stream: &mut TcpStream, path: &str) {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("send the request");
+}
+
+/// Reads one response: status, headers (lowercased), body.
+fn read_response(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, String) {
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("read the status line");
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read a header");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').expect("a header");
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .map_or(0, |(_, value)| value.parse().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("read the body");
+    (code, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether the server closed the connection (EOF or reset).
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(0) | Err(_))
+}
+
+#[test]
+fn idle_connections_close_at_once_in_flight_requests_finish_and_new_ones_are_refused() {
+    let (mut server, addr) = start(&[]);
+    let mut idle: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut stream = connect(&addr);
+            send_get(&mut stream, "/");
+            let (code, _, body) = read_response(&mut stream);
+            assert_eq!((code, body.as_str()), (200, "ok\n"));
+            stream
+        })
+        .collect();
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = connect(&addr);
+            send_get(&mut stream, "/slow?ms=1500");
+            stream
+        })
+        .collect();
+    server.wait_for_lines("slow request started", 20);
+    server.signal(Signal::SIGTERM);
+    server.wait_for_log("listener closed");
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "a new connection after the listener closed must be refused"
+    );
+    for stream in &mut idle {
+        assert!(
+            closed_by_server(stream),
+            "an idle keep-alive connection must be closed at once"
+        );
+    }
+    for stream in &mut slow {
+        let (code, headers, body) = read_response(stream);
+        assert_eq!(code, 200);
+        assert_eq!(body, "slept 1500 ms\n");
+        assert_eq!(header(&headers, "connection"), Some("close"));
+    }
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(
+        ended.stderr.contains("hook=\"lichtara::http::drain"),
+        "{ended}"
+    );
+}
+
+#[test]
+fn a_websocket_client_receives_close_1001() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let (mut server, addr) = start(&[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let frame = runtime.block_on(async {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("connect");
+        socket.send(Message::text("hello")).await.unwrap();
+        let echo = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echo, Message::text("hello"));
+        server.signal(Signal::SIGTERM);
+        loop {
+            match tokio::time::timeout(PATIENCE, socket.next())
+                .await
+                .expect("a close frame in time")
+            {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    });
+    let frame = frame.expect("a close frame with a code");
+    assert_eq!(frame.code, CloseCode::Away);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+}
+
+#[test]
+fn during_the_drain_delay_readiness_is_503_and_requests_are_still_served() {
+    let (mut server, addr) = start(&["--drain-delay", "2s"]);
+    let get = |path: &str| {
+        let mut stream = connect(&addr);
+        send_get(&mut stream, path);
+        read_response(&mut stream).0
+    };
+    assert_eq!(get("/ready"), 200);
+    server.signal(Signal::SIGTERM);
+    server.wait_for_log("still accepting during the drain delay");
+    assert_eq!(get("/ready"), 503);
+    assert_eq!(get("/"), 200);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+}
+
+#[test]
+fn a_request_that_never_finishes_is_cut_at_the_drain_timeout() {
+    let (mut server, addr) = start(&["--drain-timeout", "500ms"]);
+    let mut stuck = connect(&addr);
+    send_get(&mut stuck, "/slow?ms=600000");
+    server.wait_for_lines("slow request started", 1);
+    server.signal(Signal::SIGTERM);
+    let ended: Ended = server.wait();
+    assert_eq!(ended.code(), Some(1), "{ended}");
+    assert!(ended.stderr.contains("drain timeout: cutting"), "{ended}");
+    assert!(ended.stderr.contains("outcome=\"timed out\""), "{ended}");
+    assert!(closed_by_server(&mut stuck));
+}

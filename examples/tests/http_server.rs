@@ -195,3 +195,145 @@ fn a_request_that_never_finishes_is_cut_at_the_drain_timeout() {
     assert!(ended.stderr.contains("outcome=\"timed out\""), "{ended}");
     assert!(closed_by_server(&mut stuck));
 }
+
+/// A directory of this test's own, removed at the end.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "lichtara-{label}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn post_items(addr: &str, count: usize, delay_ms: u64) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = connect(addr);
+            write!(stream, "POST /items?delay_ms={delay_ms} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n").unwrap();
+            stream
+        })
+        .collect()
+}
+
+#[test]
+fn items_in_flight_at_sigterm_all_commit_and_the_sqlite_file_is_left_clean() {
+    let dir = TempDir::new("sqlite");
+    let db = dir.0.join("items.sqlite");
+    let (mut server, addr) = start(&["--db", db.to_str().unwrap()]);
+    let mut posts = post_items(&addr, 20, 500);
+    server.wait_for_lines("item request started", 20);
+    server.signal(Signal::SIGTERM);
+    for stream in &mut posts {
+        assert_eq!(read_response(stream).0, 201);
+    }
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(ended.stderr.contains("database pool closed"), "{ended}");
+    // The drain (phase 0) ended before the pool closed (phase 1).
+    let drained = ended
+        .stderr
+        .find("hook=\"lichtara::http::drain")
+        .expect("drain logged");
+    let closed = ended
+        .stderr
+        .find("database pool closed")
+        .expect("close logged");
+    assert!(drained < closed, "{ended}");
+    // Read back by an independent SQLite reader: Python's sqlite3.
+    let count = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from items').fetchone()[0])"])
+        .arg(&db)
+        .output()
+        .expect("python3 reads the file");
+    assert_eq!(
+        String::from_utf8_lossy(&count.stdout).trim(),
+        "20",
+        "{count:?}"
+    );
+    assert!(
+        !dir.0.join("items.sqlite-wal").exists(),
+        "a WAL file was left behind"
+    );
+}
+
+#[test]
+fn with_postgresql_every_connection_is_gone_and_the_transaction_in_flight_committed() {
+    let Ok(url) = std::env::var("LICHTARA_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "SKIPPED: LICHTARA_TEST_POSTGRES_URL is not set; `.ci/run` sets it after starting PostgreSQL (see .ci/postgres)"
+        );
+        return;
+    };
+    let application = format!("lichtara-test-{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let observer = runtime
+        .block_on(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&url),
+        )
+        .expect("connect to PostgreSQL");
+    let count_items = || -> i64 {
+        runtime
+            .block_on(
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM items").fetch_one(&observer),
+            )
+            .unwrap_or(0)
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let db = format!("{url}{separator}application_name={application}");
+    let (mut server, addr) = start(&["--db", &db]);
+    let before = count_items();
+    let mut post = post_items(&addr, 1, 1500);
+    server.wait_for_lines("item request started", 1);
+    let connections = || -> i64 {
+        runtime
+            .block_on(
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                )
+                .bind(&application)
+                .fetch_one(&observer),
+            )
+            .unwrap()
+    };
+    assert!(
+        connections() >= 1,
+        "the application's connection is not visible"
+    );
+    server.signal(Signal::SIGTERM);
+    assert_eq!(read_response(&mut post[0]).0, 201);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert_eq!(
+        count_items(),
+        before + 1,
+        "the transaction in flight at the signal must have committed"
+    );
+    // The server closes its sockets before it exits; PostgreSQL's backends
+    // end as they notice. Bounded wait for that, not for the application.
+    let until = std::time::Instant::now() + PATIENCE;
+    while connections() > 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "connections of the application remain in pg_stat_activity"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

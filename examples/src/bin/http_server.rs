@@ -10,18 +10,30 @@
 //! ```
 //!
 //! Routes: `GET /` (quick), `GET /slow?ms=N` (answers after N ms),
-//! `GET /ready` (200, then 503 once shutdown begins), `GET /ws` (echo).
+//! `GET /ready` (200, then 503 once shutdown begins), `GET /ws` (echo),
+//! `POST /items?delay_ms=N` (inserts a row in a transaction that stays open
+//! N ms before it commits; 201).
+//!
+//! The database — a SQLite file (`--db PATH`, by default one in a temporary
+//! folder, so it runs with no service installed) or PostgreSQL (`--db
+//! postgres://…`) — is a managed resource closed in phase 1, after the HTTP
+//! drain of phase 0: requests in flight still commit, and the close is
+//! bounded by its timeout even if a connection leaked.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Query;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use clap::Parser;
+use lichtara::Managed;
 use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 /// The reference server of lichtara-cleanup.
 #[derive(Debug, Parser)]
@@ -36,6 +48,10 @@ struct Args {
     /// How long connections get to finish before they are cut.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     drain_timeout: Duration,
+    /// A SQLite file, or a `postgres://` URL (default: a SQLite file in a
+    /// temporary folder).
+    #[arg(long)]
+    db: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,22 +77,169 @@ async fn ws(upgrade: WebSocketUpgrade) -> Response {
     })
 }
 
-fn app() -> Router {
+#[derive(Debug, Deserialize)]
+struct NewItem {
+    #[serde(default)]
+    delay_ms: u64,
+}
+
+async fn create_item(
+    State(db): State<Managed<Database>>,
+    Query(NewItem { delay_ms }): Query<NewItem>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    println!("item request started ({delay_ms} ms)");
+    db.insert_item(Duration::from_millis(delay_ms))
+        .await
+        .map(|()| StatusCode::CREATED)
+        .map_err(|err| (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")))
+}
+
+fn app(db: Managed<Database>) -> Router {
     Router::new()
         .route("/", get(|| async { "ok\n" }))
         .route("/slow", get(slow))
         .route("/ready", get(lichtara::http::ready))
         .route("/ws", get(ws))
+        .route("/items", post(create_item))
+        .with_state(db)
+}
+
+/// The connection pool, SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The database as a managed resource: closed in phase 1, after the HTTP
+/// drain (phase 0), within 5 s.
+#[lichtara::cleanup(order = 1, timeout = "5s")]
+#[derive(Debug)]
+struct Database {
+    pool: Pool,
+}
+
+impl Database {
+    async fn connect(db: &str) -> anyhow::Result<Self> {
+        let pool = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            let options: PgConnectOptions = db.parse()?;
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .connect_with(options)
+                .await?;
+            sqlx::query("CREATE TABLE IF NOT EXISTS items (id BIGSERIAL PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+                .execute(&pool)
+                .await?;
+            Pool::Postgres(pool)
+        } else {
+            let options = SqliteConnectOptions::new()
+                .filename(db)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(10)
+                .connect_with(options)
+                .await?;
+            sqlx::query("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+                .execute(&pool)
+                .await?;
+            Pool::Sqlite(pool)
+        };
+        Ok(Self { pool })
+    }
+
+    /// One row, in a transaction that stays open `delay` before committing.
+    async fn insert_item(&self, delay: Duration) -> Result<(), sqlx::Error> {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                tokio::time::sleep(delay).await;
+                sqlx::query("INSERT INTO items DEFAULT VALUES")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("INSERT INTO items DEFAULT VALUES")
+                    .execute(&mut *tx)
+                    .await?;
+                tokio::time::sleep(delay).await;
+                tx.commit().await
+            }
+        }
+    }
+
+    /// Connections checked out of the pool right now.
+    fn held(&self) -> usize {
+        let (size, idle) = match &self.pool {
+            Pool::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+        };
+        (size as usize).saturating_sub(idle)
+    }
+}
+
+impl lichtara::Cleanup for Database {
+    async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+        // `close` waits for every checked-out connection to come back: a
+        // leaked one would hold it forever. The hook's timeout bounds it;
+        // if it is hit, this guard says how many were still held.
+        let report = HeldOnTimeout {
+            db: self,
+            armed: true,
+        };
+        let held = self.held();
+        if held > 0 {
+            tracing::info!(held, "closing the pool; waiting for connections in use");
+        }
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+        let mut report = report;
+        report.armed = false;
+        tracing::info!("database pool closed");
+        Ok(())
+    }
+}
+
+struct HeldOnTimeout<'a> {
+    db: &'a Database,
+    armed: bool,
+}
+
+impl Drop for HeldOnTimeout<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::error!(
+                held = self.db.held(),
+                "database pool close timed out: connections are still held by requests that did not finish (or leaked)"
+            );
+        }
+    }
 }
 
 #[lichtara::main(timeout = "30s")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let db_path = match args.db {
+        Some(db) => db,
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("lichtara-http-server-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            dir.join("items.sqlite").display().to_string()
+        }
+    };
+    let db = lichtara::manage(Database::connect(&db_path).await?);
+    println!("database {db_path}");
     let server = lichtara::http::Server::bind(args.addr)
         .await?
         .drain_delay(args.drain_delay)
         .drain_timeout(args.drain_timeout);
     println!("listening on http://{}", server.local_addr()?);
-    server.serve(app()).await?;
+    server.serve(app(db)).await?;
     Ok(())
 }

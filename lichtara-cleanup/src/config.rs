@@ -36,6 +36,28 @@ fn parse_timeout(value: &str) -> Result<Duration, ConfigError> {
     Ok(timeout)
 }
 
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const KUBERNETES_DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// A warning when the global deadline cannot fit in the time the
+/// orchestrator gives before SIGKILL: under Kubernetes
+/// (`KUBERNETES_SERVICE_HOST`), the pod's grace period is
+/// `LICHTARA_GRACE_PERIOD` if set, else Kubernetes' default of 30 s.
+pub(crate) fn grace_period_warning(deadline: Duration) -> Option<String> {
+    std::env::var_os("KUBERNETES_SERVICE_HOST")?;
+    let grace = match std::env::var("LICHTARA_GRACE_PERIOD") {
+        Ok(value) => humantime::parse_duration(value.trim()).ok()?,
+        Err(_) => KUBERNETES_DEFAULT_GRACE,
+    };
+    (deadline >= grace).then(|| {
+        format!(
+            "the shutdown deadline ({}) is not shorter than the pod's grace period ({}): Kubernetes will SIGKILL the hooks mid-way; raise terminationGracePeriodSeconds (and set LICHTARA_GRACE_PERIOD to match) or lower the deadline",
+            humantime::format_duration(deadline),
+            humantime::format_duration(grace)
+        )
+    })
+}
+
 /// Whether `LICHTARA_HOOKS=list` asks for the hook listing.
 pub(crate) fn hooks_listing_requested() -> Result<bool, ConfigError> {
     match std::env::var(HOOKS_VAR) {

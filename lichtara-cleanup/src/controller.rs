@@ -71,6 +71,8 @@ impl Controller {
                 deadline_ms = self.budget().as_millis() as u64,
                 "shutdown begun"
             );
+            #[cfg(unix)]
+            crate::systemd::send("STOPPING=1");
             self.begun.cancel();
         }
         first

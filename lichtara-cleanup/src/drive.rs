@@ -20,6 +20,8 @@ where
     F::Output: Termination,
 {
     let controller = controller();
+    #[cfg(unix)]
+    crate::systemd::spawn_watchdog();
     // Boxed, not pinned on the stack: a `main` that cannot react is dropped
     // (its locals released) before the hooks run.
     let mut app = Box::pin(CatchUnwind::new(app));
@@ -57,7 +59,14 @@ where
     let deadline = tokio::time::Instant::from_std(controller.deadline());
     // After an abandoned `main` the deadline has passed: every hook is
     // reported `not run`.
-    let sequence = sequence::run(hooks, deadline, supervisor::progress()).await;
+    let running = sequence::run(hooks, deadline, supervisor::progress());
+    #[cfg(unix)]
+    let sequence = tokio::select! {
+        sequence = running => sequence,
+        () = crate::systemd::extend_while_running(deadline) => unreachable!("extending never ends"),
+    };
+    #[cfg(not(unix))]
+    let sequence = running.await;
     let report = ShutdownReport {
         trigger,
         main,

@@ -9,7 +9,7 @@ use crate::hook::Hook;
 static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
 
 /// Adds a hook to the coming sequence.
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "http", feature = "process")), allow(dead_code))]
 pub(crate) fn register(hook: Hook) {
     HOOKS
         .lock()

@@ -37,7 +37,12 @@ where
     }
     let controller = controller();
     match config::resolve_timeout(config.timeout) {
-        Ok(budget) => controller.set_budget(budget),
+        Ok(budget) => {
+            controller.set_budget(budget);
+            if let Some(warning) = config::grace_period_warning(budget) {
+                eprintln!("lichtara: warning: {warning}");
+            }
+        }
         Err(err) => fail_at_startup(&err),
     }
     controller.claim();

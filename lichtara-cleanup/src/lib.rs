@@ -99,6 +99,10 @@ mod unwind;
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(all(unix, feature = "process"))]
+pub mod process;
+#[cfg(unix)]
+pub mod systemd;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long any one wait of a test may last before it is a failure. Generous:
@@ -20,7 +19,7 @@ pub struct Proc {
     seen: Vec<String>,
     log: Receiver<String>,
     logged: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
+    stderr: Receiver<String>,
 }
 
 /// How a test binary ended.
@@ -113,7 +112,8 @@ impl Proc {
             let _ = exit_tx.send(());
         });
         let (log_tx, log) = channel();
-        let stderr = std::thread::spawn(move || {
+        let (text_tx, stderr_text) = channel();
+        std::thread::spawn(move || {
             let mut text = String::new();
             for line in BufReader::new(&mut stderr).lines() {
                 let Ok(line) = line else { break };
@@ -121,7 +121,7 @@ impl Proc {
                 text.push('\n');
                 let _ = log_tx.send(line);
             }
-            text
+            let _ = text_tx.send(text);
         });
         Proc {
             child,
@@ -130,7 +130,7 @@ impl Proc {
             seen: Vec::new(),
             log,
             logged: Vec::new(),
-            stderr: Some(stderr),
+            stderr: stderr_text,
         }
     }
 
@@ -229,11 +229,14 @@ impl Proc {
         while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
             self.seen.push(line);
         }
-        let stderr = self
-            .stderr
-            .take()
-            .map(|handle| handle.join().unwrap_or_default())
-            .unwrap_or_default();
+        // A descendant that inherited the pipe may hold it open: wait for
+        // the end of stderr within PATIENCE, then take what was read.
+        let stderr = self.stderr.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            while let Ok(line) = self.log.try_recv() {
+                self.logged.push(line);
+            }
+            self.logged.join("\n")
+        });
         Ended {
             status,
             stdout: std::mem::take(&mut self.seen),

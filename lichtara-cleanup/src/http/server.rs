@@ -148,6 +148,8 @@ impl Server {
             }
         };
         tokio::pin!(stop_accepting);
+        #[cfg(unix)]
+        crate::systemd::ready();
         loop {
             let accepted = tokio::select! {
                 biased;

@@ -1,0 +1,103 @@
+//! Children spawned through `lichtara::process` do not outlive the service.
+
+#![cfg(target_os = "linux")]
+
+use std::time::{Duration, Instant};
+
+use lichtara_tests::harness::Proc;
+use nix::sys::signal::Signal;
+
+const CHILDREN: &str = env!("CARGO_BIN_EXE_children");
+
+/// (state, ppid) of a process, if it exists.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = line[line.rfind(')')? + 1..].split_whitespace().collect();
+    Some((fields[0].chars().next()?, fields[1].parse().ok()?))
+}
+
+fn live(pid: i32) -> bool {
+    stat(pid).is_some_and(|(state, _)| !matches!(state, 'Z' | 'X'))
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| stat(*pid).is_some_and(|(state, ppid)| ppid == parent && state != 'Z'))
+        .collect()
+}
+
+/// Starts the service; returns it, its workers and their own children.
+fn start() -> (Proc, Vec<i32>, Vec<i32>) {
+    let mut service = Proc::start_with_args(CHILDREN, &["--workers", "2"], &[]);
+    service.wait_for_prefix("READY");
+    let workers: Vec<i32> = service
+        .stdout_so_far()
+        .iter()
+        .filter_map(|line| line.strip_prefix("worker ")?.parse().ok())
+        .collect();
+    assert_eq!(workers.len(), 2);
+    // Each worker's `sleep` starts soon after the worker: bounded wait.
+    let until = Instant::now() + Duration::from_secs(20);
+    let grandchildren = loop {
+        let found: Vec<i32> = workers.iter().flat_map(|w| children_of(*w)).collect();
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(
+            Instant::now() < until,
+            "the workers' children never appeared"
+        );
+        std::thread::yield_now();
+    };
+    (service, workers, grandchildren)
+}
+
+/// Waits (bounded) until none of `pids` is alive.
+fn wait_gone(pids: &[i32], limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while pids.iter().any(|pid| live(*pid)) {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+#[test]
+fn workers_and_their_children_are_gone_after_a_graceful_shutdown() {
+    let (mut service, workers, grandchildren) = start();
+    service.signal(Signal::SIGTERM);
+    let ended = service.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(ended.stderr.contains("child stopped"), "{ended}");
+    let all: Vec<i32> = workers.iter().chain(&grandchildren).copied().collect();
+    assert!(
+        wait_gone(&all, Duration::from_secs(5)),
+        "left behind: {:?}",
+        all.iter().filter(|p| live(**p)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn workers_die_with_a_sigkilled_service() {
+    let (mut service, workers, grandchildren) = start();
+    service.signal(Signal::SIGKILL);
+    let gone = wait_gone(&workers, Duration::from_secs(5));
+    // PDEATHSIG reaches the workers only: their own children, started by
+    // this test through the service, are ended here, by PID (they hold the
+    // service's output pipes open, too).
+    for pid in &grandchildren {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let ended = service.wait();
+    assert_eq!(ended.signal(), Some(Signal::SIGKILL as i32));
+    assert!(
+        gone,
+        "workers survived the service: {:?}",
+        workers.iter().filter(|p| live(**p)).collect::<Vec<_>>()
+    );
+}

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 /// How many cleanup units S1 registers.
 const S1_UNITS: usize = 10_000;
 
+/// How many 100 ms cleanup units S2 registers.
+const S2_UNITS: usize = 100;
+
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let mut hooks = String::new();
@@ -13,6 +16,16 @@ fn main() {
         writeln!(hooks, "#[lichtara::cleanup]\nasync fn unit_{n}() {{}}").unwrap();
     }
     std::fs::write(out.join("s1_hooks.rs"), hooks).expect("write s1_hooks.rs");
+    let mut hooks = String::new();
+    for n in 0..S2_UNITS {
+        writeln!(
+            hooks,
+            "#[lichtara::cleanup]\nasync fn unit_{n}() {{ tokio::time::sleep(std::time::Duration::from_millis(S2_MS)).await; }}"
+        )
+        .unwrap();
+    }
+    std::fs::write(out.join("s2_hooks.rs"), hooks).expect("write s2_hooks.rs");
+    println!("cargo:rustc-env=S2_UNITS={S2_UNITS}");
     println!("cargo:rustc-env=S1_UNITS={S1_UNITS}");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 /// One measured run.
 #[derive(Clone, Copy, Debug)]
+#[allow(dead_code)]
 struct Run {
     to_ready: Duration,
     to_exit: Duration,
@@ -33,21 +34,57 @@ struct Solution {
 struct Scenario {
     name: &'static str,
     solutions: &'static [Solution],
+    /// S5: a second SIGTERM this long after the first; times are then
+    /// counted from the second.
+    second_signal: Option<Duration>,
 }
 
-const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "S1: 10,000 no-op cleanup units",
-    solutions: &[
-        Solution {
-            label: "lichtara",
-            binary: "s1_lichtara",
-        },
-        Solution {
-            label: "hand-rolled CancellationToken + TaskTracker",
-            binary: "s1_handrolled",
-        },
-    ],
-}];
+const fn solution(label: &'static str, binary: &'static str) -> Solution {
+    Solution { label, binary }
+}
+
+const LICHTARA: &str = "lichtara";
+const HAND_ROLLED: &str = "hand-rolled CancellationToken + TaskTracker";
+const TGS: &str = "tokio-graceful-shutdown 0.20";
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "S1: 10,000 no-op cleanup units",
+        solutions: &[
+            solution(LICHTARA, "s1_lichtara"),
+            solution(HAND_ROLLED, "s1_handrolled"),
+            solution(TGS, "s1_tgs"),
+        ],
+        second_signal: None,
+    },
+    Scenario {
+        name: "S2: 100 units x 100 ms, concurrent (ideal: 100 ms)",
+        solutions: &[
+            solution(LICHTARA, "s2_lichtara"),
+            solution(HAND_ROLLED, "s2_handrolled"),
+            solution(TGS, "s2_tgs"),
+        ],
+        second_signal: None,
+    },
+    Scenario {
+        name: "S3: one unit never finishes, 1 s deadline",
+        solutions: &[
+            solution(LICHTARA, "s3_lichtara"),
+            solution(HAND_ROLLED, "s3_handrolled"),
+            solution(TGS, "s3_tgs"),
+        ],
+        second_signal: None,
+    },
+    Scenario {
+        name: "S5: second SIGTERM 200 ms into a 10 s cleanup (time from the second signal)",
+        solutions: &[
+            solution(LICHTARA, "s5_lichtara"),
+            solution(HAND_ROLLED, "s5_handrolled"),
+            solution(TGS, "s5_tgs"),
+        ],
+        second_signal: Some(Duration::from_millis(200)),
+    },
+];
 
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
@@ -186,7 +223,7 @@ fn run_scenario(dir: &Path, scenario: &Scenario, runs: usize) {
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); scenario.solutions.len()];
     for _ in 0..runs {
         for (index, solution) in scenario.solutions.iter().enumerate() {
-            results[index].push(measure(&dir.join(solution.binary)));
+            results[index].push(measure(&dir.join(solution.binary), scenario.second_signal));
         }
     }
     println!("## {}\n", scenario.name);
@@ -246,7 +283,7 @@ fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
     (median, values[0], values[values.len() - 1])
 }
 
-fn measure(binary: &Path) -> Run {
+fn measure(binary: &Path, second_signal: Option<Duration>) -> Run {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .stdin(Stdio::null())
@@ -268,11 +305,19 @@ fn measure(binary: &Path) -> Run {
             }
         }
     };
-    let signalled = Instant::now();
+    let mut signalled = Instant::now();
     // SAFETY: kill(2) on the PID of a child this function started and has
     // not reaped.
     let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
     assert_eq!(sent, 0, "kill failed");
+    if let Some(after) = second_signal {
+        std::thread::sleep(after);
+        signalled = Instant::now();
+        // SAFETY: as above; the child cannot have been reaped: only the
+        // wait4 below reaps it.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill failed");
+    }
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -257,6 +257,10 @@ async fn run_phase(
 }
 
 #[cfg(test)]
+#[path = "sequence_properties.rs"]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use std::borrow::Cow;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -118,5 +118,33 @@ where
     F: Future + Send + 'static,
     F::Output: IntoHookResult,
 {
-    Box::pin(async move { future.await.into_hook_result() })
+    // A plain wrapper rather than an `async` block: every hook expands to
+    // one of these, and its code is what a shutdown with many hooks pages
+    // in.
+    Box::pin(IntoResult { future })
+}
+
+pin_project_lite::pin_project! {
+    struct IntoResult<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Future for IntoResult<F>
+where
+    F: Future,
+    F::Output: IntoHookResult,
+{
+    type Output = Result<(), BoxError>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.project()
+            .future
+            .poll(cx)
+            .map(IntoHookResult::into_hook_result)
+    }
 }

@@ -96,8 +96,17 @@ fn main() {
         runs,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     for scenario in SCENARIOS {
-        run_scenario(&dir, scenario, runs);
+        if only.is_empty() || only.iter().any(|o| scenario.name.starts_with(o.as_str())) {
+            run_scenario(&dir, scenario, runs);
+        }
+    }
+    if !only.is_empty() {
+        return;
     }
     manager::stop_latency(&dir, runs);
     manager::cleanup_scan(&dir, if quick { 200 } else { 2_000 });

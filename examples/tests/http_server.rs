@@ -337,3 +337,26 @@ fn with_postgresql_every_connection_is_gone_and_the_transaction_in_flight_commit
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_leaked_connection_cannot_hang_the_shutdown() {
+    let dir = TempDir::new("leak");
+    let db = dir.0.join("items.sqlite");
+    let (mut server, _addr) = start(&["--db", db.to_str().unwrap(), "--leak-connection"]);
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    // The pool's close waits for the leaked connection forever; its hook's
+    // timeout (5 s) ends the wait and the report says so.
+    assert_eq!(ended.code(), Some(1), "{ended}");
+    assert!(
+        ended.stderr.contains("database pool close timed out"),
+        "{ended}"
+    );
+    assert!(ended.stderr.contains("held=1"), "{ended}");
+    assert!(
+        ended
+            .stderr
+            .contains("hook=\"http_server::Database\" order=1"),
+        "{ended}"
+    );
+}

@@ -96,20 +96,147 @@ fn main() {
         runs,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    // `bench -- S1 S6` runs only the sections whose names start so.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    for scenario in SCENARIOS {
-        if only.is_empty() || only.iter().any(|o| scenario.name.starts_with(o.as_str())) {
-            run_scenario(&dir, scenario, runs);
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
+    for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
+        run_scenario(&dir, scenario, runs);
+    }
+    // S6 builds crates of its own: minutes, so not in --quick.
+    if !quick && wanted("S6") {
+        compile::cost();
+    }
+    if wanted("Manager") {
+        manager::stop_latency(&dir, runs);
+        manager::cleanup_scan(&dir, if quick { 200 } else { 2_000 });
+    }
+}
+
+/// S6: what the attribute costs at compile time, and what the runtime adds
+/// to a binary. Crates are generated outside the workspace and built with
+/// a target directory of their own; each is built once to compile its
+/// dependencies, then touched and built again: that second build is timed.
+mod compile {
+    use std::fmt::Write as _;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::Instant;
+
+    const HOOKS: usize = 1_000;
+
+    fn workspace_root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf()
+    }
+
+    fn write_crate(root: &Path, name: &str, deps: &str, main: &str) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("src")).expect("create a crate");
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            format!("[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2024\"\n\n[dependencies]\n{deps}\n\n[workspace]\n"),
+        )
+        .expect("write Cargo.toml");
+        std::fs::write(dir.join("src/main.rs"), main).expect("write main.rs");
+        dir
+    }
+
+    /// Builds `dir` in release with incremental compilation off; returns
+    /// the seconds the build of the crate itself took.
+    fn timed_build(dir: &Path, target: &Path) -> f64 {
+        let build = || {
+            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["build", "-q", "--release"])
+                .current_dir(dir)
+                .env("CARGO_TARGET_DIR", target)
+                .env("CARGO_INCREMENTAL", "0")
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building {} failed", dir.display());
+        };
+        build();
+        let main = dir.join("src/main.rs");
+        let text = std::fs::read_to_string(&main).unwrap();
+        std::fs::write(&main, text).unwrap();
+        let started = Instant::now();
+        build();
+        started.elapsed().as_secs_f64()
+    }
+
+    pub(super) fn cost() {
+        let root = workspace_root();
+        let lichtara = root.join("lichtara-cleanup");
+        let scratch = root.join("target").join("bench-s6");
+        let target = scratch.join("target");
+        let lichtara_dep = format!(
+            "lichtara-cleanup = {{ path = {:?} }}\ntokio = {{ version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }}",
+            lichtara.display().to_string()
+        );
+        let tokio_dep = "tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }";
+
+        let mut with = String::new();
+        let mut without = String::new();
+        for n in 0..HOOKS {
+            writeln!(
+                with,
+                "#[lichtara::cleanup(order = {}, timeout = \"5s\")]\nasync fn hook_{n}() {{}}",
+                n % 7
+            )
+            .unwrap();
+            writeln!(without, "#[allow(dead_code)]\nasync fn hook_{n}() {{}}").unwrap();
         }
+        with.push_str("\n#[lichtara::main]\nasync fn main() {}\n");
+        without.push_str("\n#[tokio::main]\nasync fn main() {}\n");
+        let with_dir = write_crate(&scratch, "s6_with_attribute", &lichtara_dep, &with);
+        let without_dir = write_crate(&scratch, "s6_without_attribute", &lichtara_dep, &without);
+        let attribute = timed_build(&with_dir, &target);
+        let plain = timed_build(&without_dir, &target);
+
+        let hello_lichtara = write_crate(
+            &scratch,
+            "s6_hello_lichtara",
+            &lichtara_dep,
+            "#[lichtara::main]\nasync fn main() {\n    println!(\"hello\");\n}\n",
+        );
+        let hello_tokio = write_crate(
+            &scratch,
+            "s6_hello_tokio",
+            tokio_dep,
+            "#[tokio::main]\nasync fn main() {\n    println!(\"hello\");\n}\n",
+        );
+        timed_build(&hello_lichtara, &target);
+        timed_build(&hello_tokio, &target);
+        let size = |name: &str| {
+            std::fs::metadata(target.join("release").join(name)).map_or(0, |m| m.len())
+        };
+        let (lichtara_size, tokio_size) = (size("s6_hello_lichtara"), size("s6_hello_tokio"));
+
+        println!("## S6: compile cost and binary size\n");
+        println!("| what | figure |");
+        println!("|---|---|");
+        println!(
+            "| build of {HOOKS} `#[lichtara::cleanup]` async fns (release, incremental off) | {attribute:.2} s |"
+        );
+        println!("| build of the same {HOOKS} fns without the attribute | {plain:.2} s |");
+        println!("| ratio | x{:.2} |", attribute / plain);
+        println!(
+            "| hello with `#[lichtara::main]` | {:.2} MiB |",
+            lichtara_size as f64 / 1048576.0
+        );
+        println!(
+            "| hello with `#[tokio::main]` | {:.2} MiB |",
+            tokio_size as f64 / 1048576.0
+        );
+        println!(
+            "| growth | {:+.0} % |\n",
+            (lichtara_size as f64 / tokio_size as f64 - 1.0) * 100.0
+        );
     }
-    if !only.is_empty() {
-        return;
-    }
-    manager::stop_latency(&dir, runs);
-    manager::cleanup_scan(&dir, if quick { 200 } else { 2_000 });
 }
 
 /// The `lichtara` CLI's figures.

@@ -52,6 +52,10 @@ struct Args {
     /// temporary folder).
     #[arg(long)]
     db: Option<String>,
+    /// Leak one pooled connection at startup (for demonstrating that the
+    /// pool's close is bounded).
+    #[arg(long, hide = true)]
+    leak_connection: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +175,16 @@ impl Database {
         }
     }
 
+    /// Checks a connection out and never returns it: what a bug that keeps
+    /// a connection in a forgotten task looks like to the pool.
+    async fn leak_one_connection(&self) -> Result<(), sqlx::Error> {
+        match &self.pool {
+            Pool::Sqlite(pool) => std::mem::forget(pool.acquire().await?),
+            Pool::Postgres(pool) => std::mem::forget(pool.acquire().await?),
+        }
+        Ok(())
+    }
+
     /// Connections checked out of the pool right now.
     fn held(&self) -> usize {
         let (size, idle) = match &self.pool {
@@ -234,6 +248,9 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let db = lichtara::manage(Database::connect(&db_path).await?);
+    if args.leak_connection {
+        db.leak_one_connection().await?;
+    }
     println!("database {db_path}");
     let server = lichtara::http::Server::bind(args.addr)
         .await?

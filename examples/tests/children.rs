@@ -31,7 +31,13 @@ fn children_of(parent: i32) -> Vec<i32> {
 
 /// Starts the service; returns it, its workers and their own children.
 fn start() -> (Proc, Vec<i32>, Vec<i32>) {
-    let mut service = Proc::start_with_args(CHILDREN, &["--workers", "2"], &[]);
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> (Proc, Vec<i32>, Vec<i32>) {
+    let mut args = vec!["--workers", "2"];
+    args.extend_from_slice(extra);
+    let mut service = Proc::start_with_args(CHILDREN, &args, &[]);
     service.wait_for_prefix("READY");
     let workers: Vec<i32> = service
         .stdout_so_far()
@@ -100,4 +106,42 @@ fn workers_die_with_a_sigkilled_service() {
         "workers survived the service: {:?}",
         workers.iter().filter(|p| live(**p)).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn as_a_subreaper_the_service_adopts_and_reaps_its_workers_orphans() {
+    let (mut service, workers, grandchildren) = start_with(&["--subreaper"]);
+    let service_pid = service.pid() as i32;
+    // A worker dies; its child is re-parented to the service, not to PID 1.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(workers[0]), Signal::SIGKILL).unwrap();
+    let orphan = grandchildren
+        .iter()
+        .copied()
+        .find(|g| {
+            let until = Instant::now() + Duration::from_secs(20);
+            loop {
+                match stat(*g) {
+                    Some((_, ppid)) if ppid == service_pid => return true,
+                    Some((_, ppid)) if workers[1..].contains(&ppid) => return false,
+                    _ if Instant::now() >= until => return false,
+                    _ => std::thread::yield_now(),
+                }
+            }
+        })
+        .expect("a grandchild re-parented to the service");
+    // It exits: the service reaps it (no zombie left under the service).
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(orphan), Signal::SIGKILL).unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while stat(orphan).is_some_and(|(_, ppid)| ppid == service_pid) {
+        assert!(
+            Instant::now() < until,
+            "the orphan was not reaped by the service"
+        );
+        std::thread::yield_now();
+    }
+    service.signal(Signal::SIGTERM);
+    let ended = service.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    let all: Vec<i32> = workers.iter().chain(&grandchildren).copied().collect();
+    assert!(wait_gone(&all, Duration::from_secs(5)));
 }

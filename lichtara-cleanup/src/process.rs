@@ -149,6 +149,103 @@ pub async fn spawn(command: tokio::process::Command) -> io::Result<Child> {
     Spawner::new().spawn(command).await
 }
 
+/// Process groups of the children spawned here: re-parented descendants
+/// in them are ours to reap (see [`become_subreaper`]).
+static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Makes this process a child subreaper (Linux): descendants of its
+/// children that lose their parent are re-parented here instead of to
+/// PID 1. A task of the current runtime then reaps those of them that
+/// belong to the process group of a child spawned through this module (the
+/// children themselves are reaped by their own waiters), and the children's
+/// stop hooks end them with their group at shutdown.
+///
+/// Processes the application spawns some other way are never reaped here:
+/// their statuses stay theirs. A descendant that left its group (`setsid`)
+/// is not reaped either; run such trees under `lichtara run`.
+///
+/// # Errors
+///
+/// When `prctl(PR_SET_CHILD_SUBREAPER)` fails or SIGCHLD cannot be
+/// watched; elsewhere than Linux, always (unsupported).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// lichtara::process::become_subreaper()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn become_subreaper() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+        let mut children = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        tokio::spawn(async move {
+            loop {
+                reap_adopted();
+                if children.recv().await.is_none() {
+                    break;
+                }
+            }
+        });
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "child subreapers are a Linux feature",
+        ))
+    }
+}
+
+/// Reaps exited, re-parented descendants in our children's groups.
+#[cfg(target_os = "linux")]
+fn reap_adopted() {
+    let me = std::process::id() as i32;
+    let groups = GROUPS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(fields) = line
+            .rfind(')')
+            .map(|close| line[close + 1..].split_whitespace().collect::<Vec<_>>())
+        else {
+            continue;
+        };
+        let (state, ppid, pgrp) = (fields.first(), fields.get(1), fields.get(2));
+        let ours = ppid.and_then(|p| p.parse::<i32>().ok()) == Some(me);
+        let zombie = state.is_some_and(|s| *s == "Z");
+        let group = pgrp.and_then(|g| g.parse::<u32>().ok());
+        // A child's own PID is its group id: those are left to their waiter.
+        if ours && zombie && group.is_some_and(|g| groups.contains(&g) && g != pid as u32) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+                tracing::debug!(
+                    pid = pid.as_raw_nonzero().get(),
+                    "reaped a re-parented descendant"
+                );
+            }
+        }
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The thread every child is forked from: it lives as long as the process,
@@ -268,6 +365,10 @@ fn track(mut child: tokio::process::Child, program: String, spawner: Spawner) ->
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
     };
+    GROUPS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(pid);
     let (report, status) = watch::channel(None);
     // The only waiter: it reaps the child and publishes the status.
     tokio::spawn(async move {

@@ -16,11 +16,18 @@ struct Args {
     /// How many workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Become a child subreaper: the workers' orphaned children are
+    /// re-parented to this service, reaped here, and ended at shutdown.
+    #[arg(long)]
+    subreaper: bool,
 }
 
 #[lichtara::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.subreaper {
+        lichtara::process::become_subreaper()?;
+    }
     let mut workers = Vec::new();
     for _ in 0..args.workers {
         // Each worker has a child of its own: the grandchild of the service.

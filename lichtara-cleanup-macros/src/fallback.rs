@@ -1,6 +1,7 @@
-//! What to emit when the attribute is wrong: the user's item unchanged next
-//! to the errors, so the rest of the crate still type-checks and
-//! rust-analyzer keeps working.
+//! What to emit when the attribute is wrong: the user's item next to the
+//! errors, so the rest of the crate still type-checks and rust-analyzer
+//! keeps working. The item is unchanged, but for `unused_variables` allowed
+//! on a fn whose parameters the error is about.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -11,6 +12,12 @@ use crate::expand;
 
 pub(crate) fn item_with_error(item: TokenStream, err: syn::Error) -> TokenStream {
     let errors = err.to_compile_error();
+    // Parameters the error is about would also warn as unused: noise.
+    let quiet = quote!(#[allow(unused_variables)]);
+    let item = match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(function) if !function.sig.inputs.is_empty() => quote!(#quiet #function),
+        _ => item,
+    };
     quote!(#item #errors)
 }
 

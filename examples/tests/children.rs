@@ -80,6 +80,15 @@ fn workers_and_their_children_are_gone_after_a_graceful_shutdown() {
     let ended = service.wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
     assert!(ended.stderr.contains("child stopped"), "{ended}");
+    // The report names how each worker exited: killed by the SIGTERM.
+    assert_eq!(
+        ended
+            .stderr
+            .matches("detail=\"exited: signal: 15 (SIGTERM)\"")
+            .count(),
+        2,
+        "{ended}"
+    );
     let all: Vec<i32> = workers.iter().chain(&grandchildren).copied().collect();
     assert!(
         wait_gone(&all, Duration::from_secs(5)),

@@ -89,6 +89,7 @@ impl Shutdown {
                 timeout,
                 kind: HookKind::Builder,
                 source: None,
+                detail: None,
             },
             runner: HookRunner::Boxed(Box::new(move || box_hook(f()))),
         });

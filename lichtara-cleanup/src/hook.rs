@@ -69,7 +69,13 @@ pub(crate) struct HookMeta {
     pub(crate) kind: HookKind,
     /// `file:line` of the declaration, when it came from the attribute.
     pub(crate) source: Option<(&'static str, u32)>,
+    /// Where a library hook (a child's stop) leaves a word for its report:
+    /// how the child exited.
+    pub(crate) detail: Option<DetailSlot>,
 }
+
+/// A hook's detail, set once by the hook and read by the sequencer.
+pub(crate) type DetailSlot = std::sync::Arc<std::sync::OnceLock<String>>;
 
 impl HookMeta {
     /// Hooks run by ascending `order`; the name makes the order of a phase's

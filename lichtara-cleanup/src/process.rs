@@ -397,6 +397,8 @@ fn register_stop(tracked: Arc<Tracked>, spawner: Spawner) {
         "lichtara::process::child {} ({})",
         tracked.pid, tracked.program
     );
+    let detail = crate::hook::DetailSlot::default();
+    let slot = Arc::clone(&detail);
     let run = move || -> crate::hook::HookFuture {
         Box::pin(async move {
             let mut status = tracked.status.clone();
@@ -411,6 +413,9 @@ fn register_stop(tracked: Arc<Tracked>, spawner: Spawner) {
             if stopped {
                 let exit = *tracked.status.borrow();
                 tracing::info!(pid = tracked.pid, status = ?exit, "child stopped");
+                if let Some(exit) = exit {
+                    let _ = slot.set(format!("exited: {exit}"));
+                }
                 return Ok(());
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), status.wait_for(Option::is_some))
@@ -432,6 +437,7 @@ fn register_stop(tracked: Arc<Tracked>, spawner: Spawner) {
             timeout: Some(timeout + Duration::from_secs(6)),
             kind: HookKind::Builder,
             source: None,
+            detail: Some(detail),
         },
         runner: HookRunner::Boxed(Box::new(run)),
     });

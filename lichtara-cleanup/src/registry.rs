@@ -78,6 +78,7 @@ impl Registration {
                 RegisteredKind::Resource { .. } => HookKind::Resource,
             },
             source: Some((self.file, self.line)),
+            detail: None,
         }
     }
 

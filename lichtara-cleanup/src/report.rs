@@ -163,9 +163,17 @@ pub struct HookReport {
     pub(crate) timeout: Option<Duration>,
     pub(crate) outcome: Outcome,
     pub(crate) elapsed: Duration,
+    pub(crate) detail: Option<String>,
 }
 
 impl HookReport {
+    /// What the hook said of itself besides its outcome, if anything: for a
+    /// child process of `lichtara::process`, how it exited.
+    #[must_use]
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
     /// The hook's name: `module::path::item` unless `name = "…"` set one.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -301,8 +309,14 @@ impl fmt::Display for ShutdownReport {
         for hook in &self.hooks {
             writeln!(
                 f,
-                "  [{:>4}] {:<40} {:>10.1?}  {}",
-                hook.order, hook.name, hook.elapsed, hook.outcome
+                "  [{:>4}] {:<40} {:>10.1?}  {}{}",
+                hook.order,
+                hook.name,
+                hook.elapsed,
+                hook.outcome,
+                hook.detail
+                    .as_deref()
+                    .map_or_else(String::new, |d| format!(" ({d})"))
             )?;
         }
         Ok(())
@@ -325,6 +339,7 @@ mod tests {
                     timeout: None,
                     outcome: outcome.clone(),
                     elapsed: Duration::ZERO,
+                    detail: None,
                 })
                 .collect(),
             deadline_passed,

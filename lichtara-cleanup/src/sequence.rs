@@ -65,6 +65,7 @@ fn not_run(meta: HookMeta) -> HookReport {
         timeout: meta.timeout,
         outcome: Outcome::NotRun,
         elapsed: Duration::ZERO,
+        detail: None,
     }
 }
 
@@ -72,7 +73,17 @@ fn log(hook: &HookReport) {
     let elapsed_ms = crate::report::millis(hook.elapsed);
     let (name, order, outcome) = (&*hook.name, hook.order, hook.outcome.as_str());
     match &hook.outcome {
-        Outcome::Ok => tracing::info!(hook = name, order, elapsed_ms, outcome, "hook finished"),
+        Outcome::Ok => match &hook.detail {
+            Some(detail) => tracing::info!(
+                hook = name,
+                order,
+                elapsed_ms,
+                outcome,
+                detail = detail.as_str(),
+                "hook finished"
+            ),
+            None => tracing::info!(hook = name, order, elapsed_ms, outcome, "hook finished"),
+        },
         Outcome::Error(error) | Outcome::Panicked(error) => {
             tracing::warn!(
                 hook = name,
@@ -195,11 +206,13 @@ async fn run_phase(
     // filled in when it ends: no second list to keep in step.
     let base = reports.len();
     let mut done = vec![false; phase.len()];
+    let slots: Vec<_> = phase.iter().map(|hook| hook.meta.detail.clone()).collect();
     let mut record =
         |reports: &mut Vec<HookReport>, index: usize, outcome: Outcome, elapsed: Duration| {
             let report = &mut reports[base + index];
             report.outcome = outcome;
             report.elapsed = elapsed;
+            report.detail = slots[index].as_ref().and_then(|slot| slot.get().cloned());
             log(report);
             done[index] = true;
         };
@@ -303,6 +316,7 @@ mod tests {
                 timeout: timeout_ms.map(Duration::from_millis),
                 kind: HookKind::Builder,
                 source: None,
+                detail: None,
             },
             runner: HookRunner::Boxed(Box::new(move || {
                 Box::pin(async move {
@@ -450,6 +464,7 @@ mod tests {
             timeout: None,
             kind: HookKind::Blocking,
             source: None,
+            detail: None,
         };
         let hooks = vec![
             Hook {

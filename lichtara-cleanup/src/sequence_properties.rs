@@ -61,6 +61,7 @@ fn hook(index: usize, spec: &Spec, journal: &Journal, origin: Instant) -> Hook {
             timeout: spec.timeout_ms.map(Duration::from_millis),
             kind: HookKind::Builder,
             source: None,
+            detail: None,
         },
         runner: HookRunner::Boxed(Box::new(move || {
             Box::pin(async move {

@@ -233,6 +233,7 @@ fn register_drain(addr: SocketAddr, order: i32, timeout: Duration, tracker: Task
             timeout: Some(timeout),
             kind: HookKind::Builder,
             source: None,
+            detail: None,
         },
         runner: HookRunner::Boxed(Box::new(run)),
     });

@@ -200,7 +200,7 @@ impl lichtara::Cleanup for Database {
         // `close` waits for every checked-out connection to come back: a
         // leaked one would hold it forever. The hook's timeout bounds it;
         // if it is hit, this guard says how many were still held.
-        let report = HeldOnTimeout {
+        let mut report = HeldOnTimeout {
             db: self,
             armed: true,
         };
@@ -212,7 +212,6 @@ impl lichtara::Cleanup for Database {
             Pool::Sqlite(pool) => pool.close().await,
             Pool::Postgres(pool) => pool.close().await,
         }
-        let mut report = report;
         report.armed = false;
         tracing::info!("database pool closed");
         Ok(())

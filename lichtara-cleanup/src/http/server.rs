@@ -216,12 +216,11 @@ fn register_drain(addr: SocketAddr, order: i32, timeout: Duration, tracker: Task
             );
             // Cuts what is left if the sequencer abandons this hook at its
             // timeout.
-            let cut_on_timeout = CutOnDrop { armed: true };
+            let mut cut_on_timeout = CutOnDrop { armed: true };
             tracker.close();
             SESSIONS.close();
             tracker.wait().await;
             SESSIONS.wait().await;
-            let mut cut_on_timeout = cut_on_timeout;
             cut_on_timeout.armed = false;
             Ok(())
         })

@@ -77,7 +77,8 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
         .iter()
         .filter(|record| matches!(record.liveness(), Liveness::Running))
         .collect();
-    let orphans = super::marked(&project.marker_prefix())
+    let all = procfs::all_stats().unwrap_or_default();
+    let orphans = super::marked(&project.marker_prefix(), &all)
         .into_iter()
         .filter(|process| !live.iter().any(|record| record.marker == process.marker))
         .map(|process| {

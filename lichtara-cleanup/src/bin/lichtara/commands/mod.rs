@@ -20,13 +20,13 @@ pub(crate) struct Marked {
     pub(crate) marker: String,
 }
 
-/// Every process of the current user whose marker starts with `prefix`,
-/// except PID 1, this process and its ancestors. Processes that vanish or
-/// cannot be read while we look are skipped.
-pub(crate) fn marked(prefix: &str) -> Vec<Marked> {
+/// Every process of the current user in `all` (a snapshot of `/proc`)
+/// whose marker starts with `prefix`, except PID 1, this process and its
+/// ancestors. Processes that vanish or cannot be read while we look are
+/// skipped.
+pub(crate) fn marked(prefix: &str, all: &[Stat]) -> Vec<Marked> {
     let me = std::process::id() as i32;
     let uid = rustix::process::getuid().as_raw();
-    let all = procfs::all_stats().unwrap_or_default();
     let mut ancestors = vec![me];
     let mut cursor = me;
     while let Some(parent) = all.iter().find(|s| s.pid == cursor).map(|s| s.ppid) {
@@ -36,14 +36,15 @@ pub(crate) fn marked(prefix: &str) -> Vec<Marked> {
         ancestors.push(parent);
         cursor = parent;
     }
-    all.into_iter()
+    all.iter()
         .filter(|stat| stat.pid > 1 && !ancestors.contains(&stat.pid) && !stat.is_zombie())
         .filter(|stat| procfs::uid(stat.pid).is_ok_and(|owner| owner == uid))
         .filter_map(|stat| {
             let marker = procfs::environ_var(stat.pid, MARKER_VAR).ok()??;
-            marker
-                .starts_with(prefix)
-                .then_some(Marked { stat, marker })
+            marker.starts_with(prefix).then(|| Marked {
+                stat: stat.clone(),
+                marker,
+            })
         })
         .collect()
 }

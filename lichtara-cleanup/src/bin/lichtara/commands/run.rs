@@ -92,7 +92,7 @@ pub(crate) fn run(
         .filter_map(|pid| all.iter().find(|stat| stat.pid == pid))
         .filter_map(|stat| terminate::pin(stat.pid, stat.start_time))
         .collect();
-    for process in super::marked(&marker) {
+    for process in super::marked(&marker, &all) {
         if process.marker == marker && !leftovers.iter().any(|p| p.pid == process.stat.pid) {
             leftovers.extend(terminate::pin(process.stat.pid, process.stat.start_time));
         }

@@ -81,7 +81,9 @@ pub(crate) fn stop(
     // Everything of this run: its process group, and whatever left the
     // group but still carries this run's marker.
     let uid = rustix::process::getuid().as_raw();
-    for stat in crate::procfs::all_stats().unwrap_or_default() {
+    // One snapshot of /proc serves both searches.
+    let all = crate::procfs::all_stats().unwrap_or_default();
+    for stat in &all {
         if stat.pid != record.pid
             && stat.pgrp == record.pgid
             && crate::procfs::uid(stat.pid).is_ok_and(|owner| owner == uid)
@@ -89,7 +91,7 @@ pub(crate) fn stop(
             targets.extend(terminate::pin(stat.pid, stat.start_time));
         }
     }
-    for process in super::marked(&record.marker) {
+    for process in super::marked(&record.marker, &all) {
         if process.marker == record.marker
             && process.stat.pgrp != record.pgid
             && process.stat.pid != record.pid

@@ -126,6 +126,30 @@ fn idle_connections_close_at_once_in_flight_requests_finish_and_new_ones_are_ref
 }
 
 #[test]
+fn connections_waiting_in_the_backlog_at_sigterm_are_served_not_reset() {
+    let (mut server, addr) = start(&[]);
+    // Stopped, the server cannot accept: the kernel completes these
+    // handshakes and queues them in the listener's backlog.
+    server.signal(Signal::SIGSTOP);
+    let mut queued: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut stream = connect(&addr);
+            send_get(&mut stream, "/");
+            stream
+        })
+        .collect();
+    server.signal(Signal::SIGTERM);
+    server.signal(Signal::SIGCONT);
+    for stream in &mut queued {
+        let (code, headers, body) = read_response(stream);
+        assert_eq!((code, body.as_str()), (200, "ok\n"), "{headers:?}");
+        assert!(closed_by_server(stream), "then the connection closes");
+    }
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+}
+
+#[test]
 fn a_websocket_client_receives_close_1001() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 pub mod harness;
+pub mod load;
 
 /// Prints one event line on stdout, where the test reads it.
 pub fn event(what: &str) {

@@ -6,8 +6,12 @@
 //!
 //! 1. shutdown begins: [`readiness`] turns 503 at once;
 //! 2. after the drain delay (0 by default, 5 s under Kubernetes) the
-//!    listener closes, so the port is free;
-//! 3. idle keep-alive connections close at once; requests in flight finish,
+//!    listener closes, so the port is free; connections the kernel had
+//!    already completed (waiting in the backlog) are accepted first, not
+//!    reset;
+//! 3. idle keep-alive connections close at once; a connection that has not
+//!    sent its first request gets 250 ms to begin one (its client may have
+//!    connected just before the signal); requests in flight finish,
 //!    their responses carrying `Connection: close` (HTTP/1) or after a
 //!    GOAWAY (HTTP/2); WebSocket [`Session`](ws::Session)s are sent close
 //!    1001 (going away);

@@ -23,6 +23,11 @@ use crate::hook::{Hook, HookKind, HookMeta, HookRunner};
 /// unready.
 const KUBERNETES_DRAIN_DELAY: Duration = Duration::from_secs(5);
 
+/// How long a connection that has not begun a request when the drain
+/// starts gets to begin one (at most the drain timeout): a client whose
+/// connect raced the signal is answered, not reset.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(250);
+
 /// An HTTP server whose drain is one hook of the shutdown sequence.
 ///
 /// # Examples
@@ -111,8 +116,9 @@ impl Server {
     }
 
     /// Serves `service` until shutdown begins and the drain delay passes,
-    /// then closes the listener and returns; the connections still open are
-    /// drained by the hook this call registers.
+    /// then accepts what waits in the backlog, closes the listener and
+    /// returns; the connections still open are drained by the hook this
+    /// call registers.
     ///
     /// # Errors
     ///
@@ -137,6 +143,55 @@ impl Server {
         register_drain(addr, self.order, self.drain_timeout, tracker.clone());
         tracing::info!(%addr, drain_delay_ms = delay.as_millis() as u64, "serving");
         let builder = auto::Builder::new(TokioExecutor::new());
+        let grace = FIRST_REQUEST_GRACE.min(self.drain_timeout);
+        // Serves one connection until it ends, or until the drain: then an
+        // idle keep-alive connection is closed at once, a request in flight
+        // finishes (answered with `Connection: close`), and a connection
+        // that has not begun a request yet gets a moment to begin one.
+        let spawn_connection = |stream: tokio::net::TcpStream| {
+            let _ = stream.set_nodelay(true);
+            let builder = builder.clone();
+            let begun = CancellationToken::new();
+            let service = TowerToHyperService::new(MarkBegun {
+                inner: service.clone(),
+                begun: begun.clone(),
+            });
+            let draining = draining.clone();
+            tracker.spawn(async move {
+                let _counted = Counted::http();
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                let finished = tokio::select! {
+                    finished = connection.as_mut() => Some(finished),
+                    () = draining.cancelled() => None,
+                    () = CUT.cancelled() => return,
+                };
+                let finished = match finished {
+                    Some(finished) => finished,
+                    None => {
+                        if !begun.is_cancelled() {
+                            // Connected but silent: its client may have connected
+                            // just before the signal and be about to send.
+                            let grace = tokio::time::sleep(grace);
+                            tokio::select! {
+                                finished = connection.as_mut() => return log_end(finished),
+                                () = begun.cancelled() => {}
+                                () = grace => {}
+                                () = CUT.cancelled() => return,
+                            }
+                        }
+                        // Idle: closed now. In flight: finishes, then closes.
+                        connection.as_mut().graceful_shutdown();
+                        tokio::select! {
+                            finished = connection => finished,
+                            () = CUT.cancelled() => return,
+                        }
+                    }
+                };
+                log_end(finished);
+            });
+        };
         let stop_accepting = async {
             crate::signalled().await;
             if !delay.is_zero() {
@@ -156,50 +211,82 @@ impl Server {
                 () = &mut stop_accepting => break,
                 accepted = self.listener.accept() => accepted,
             };
-            let stream = match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(err) => {
-                    // Out of file descriptors and the like: the connection
-                    // is lost, the server goes on.
-                    tracing::warn!(error = %err, "accept failed");
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let builder = builder.clone();
-            let service = TowerToHyperService::new(service.clone());
-            let draining = draining.clone();
-            tracker.spawn(async move {
-                let _counted = Counted::http();
-                let connection =
-                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                tokio::pin!(connection);
-                let finished = tokio::select! {
-                    finished = connection.as_mut() => Some(finished),
-                    () = draining.cancelled() => None,
-                    () = CUT.cancelled() => return,
-                };
-                let finished = match finished {
-                    Some(finished) => finished,
-                    None => {
-                        // Idle: closed now. In flight: finishes, then closes.
-                        connection.as_mut().graceful_shutdown();
-                        tokio::select! {
-                            finished = connection => finished,
-                            () = CUT.cancelled() => return,
-                        }
-                    }
-                };
-                if let Err(err) = finished {
-                    tracing::trace!(error = %err, "connection ended with an error");
-                }
-            });
+            match accepted {
+                Ok((stream, _peer)) => spawn_connection(stream),
+                // Out of file descriptors and the like: the connection is
+                // lost, the server goes on.
+                Err(err) => tracing::warn!(error = %err, "accept failed"),
+            }
         }
-        drop(self.listener);
+        // Connections the kernel completed before this point wait in the
+        // backlog; closing the listener would reset them. Their clients
+        // connected before the listener closed: accept and serve them.
+        let listener = self.listener.into_std()?;
+        let mut swept = 0;
+        loop {
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    let stream = stream
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::TcpStream::from_std(stream));
+                    match stream {
+                        Ok(stream) => {
+                            swept += 1;
+                            spawn_connection(stream);
+                        }
+                        Err(err) => tracing::warn!(error = %err, "accept failed"),
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    break;
+                }
+            }
+        }
+        drop(listener);
+        if swept > 0 {
+            tracing::debug!(swept, "accepted the connections waiting in the backlog");
+        }
         draining.cancel();
         let open = connections();
         tracing::info!(%addr, open = open.http, upgraded = open.upgraded, "listener closed");
         Ok(())
+    }
+}
+
+fn log_end(finished: Result<(), BoxError>) {
+    if let Err(err) = finished {
+        tracing::trace!(error = %err, "connection ended with an error");
+    }
+}
+
+/// The service of one connection, noting that a request has begun.
+#[derive(Clone)]
+struct MarkBegun<S> {
+    inner: S,
+    begun: CancellationToken,
+}
+
+impl<S, R> tower_service::Service<R> for MarkBegun<S>
+where
+    S: tower_service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.begun.cancel();
+        self.inner.call(request)
     }
 }
 

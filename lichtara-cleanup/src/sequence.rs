@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use std::collections::VecDeque;
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::hook::{Hook, HookFuture, HookMeta, HookRunner};
@@ -191,6 +194,81 @@ pub(crate) async fn run(
     }
 }
 
+/// A hook of a phase waiting to be started: its index in the phase, how to
+/// run it, and its own timeout.
+type ToStart = (usize, HookRunner, Option<Duration>);
+
+/// How a hook ended: its index in the phase, its outcome, when.
+type Finished = (usize, Outcome, Duration);
+
+/// The hook a starter is polling for the first time: its index, its limit,
+/// and since when.
+type Polling = Arc<Mutex<Option<(usize, Option<Instant>, Instant)>>>;
+
+/// A first poll this long gets a second starter for the rest of the phase,
+/// so that one hook blocking its thread does not hold the others back.
+const SLOW_FIRST_POLL: Duration = Duration::from_millis(20);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the hooks of a phase one after the other, each polled once in
+/// place (most finish at once and never need a task of their own); a
+/// pending one gets a task. Runs as a task of its own so that a hook that
+/// blocks its thread in that first poll cannot stop the sequencer, which
+/// abandons it at its timeout and lets another starter go on.
+fn spawn_starter(
+    queue: &Arc<Mutex<VecDeque<ToStart>>>,
+    finished: &Arc<Mutex<Vec<Finished>>>,
+    tasks: &Arc<Mutex<Vec<AbortHandle>>>,
+    watch: &Arc<Notify>,
+    (started, deadline): (Instant, Instant),
+) -> (Polling, AbortHandle) {
+    let polling = Polling::default();
+    let (queue, finished, tasks, watch, current) = (
+        queue.clone(),
+        finished.clone(),
+        tasks.clone(),
+        watch.clone(),
+        polling.clone(),
+    );
+    let starter = tokio::spawn(async move {
+        loop {
+            let Some((index, runner, timeout)) = lock(&queue).pop_front() else {
+                break;
+            };
+            // A hook's own timeout runs from its start; the deadline bounds
+            // the phase as a whole, with one timer in the sequencer.
+            let limit = timeout
+                .map(|timeout| Instant::now() + timeout)
+                .filter(|limit| *limit < deadline);
+            *lock(&current) = Some((index, limit, Instant::now()));
+            if limit.is_some() {
+                // The sequencer times this first poll.
+                watch.notify_one();
+            }
+            let first = start(runner);
+            *lock(&current) = None;
+            match first {
+                // Collected without waking the sequencer for each.
+                Ok(outcome) => lock(&finished).push((index, outcome, started.elapsed())),
+                Err(future) => {
+                    let (finished, watch) = (finished.clone(), watch.clone());
+                    let task = tokio::spawn(async move {
+                        let outcome = finish(future, limit).await;
+                        lock(&finished).push((index, outcome, started.elapsed()));
+                        watch.notify_one();
+                    });
+                    lock(&tasks).push(task.abort_handle());
+                }
+            }
+        }
+        watch.notify_one();
+    });
+    (polling, starter.abort_handle())
+}
+
 /// Runs the hooks of one phase concurrently and appends their reports in
 /// the phase's order. Returns whether the global deadline cut it short.
 async fn run_phase(
@@ -202,68 +280,105 @@ async fn run_phase(
 ) -> bool {
     let started = Instant::now();
     tracing::debug!(order, hooks = phase.len(), "phase started");
+    progress.set_running(phase.iter().map(|hook| hook.meta.name.clone()).collect());
     // Each hook's report is in place from the start (as `not run`) and
     // filled in when it ends: no second list to keep in step.
     let base = reports.len();
     let mut done = vec![false; phase.len()];
+    let mut left = phase.len();
     let slots: Vec<_> = phase.iter().map(|hook| hook.meta.detail.clone()).collect();
-    let mut record =
-        |reports: &mut Vec<HookReport>, index: usize, outcome: Outcome, elapsed: Duration| {
+    let mut to_start = VecDeque::with_capacity(phase.len());
+    for (index, hook) in phase.into_iter().enumerate() {
+        to_start.push_back((index, hook.runner, hook.meta.timeout));
+        reports.push(not_run(hook.meta));
+    }
+    let queue = Arc::new(Mutex::new(to_start));
+    let tasks = Arc::new(Mutex::new(Vec::new()));
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let watch = Arc::new(Notify::new());
+    let mut starters = vec![spawn_starter(
+        &queue,
+        &finished,
+        &tasks,
+        &watch,
+        (started, deadline),
+    )];
+    let deadline_timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(deadline_timer);
+    let mut deadline_passed = false;
+    let mut helped = vec![false; done.len()];
+    let mut ends = Vec::new();
+    while left > 0 {
+        // When to look at the first polls in progress again: at a limit, or
+        // when one has been slow long enough to need a second starter.
+        let polls: Vec<_> = starters
+            .iter()
+            .filter_map(|(polling, _)| *lock(polling))
+            .collect();
+        let mut wake = polls
+            .iter()
+            .flat_map(|(index, limit, since)| {
+                let slow = (!helped[*index]).then(|| *since + SLOW_FIRST_POLL);
+                [*limit, slow]
+            })
+            .flatten()
+            .min();
+        if polls.is_empty() && !lock(&queue).is_empty() {
+            // The starters have not begun: look again shortly.
+            wake = Some(Instant::now() + SLOW_FIRST_POLL);
+        }
+        tokio::select! {
+            biased;
+            () = watch.notified() => {}
+            () = tokio::time::sleep_until(wake.unwrap_or(deadline)), if wake.is_some() => {
+                let now = Instant::now();
+                let polls: Vec<_> = starters
+                    .iter()
+                    .filter_map(|(polling, _)| *lock(polling))
+                    .collect();
+                for (index, limit, since) in polls {
+                    let timed_out = limit.is_some_and(|limit| limit <= now);
+                    if timed_out {
+                        ends.push((index, Outcome::TimedOut, started.elapsed()));
+                    }
+                    if !helped[index] && (timed_out || since + SLOW_FIRST_POLL <= now) {
+                        helped[index] = true;
+                        starters.push(spawn_starter(&queue, &finished, &tasks, &watch, (started, deadline)));
+                    }
+                }
+            }
+            () = &mut deadline_timer => {
+                deadline_passed = true;
+                break;
+            }
+        }
+        ends.append(&mut lock(&finished));
+        for (index, outcome, elapsed) in ends.drain(..) {
+            if done[index] {
+                continue;
+            }
+            done[index] = true;
+            left -= 1;
             let report = &mut reports[base + index];
             report.outcome = outcome;
             report.elapsed = elapsed;
             report.detail = slots[index].as_ref().and_then(|slot| slot.get().cloned());
             log(report);
-            done[index] = true;
-        };
-    let mut set = JoinSet::new();
-    for (index, hook) in phase.into_iter().enumerate() {
-        // A hook's own timeout is enforced inside its task; the deadline
-        // bounds the phase as a whole below, with one timer.
-        let limit = hook
-            .meta
-            .timeout
-            .map(|timeout| started + timeout)
-            .filter(|limit| *limit < deadline);
-        reports.push(not_run(hook.meta));
-        match start(hook.runner) {
-            Ok(outcome) => record(reports, index, outcome, started.elapsed()),
-            Err(future) => {
-                set.spawn(async move {
-                    let outcome = finish(future, limit).await;
-                    (index, outcome, started.elapsed())
-                });
-            }
         }
     }
-    let mut deadline_passed = false;
-    if !set.is_empty() {
-        progress.set_running(
-            reports[base..]
-                .iter()
-                .map(|report| report.name.clone())
-                .collect(),
-        );
-        let drained = tokio::time::timeout_at(deadline, async {
-            while let Some(joined) = set.join_next().await {
-                // Hook tasks catch their own panics; a join error is only
-                // an abort, which happens after this loop.
-                if let Ok((index, outcome, elapsed)) = joined {
-                    record(reports, index, outcome, elapsed);
-                }
-            }
-        })
-        .await;
-        deadline_passed = drained.is_err();
-        if deadline_passed {
-            set.abort_all();
-            let elapsed = started.elapsed();
-            for (index, _) in done.iter().enumerate().filter(|(_, done)| !**done) {
-                let report = &mut reports[base + index];
-                report.outcome = Outcome::TimedOut;
-                report.elapsed = elapsed;
-                log(report);
-            }
+    // What is left is abandoned: hook tasks past the deadline, and starters
+    // (idle by now, or stuck in a hook that never returns).
+    lock(&queue).clear();
+    for task in lock(&tasks).iter().chain(starters.iter().map(|(_, s)| s)) {
+        task.abort();
+    }
+    if deadline_passed {
+        let elapsed = started.elapsed();
+        for (index, _) in done.iter().enumerate().filter(|(_, done)| !**done) {
+            let report = &mut reports[base + index];
+            report.outcome = Outcome::TimedOut;
+            report.elapsed = elapsed;
+            log(report);
         }
     }
     deadline_passed

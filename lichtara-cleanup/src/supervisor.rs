@@ -17,6 +17,12 @@ use crate::{Trigger, exit};
 /// on its own (and report properly) before it ends the process itself.
 const WATCHDOG_GRACE: Duration = Duration::from_millis(100);
 
+/// Signals this close to the one counted before them are the same request:
+/// a signal sent to a process and to its group at once (a terminal's Ctrl-C
+/// under a wrapper that forwards it, an init that signals both) arrives
+/// twice, and must not count as the second signal that forces the exit.
+const REPEAT_WINDOW: Duration = Duration::from_millis(100);
+
 /// What the watchdog names if it must end the process.
 static PROGRESS: OnceLock<Progress> = OnceLock::new();
 
@@ -59,6 +65,10 @@ fn spawn(watchdog: bool) -> io::Result<()> {
                         return;
                     }
                 };
+                // Handlers first: a pending signal unblocked before them
+                // would take its default action.
+                #[cfg(unix)]
+                accept_inherited_signals();
                 let _ = ready_tx.send(Ok(()));
                 // Sort the hooks now, while nothing waits for them.
                 crate::registry::plan();
@@ -70,12 +80,55 @@ fn spawn(watchdog: bool) -> io::Result<()> {
         .unwrap_or_else(|_| Err(io::Error::other("the supervisor thread ended at startup")))
 }
 
+/// A process may start with the shutdown signals blocked (a parent's mask
+/// is inherited across exec): unblocked in this thread, they are delivered
+/// here — including one already pending — instead of waiting forever.
+#[cfg(unix)]
+fn accept_inherited_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    if let Ok(blocked) = SigSet::thread_get_mask() {
+        if set.iter().any(|signal| blocked.contains(signal)) {
+            tracing::debug!("shutdown signals were blocked at startup; unblocked for lichtara");
+        }
+    }
+    let _ = set.thread_unblock();
+}
+
+/// Counts signals, taking repeats within [`REPEAT_WINDOW`] of the last
+/// counted one as the same.
+#[derive(Default)]
+struct Count {
+    counted: u32,
+    last: Option<std::time::Instant>,
+}
+
+impl Count {
+    /// Whether `signal` counts.
+    fn counts(&mut self, signal: Trigger) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < REPEAT_WINDOW)
+        {
+            tracing::debug!(signal = %signal, "repeated signal taken as the same request");
+            return false;
+        }
+        self.counted += 1;
+        self.last = Some(now);
+        true
+    }
+}
+
 async fn supervise(mut listener: Listener, watchdog: bool) {
     let controller = controller();
-    let mut signals = 0;
+    let mut signals = Count::default();
     tokio::select! {
         signal = listener.recv() => {
-            signals += 1;
+            signals.counts(signal);
             controller.trigger(signal);
         }
         () = controller.begun() => {}
@@ -93,8 +146,10 @@ async fn supervise(mut listener: Listener, watchdog: bool) {
     loop {
         tokio::select! {
             signal = listener.recv() => {
-                signals += 1;
-                if signals >= 2 {
+                if !signals.counts(signal) {
+                    continue;
+                }
+                if signals.counted >= 2 {
                     force_exit(signal);
                 }
                 tracing::warn!(signal = %signal, "signal received during shutdown; send it again to exit at once");
@@ -104,9 +159,14 @@ async fn supervise(mut listener: Listener, watchdog: bool) {
         }
     }
     // The sequence is over; the process is about to exit or go on without
-    // lichtara. A signal now ends it the way an unhandled one would.
-    let signal = listener.recv().await;
-    force_exit(signal);
+    // lichtara. A signal now (not a repeat of the last) ends it the way an
+    // unhandled one would.
+    loop {
+        let signal = listener.recv().await;
+        if signals.counts(signal) {
+            force_exit(signal);
+        }
+    }
 }
 
 fn signal_number(signal: Trigger) -> i32 {

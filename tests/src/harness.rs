@@ -2,8 +2,9 @@
 //! PID, which this harness started) and reaped when its handle drops, pass
 //! or fail.
 
+use std::io::Write;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,21 @@ use std::time::{Duration, Instant};
 /// these machines are shared and noisy; no test asserts on speed.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Signals this close together are one request to lichtara (see
+/// `REPEAT_WINDOW` in its supervisor), with a margin for a noisy machine.
+pub const REPEAT_WINDOW: Duration = Duration::from_millis(300);
+
+/// Waits until a signal sent now counts as a new one rather than a repeat
+/// of the one sent at `first`. A property of time: there is no event to
+/// await instead.
+pub fn outside_repeat_window(first: Instant) {
+    std::thread::sleep((first + REPEAT_WINDOW).saturating_duration_since(Instant::now()));
+}
+
 /// A running test binary.
 pub struct Proc {
     child: Child,
+    stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     exited: Receiver<()>,
     seen: Vec<String>,
@@ -76,6 +89,12 @@ impl Proc {
 
     /// Starts `program` with arguments and extra environment variables.
     pub fn start_with_args(program: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Self::spawn(Self::command(program, args, env))
+    }
+
+    /// The command [`Proc::start_with_args`] runs, to adjust before
+    /// [`Proc::spawn`]: stdin is null, stdout and stderr piped.
+    pub fn command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(program);
         command.args(args);
         command
@@ -88,9 +107,17 @@ impl Proc {
         for (key, value) in env {
             command.env(key, value);
         }
+        command
+    }
+
+    /// Starts a command from [`Proc::command`]; with `Stdio::piped()` for
+    /// stdin, [`Proc::send_line`] writes to it.
+    pub fn spawn(mut command: Command) -> Proc {
+        let program = command.get_program().to_string_lossy().into_owned();
         let mut child = command
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = channel();
@@ -125,6 +152,7 @@ impl Proc {
         });
         Proc {
             child,
+            stdin,
             lines,
             exited,
             seen: Vec::new(),
@@ -132,6 +160,14 @@ impl Proc {
             logged: Vec::new(),
             stderr: stderr_text,
         }
+    }
+
+    /// Writes `line` to the child's stdin (piped through [`Proc::spawn`]).
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin was not piped");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .expect("write to the child's stdin");
     }
 
     /// The child's PID.

@@ -1,0 +1,321 @@
+//! The fault matrix: each cell runs the `faults` service with one fault and
+//! checks that the sequence ended within the deadline (no exit 124 unless
+//! the cell is about the deadline), that every hook that could run ran
+//! exactly once, that the log's report says what happened, and that the
+//! exit code follows the table in the README.
+//!
+//! | cell | exit |
+//! |---|---|
+//! | a hook panics / errs / hangs / blocks its thread (sync or async) | 1 |
+//! | a hook allocates 256 MiB | 0 |
+//! | SIGTERM pending when the process starts (blocked by its parent) | 0 |
+//! | SIGTERM during `main` | 0 |
+//! | a second SIGTERM during phase 0, 1 or 2 | dies of SIGTERM |
+//! | a first SIGTERM during a phase, after `main` returned | 0 |
+//! | a second SIGTERM during the report | dies of SIGTERM |
+//! | a first SIGTERM during the report, after `main` returned | 0 |
+//! | a burst of 100 SIGTERMs | 0 |
+//! | `main` panics while winding down | 101 |
+//! | a task of `main`'s panics while the hooks run | 0 |
+//! | the global deadline passes during a phase | 124 |
+//!
+//! The SIGKILL-in-the-middle cell, which needs the manager, is in
+//! examples/tests/load.rs.
+
+#![cfg(unix)]
+
+use std::process::Stdio;
+use std::time::Instant;
+
+use lichtara_tests::harness::{Ended, Proc, outside_repeat_window};
+use nix::sys::signal::Signal;
+
+const FAULTS: &str = env!("CARGO_BIN_EXE_faults");
+const HOOKS: [(&str, i32); 4] = [("first_a", 0), ("first_b", 0), ("second", 1), ("third", 2)];
+
+fn start(env: &[(&str, &str)]) -> Proc {
+    let mut command = Proc::command(FAULTS, &[], env);
+    command.stdin(Stdio::piped());
+    let mut proc = Proc::spawn(command);
+    proc.wait_for_line("READY");
+    proc
+}
+
+/// How many times `line` is on stdout.
+fn count(ended: &Ended, line: &str) -> usize {
+    ended.stdout.iter().filter(|l| *l == line).count()
+}
+
+/// The outcome the log's report gives `hook`; asserts it is given once.
+fn outcome(ended: &Ended, hook: &str) -> String {
+    let needle = format!("hook=\"faults::{hook}\"");
+    let lines: Vec<&str> = ended
+        .stderr
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .collect();
+    assert_eq!(lines.len(), 1, "{hook} reported once:\n{ended}");
+    let rest = &lines[0][lines[0].find("outcome=\"").expect("an outcome") + 9..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Every hook started exactly once; the report gives each the outcome
+/// `expected` lists (`ok` for the others).
+fn assert_every_hook_ran_once(ended: &Ended, expected: &[(&str, &str)]) {
+    for (hook, _) in HOOKS {
+        assert_eq!(
+            count(ended, &format!("start {hook}")),
+            1,
+            "{hook}:\n{ended}"
+        );
+        let want = expected
+            .iter()
+            .find(|(name, _)| *name == hook)
+            .map_or("ok", |(_, outcome)| outcome);
+        assert_eq!(outcome(ended, hook), want, "{hook}:\n{ended}");
+    }
+}
+
+#[test]
+fn faulty_hooks_are_contained_and_reported() {
+    let cells: [(&str, &str, &str, i32); 7] = [
+        ("first_a", "panic", "panicked", 1),
+        ("first_b", "error", "error", 1),
+        ("second", "hang", "timed out", 1),
+        ("second", "block", "timed out", 1),
+        ("first_a", "block", "timed out", 1),
+        ("first_b", "block", "timed out", 1),
+        ("third", "alloc", "ok", 0),
+    ];
+    for (hook, fault, reported, code) in cells {
+        let variable = format!("FAULT_{}", hook.to_uppercase());
+        let mut proc = start(&[(&variable, fault)]);
+        proc.signal(Signal::SIGTERM);
+        let ended = proc.wait();
+        assert_eq!(ended.code(), Some(code), "{hook}={fault}:\n{ended}");
+        assert_every_hook_ran_once(&ended, &[(hook, reported)]);
+    }
+}
+
+#[test]
+fn a_hook_blocking_its_thread_does_not_hold_back_its_phase() {
+    let mut proc = start(&[("FAULT_FIRST_A", "block")]);
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(1), "{ended}");
+    // first_b, in the same phase, ended long before first_a's timeout.
+    let first_b = ended
+        .stderr
+        .lines()
+        .find(|line| line.contains("hook=\"faults::first_b\""))
+        .unwrap();
+    let first_a = ended
+        .stderr
+        .lines()
+        .position(|line| line.contains("hook=\"faults::first_a\""))
+        .unwrap();
+    let first_b_at = ended
+        .stderr
+        .lines()
+        .position(|line| line == first_b)
+        .unwrap();
+    assert!(first_b_at < first_a, "{ended}");
+}
+
+#[test]
+fn a_signal_pending_at_startup_is_handled_once_lichtara_listens() {
+    // The parent blocked SIGTERM and it arrived before `main` ran: the
+    // mask and the pending signal are inherited across exec.
+    let mut command = Proc::command(FAULTS, &[], &[]);
+    command.stdin(Stdio::piped());
+    // SAFETY: only async-signal-safe calls (sigprocmask, kill) between
+    // fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            let mut set = nix::sys::signal::SigSet::empty();
+            set.add(Signal::SIGTERM);
+            set.thread_block()?;
+            nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGTERM)?;
+            Ok(())
+        });
+    }
+    let mut proc = Proc::spawn(command);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(
+        ended.stderr.contains("trigger=\"signal SIGTERM\""),
+        "{ended}"
+    );
+    assert_every_hook_ran_once(&ended, &[]);
+}
+
+#[test]
+fn a_signal_during_main_runs_every_hook_once() {
+    let mut proc = start(&[]);
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(ended.has("main wound down"), "{ended}");
+    assert_every_hook_ran_once(&ended, &[]);
+}
+
+#[test]
+fn a_second_signal_during_any_phase_ends_the_process_at_once() {
+    for (index, (hook, _)) in HOOKS.iter().enumerate() {
+        let variable = format!("FAULT_{}", hook.to_uppercase());
+        let mut proc = start(&[(&variable, "wait")]);
+        let first = Instant::now();
+        proc.signal(Signal::SIGTERM);
+        proc.wait_for_line(&format!("start {hook}"));
+        outside_repeat_window(first);
+        proc.signal(Signal::SIGTERM);
+        let ended = proc.wait();
+        assert_eq!(
+            ended.signal(),
+            Some(Signal::SIGTERM as i32),
+            "{hook}:\n{ended}"
+        );
+        assert!(
+            ended.stderr.contains("second signal during shutdown"),
+            "{ended}"
+        );
+        // The hooks of earlier phases ran once; none of a later phase ran.
+        let order = HOOKS[index].1;
+        for (other, other_order) in HOOKS {
+            let started = count(&ended, &format!("start {other}"));
+            if other_order < order {
+                assert_eq!(started, 1, "{other} before {hook}:\n{ended}");
+            } else if other_order > order {
+                assert_eq!(started, 0, "{other} after {hook}:\n{ended}");
+            }
+        }
+        assert_eq!(count(&ended, &format!("end {hook}")), 0, "{ended}");
+    }
+}
+
+#[test]
+fn a_first_signal_during_a_phase_after_main_returned_is_noted_and_the_sequence_goes_on() {
+    let mut proc = start(&[("MAIN", "return"), ("FAULT_SECOND", "wait")]);
+    proc.wait_for_line("start second");
+    proc.signal(Signal::SIGTERM);
+    proc.wait_for_log("signal received during shutdown");
+    proc.send_line("release");
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(
+        ended.stderr.contains("trigger=\"main returned\""),
+        "{ended}"
+    );
+    assert_every_hook_ran_once(&ended, &[]);
+}
+
+#[test]
+fn a_signal_during_the_report() {
+    // After main returned: noted; the report completes and the exit is 0.
+    let mut proc = start(&[("MAIN", "return"), ("REPORT_PAUSE", "1")]);
+    proc.wait_for_line("reporting");
+    proc.signal(Signal::SIGTERM);
+    proc.wait_for_log("signal received during shutdown");
+    proc.send_line("report");
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert_every_hook_ran_once(&ended, &[]);
+
+    // After a SIGTERM: it is the second signal, and ends the process.
+    let mut proc = start(&[("REPORT_PAUSE", "1")]);
+    let first = Instant::now();
+    proc.signal(Signal::SIGTERM);
+    proc.wait_for_line("reporting");
+    outside_repeat_window(first);
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.signal(), Some(Signal::SIGTERM as i32), "{ended}");
+    assert_every_hook_ran_once(&ended, &[]);
+}
+
+#[test]
+fn a_burst_of_100_signals_is_one_request() {
+    let mut proc = start(&[]);
+    let began = Instant::now();
+    for _ in 0..100 {
+        proc.signal(Signal::SIGTERM);
+    }
+    let burst = began.elapsed();
+    let ended = proc.wait();
+    if burst < std::time::Duration::from_millis(100) {
+        assert_eq!(ended.code(), Some(0), "burst of {burst:?}:\n{ended}");
+        assert_every_hook_ran_once(&ended, &[]);
+    } else {
+        // The sender was descheduled past lichtara's repeat window: a
+        // late signal of the burst is a second signal.
+        assert!(
+            ended.code() == Some(0) || ended.signal() == Some(Signal::SIGTERM as i32),
+            "burst of {burst:?}:\n{ended}"
+        );
+    }
+}
+
+#[test]
+fn a_duplicate_arriving_after_the_first_was_handled_is_the_same_request() {
+    // What a Ctrl-C sent to a process group and forwarded by a wrapper looks
+    // like: the same request delivered twice, a moment apart.
+    let mut proc = start(&[("FAULT_FIRST_A", "wait")]);
+    let first = Instant::now();
+    proc.signal(Signal::SIGINT);
+    proc.wait_for_line("start first_a");
+    let gap = first.elapsed();
+    proc.signal(Signal::SIGTERM);
+    proc.send_line("release");
+    let ended = proc.wait();
+    if gap < std::time::Duration::from_millis(50) {
+        assert_eq!(ended.code(), Some(0), "duplicate after {gap:?}:\n{ended}");
+        assert_every_hook_ran_once(&ended, &[]);
+        assert!(!ended.stderr.contains("second signal"), "{ended}");
+    } else {
+        // The machine was too slow to test the window this time.
+        assert!(
+            ended.code() == Some(0) || ended.signal() == Some(Signal::SIGTERM as i32),
+            "duplicate after {gap:?}:\n{ended}"
+        );
+    }
+}
+
+#[test]
+fn main_panicking_while_winding_down_still_runs_every_hook_and_exits_101() {
+    let mut proc = start(&[("MAIN", "panic")]);
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(101), "{ended}");
+    assert!(ended.stderr.contains("main panicked"), "{ended}");
+    assert_every_hook_ran_once(&ended, &[]);
+}
+
+#[test]
+fn a_task_of_mains_panicking_while_hooks_run_changes_nothing() {
+    let mut proc = start(&[("MAIN", "spawn_panic")]);
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(
+        ended.stderr.contains("a task of main's panicked"),
+        "{ended}"
+    );
+    assert_every_hook_ran_once(&ended, &[]);
+}
+
+#[test]
+fn the_global_deadline_passing_during_a_phase_exits_124_and_reports_the_rest_not_run() {
+    let mut proc = start(&[
+        ("FAULT_FIRST_A", "wait"),
+        ("LICHTARA_SHUTDOWN_TIMEOUT", "500ms"),
+    ]);
+    proc.signal(Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(124), "{ended}");
+    assert_eq!(outcome(&ended, "first_a"), "timed out", "{ended}");
+    assert_eq!(outcome(&ended, "first_b"), "ok", "{ended}");
+    for hook in ["second", "third"] {
+        assert_eq!(outcome(&ended, hook), "not run", "{ended}");
+        assert_eq!(count(&ended, &format!("start {hook}")), 0, "{ended}");
+    }
+}

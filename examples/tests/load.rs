@@ -251,9 +251,8 @@ fn lichtara_binary() -> PathBuf {
     path
 }
 
-#[test]
-fn restarts_rebind_the_same_port_at_once_and_leave_nothing_behind() {
-    let cycles = setting("LICHTARA_RESTART_CYCLES", 5);
+/// A project whose service is the reference server on a fixed free port.
+fn server_project() -> (Project, u16) {
     let project = Project::new(lichtara_binary());
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -267,6 +266,67 @@ fn restarts_rebind_the_same_port_at_once_and_leave_nothing_behind() {
         ),
     )
     .unwrap();
+    (project, port)
+}
+
+/// Waits (bounded) until the service's log file holds `needle`.
+fn wait_for_log_file(project: &Project, needle: &str) {
+    let path = project.dir.join(".lichtara/server.log");
+    let began = Instant::now();
+    while !std::fs::read_to_string(&path).is_ok_and(|log| log.contains(needle)) {
+        assert!(
+            began.elapsed() < PATIENCE,
+            "no {needle:?} in {} within {PATIENCE:?}",
+            path.display()
+        );
+        // Another process writes the file: no event to await, retry, bounded.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_server_killed_in_the_middle_of_its_shutdown_starts_again_cleanly() {
+    let (project, port) = server_project();
+    let started = project.run(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let pid = pid_of(&started);
+    wait_listening(port);
+    // A request in flight holds the drain open.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    slow.write_all(b"GET /slow?ms=20000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    wait_for_log_file(&project, "slow request started");
+    let server = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(server, Signal::SIGTERM).expect("signal our server");
+    wait_for_log_file(&project, "waiting for 1 connections");
+    // The crash, in the middle of the shutdown.
+    nix::sys::signal::kill(server, Signal::SIGKILL).expect("kill our server");
+    nix::sys::wait::waitpid(server, None).expect("reap it");
+    drop(slow);
+
+    let status = project.run(&["status"]);
+    assert_ne!(status.status.code(), Some(0), "{}", text(&status));
+    let again = project.run(&["start"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let new = pid_of(&again);
+    assert_ne!(new, pid);
+    wait_listening(port);
+    serve(port, 4);
+    assert_eq!(project.ours(), vec![new], "only the new server runs");
+    let stopped = project.run(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    reap(new);
+    assert!(
+        project.ours().is_empty(),
+        "left behind: {:?}",
+        project.ours()
+    );
+}
+
+#[test]
+fn restarts_rebind_the_same_port_at_once_and_leave_nothing_behind() {
+    let cycles = setting("LICHTARA_RESTART_CYCLES", 5);
+    let (project, port) = server_project();
     let started = project.run(&["start"]);
     assert!(started.status.success(), "{}", text(&started));
     let mut pid = pid_of(&started);

@@ -8,10 +8,7 @@ use syn::parse::Parser;
 use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Path, UnOp};
 
 use crate::ctxt::Ctxt;
-
-/// The longest timeout a hook or a shutdown may have: a hook that may take
-/// longer than any orchestrator's grace period is a mistake.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+use crate::timeout::{self, Refused};
 
 /// A key that may be given once; the duplicate error points at the second.
 pub(crate) struct Attr<'c, T> {
@@ -357,39 +354,25 @@ fn parse_timeout(cx: &Ctxt, key: &str, value: &Expr) -> Option<Timeout> {
         return None;
     };
     let text = literal.value();
-    let duration = match humantime::parse_duration(text.trim()) {
-        Ok(duration) => duration,
-        Err(err) => {
-            cx.error_spanned_by(
-                literal,
-                format!(
-                    "`{key} = {:?}` is not a duration ({err}); write it like \"250ms\", \"5s\" or \"1m 30s\"",
-                    text
-                ),
-            );
-            return None;
+    let message = match timeout::parse(&text) {
+        Ok(duration) => {
+            return Some(Timeout {
+                duration,
+                literal: literal.clone(),
+            });
         }
+        Err(Refused::NotADuration(err)) => format!(
+            "`{key} = {text:?}` is not a duration ({err}); write it like \"250ms\", \"5s\" or \"1m 30s\""
+        ),
+        Err(Refused::Zero) => {
+            format!("`{key}` must be greater than zero; leave `{key}` out to have none")
+        }
+        Err(Refused::TooLong) => format!(
+            "`{key} = {text:?}` is longer than 1 hour; no orchestrator waits that long for a shutdown, so this is almost certainly a mistake"
+        ),
     };
-    if duration.is_zero() {
-        cx.error_spanned_by(
-            literal,
-            format!("`{key}` must be greater than zero; leave `{key}` out to have none"),
-        );
-        return None;
-    }
-    if duration > MAX_TIMEOUT {
-        cx.error_spanned_by(
-            literal,
-            format!(
-                "`{key} = {text:?}` is longer than 1 hour; no orchestrator waits that long for a shutdown, so this is almost certainly a mistake"
-            ),
-        );
-        return None;
-    }
-    Some(Timeout {
-        duration,
-        literal: literal.clone(),
-    })
+    cx.error_spanned_by(literal, message);
+    None
 }
 
 fn parse_name(cx: &Ctxt, value: &Expr) -> Option<LitStr> {

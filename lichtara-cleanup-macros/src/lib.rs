@@ -8,6 +8,7 @@ mod ast;
 mod ctxt;
 mod expand;
 mod fallback;
+mod timeout;
 mod valid;
 
 use proc_macro::TokenStream;

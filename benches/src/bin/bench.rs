@@ -105,6 +105,9 @@ fn main() {
     for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
         run_scenario(&dir, scenario, runs);
     }
+    if wanted("S4") {
+        http::drain(&dir, runs);
+    }
     // S6 builds crates of its own: minutes, so not in --quick.
     if !quick && wanted("S6") {
         compile::cost();
@@ -326,6 +329,216 @@ mod manager {
         let (median, min, max) = super::stats(times);
         println!("## Manager: `lichtara cleanup --dry-run` with {count} unrelated processes\n");
         println!("{median:.1} ms median ({min:.1}-{max:.1}); none of them listed\n");
+    }
+}
+
+/// S4: an HTTP server with 500 idle keep-alive connections and 100
+/// requests of 500 ms in flight gets SIGTERM 100 ms after they were sent;
+/// a variant adds one request that never ends.
+mod http {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Barrier, mpsc};
+    use std::time::{Duration, Instant};
+
+    const IDLE: usize = 500;
+    const IN_FLIGHT: usize = 100;
+    /// How long the variant with a never-ending request is given to exit.
+    const CAP: Duration = Duration::from_secs(5);
+
+    struct Run {
+        answered: usize,
+        probe_refused: bool,
+        to_exit: Option<Duration>,
+        after_last: Option<Duration>,
+        exit_code: Option<i32>,
+    }
+
+    /// Reads one answer; whether it is a 200.
+    fn answer(reader: &mut BufReader<TcpStream>) -> bool {
+        let mut status = String::new();
+        if reader.read_line(&mut status).unwrap_or(0) == 0 {
+            return false;
+        }
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return false;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(value) = line.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).is_ok() && status.contains(" 200 ")
+    }
+
+    fn measure(binary: &Path, never_ending: bool) -> Run {
+        let mut child = Command::new(binary)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        let pid = child.id() as libc::pid_t;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let addr = match lines.next() {
+            Some(Ok(line)) if line.starts_with("READY ") => line[6..].to_owned(),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} did not say READY", binary.display());
+            }
+        };
+        let connect = || {
+            let stream = TcpStream::connect(&addr).expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            BufReader::new(stream)
+        };
+        let idle: Vec<_> = (0..IDLE)
+            .map(|_| {
+                let mut reader = connect();
+                reader
+                    .get_mut()
+                    .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                    .unwrap();
+                assert!(answer(&mut reader), "an idle connection's first request");
+                reader
+            })
+            .collect();
+        let total = IN_FLIGHT + usize::from(never_ending);
+        let go = Arc::new(Barrier::new(total + 1));
+        let requests: Vec<_> = (0..total)
+            .map(|index| {
+                let mut reader = connect();
+                let go = go.clone();
+                let ms = if index == IN_FLIGHT { 3_600_000 } else { 500 };
+                std::thread::spawn(move || {
+                    go.wait();
+                    let request = format!("GET /slow?ms={ms} HTTP/1.1\r\nHost: bench\r\n\r\n");
+                    reader.get_mut().write_all(request.as_bytes()).unwrap();
+                    let ok = answer(&mut reader);
+                    (index < IN_FLIGHT && ok).then(Instant::now)
+                })
+            })
+            .collect();
+        go.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        let signalled = Instant::now();
+        // SAFETY: kill(2) on the PID of a child this function started and
+        // has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill failed");
+        let (exited_tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut status = 0;
+            // SAFETY: wait4 on our own child; this reaps it.
+            let reaped = unsafe { libc::wait4(pid, &mut status, 0, std::ptr::null_mut()) };
+            let _ = exited_tx.send((reaped, status, Instant::now()));
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let probe_refused = TcpStream::connect(&addr).is_err();
+        let (exit, capped) = match exited.recv_timeout(CAP) {
+            Ok(exit) => (exit, false),
+            Err(_) => {
+                // SAFETY: our child, not reaped yet (the waiter has not
+                // returned).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                (exited.recv().expect("the waiter"), true)
+            }
+        };
+        let (reaped, status, exited_at) = exit;
+        assert_eq!(reaped, pid, "wait4 failed");
+        std::mem::forget(child);
+        drop(idle);
+        let answered: Vec<Instant> = requests
+            .into_iter()
+            .filter_map(|request| request.join().expect("a request thread"))
+            .collect();
+        let last = answered.iter().max().copied();
+        Run {
+            answered: answered.len(),
+            probe_refused,
+            to_exit: (!capped).then(|| exited_at - signalled),
+            after_last: last
+                .filter(|_| !capped)
+                .map(|last| exited_at.saturating_duration_since(last)),
+            exit_code: (!capped).then(|| {
+                if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                }
+            }),
+        }
+    }
+
+    fn millis(value: Option<Duration>) -> String {
+        value.map_or_else(
+            || format!("no exit within {} s", CAP.as_secs()),
+            |d| format!("{:.1} ms", d.as_secs_f64() * 1e3),
+        )
+    }
+
+    pub(super) fn drain(dir: &Path, runs: usize) {
+        let solutions = [
+            (super::LICHTARA, "s4_lichtara"),
+            ("axum 0.8 with_graceful_shutdown", "s4_axum"),
+        ];
+        for never_ending in [false, true] {
+            if never_ending {
+                println!(
+                    "## S4b: as S4, plus one request that never ends (lichtara's drain timeout: 2 s; runs capped at {} s)\n",
+                    CAP.as_secs()
+                );
+            } else {
+                println!(
+                    "## S4: {IDLE} idle keep-alive connections + {IN_FLIGHT} requests of 500 ms in flight, SIGTERM 100 ms in\n"
+                );
+            }
+            println!(
+                "| solution | run | answered | probe refused | SIGTERM -> exit | exit - last response | exit code |"
+            );
+            println!("|---|---|---|---|---|---|---|");
+            let mut medians = Vec::new();
+            for (label, binary) in solutions {
+                let mut after = Vec::new();
+                for run in 1..=runs {
+                    let measured = measure(&dir.join(binary), never_ending);
+                    println!(
+                        "| {label} | {run} | {}/{IN_FLIGHT} | {} | {} | {} | {} |",
+                        measured.answered,
+                        if measured.probe_refused { "yes" } else { "no" },
+                        millis(measured.to_exit),
+                        measured
+                            .after_last
+                            .map_or("-".into(), |d| format!("{:.2} ms", d.as_secs_f64() * 1e3)),
+                        measured
+                            .exit_code
+                            .map_or("killed".into(), |code| code.to_string()),
+                    );
+                    if let Some(d) = measured.after_last {
+                        after.push(d.as_secs_f64() * 1e3);
+                    }
+                }
+                if !after.is_empty() {
+                    medians.push((label, super::stats(after).0));
+                }
+            }
+            for (label, median) in medians {
+                println!("\n{label}: exit - last response, median {median:.2} ms");
+            }
+            println!();
+        }
     }
 }
 

@@ -23,6 +23,8 @@ use clap::{Args, Parser, Subcommand};
 #[cfg(target_os = "linux")]
 mod commands;
 #[cfg(target_os = "linux")]
+mod pidfile;
+#[cfg(target_os = "linux")]
 mod procfs;
 #[cfg(target_os = "linux")]
 mod project;

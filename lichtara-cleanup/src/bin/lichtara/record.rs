@@ -10,27 +10,9 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::Failure;
+pub(crate) use crate::pidfile::{Record, parse};
 use crate::procfs;
-
-/// One started process.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Record {
-    pub(crate) name: String,
-    pub(crate) pid: i32,
-    /// The process group to signal (the service leads its own group).
-    pub(crate) pgid: i32,
-    pub(crate) start_time: u64,
-    pub(crate) boot_id: String,
-    pub(crate) command: Vec<String>,
-    /// Seconds since the Unix epoch.
-    pub(crate) started_at: u64,
-    /// The value of `LICHTARA_MARKER` its processes carry.
-    pub(crate) marker: String,
-}
 
 /// What a record says about the world now.
 #[derive(Debug)]
@@ -129,17 +111,6 @@ pub(crate) fn read(path: &Path) -> Result<Option<Record>, Failure> {
             path.display()
         ))
     })
-}
-
-pub(crate) fn parse(text: &str) -> Result<Record, String> {
-    let record: Record = serde_json::from_str(text).map_err(|err| err.to_string())?;
-    if record.pid <= 1 || record.pgid <= 1 {
-        return Err(format!(
-            "pid {} / pgid {} cannot be a service",
-            record.pid, record.pgid
-        ));
-    }
-    Ok(record)
 }
 
 /// Writes the record atomically: a private temporary file, synced, then

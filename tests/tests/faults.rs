@@ -20,7 +20,7 @@
 //! | the global deadline passes during a phase | 124 |
 //!
 //! The SIGKILL-in-the-middle cell, which needs the manager, is in
-//! examples/tests/load.rs.
+//! lichtara-cleanup/tests/cli.rs.
 
 #![cfg(unix)]
 

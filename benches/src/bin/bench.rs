@@ -339,7 +339,6 @@ mod http {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpStream;
     use std::path::Path;
-    use std::process::{Command, Stdio};
     use std::sync::{Arc, Barrier, mpsc};
     use std::time::{Duration, Instant};
 
@@ -381,23 +380,13 @@ mod http {
     }
 
     fn measure(binary: &Path, never_ending: bool) -> Run {
-        let mut child = Command::new(binary)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
-        let pid = child.id() as libc::pid_t;
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let addr = match lines.next() {
-            Some(Ok(line)) if line.starts_with("READY ") => line[6..].to_owned(),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{} did not say READY", binary.display());
-            }
-        };
+        let super::Started {
+            child,
+            pid,
+            said: addr,
+            _stdout,
+            ..
+        } = super::start(binary);
         let connect = || {
             let stream = TcpStream::connect(&addr).expect("connect");
             stream
@@ -632,7 +621,20 @@ fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
     (median, values[0], values[values.len() - 1])
 }
 
-fn measure(binary: &Path, second_signal: Option<Duration>) -> Run {
+/// A scenario program that has said `READY`.
+struct Started {
+    child: std::process::Child,
+    pid: libc::pid_t,
+    /// What followed `READY ` on its line (S4's address).
+    said: String,
+    /// From spawn to `READY`.
+    ready: Duration,
+    /// Held open: the program may still write.
+    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+/// Starts a scenario program and waits for its `READY` line.
+fn start(binary: &Path) -> Started {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .stdin(Stdio::null())
@@ -643,9 +645,17 @@ fn measure(binary: &Path, second_signal: Option<Duration>) -> Run {
         .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
     let pid = child.id() as libc::pid_t;
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let ready = loop {
+    loop {
         match lines.next() {
-            Some(Ok(line)) if line == "READY" => break started.elapsed(),
+            Some(Ok(line)) if line == "READY" || line.starts_with("READY ") => {
+                return Started {
+                    child,
+                    pid,
+                    said: line["READY".len()..].trim().to_owned(),
+                    ready: started.elapsed(),
+                    _stdout: lines,
+                };
+            }
             Some(Ok(_)) => continue,
             _ => {
                 let _ = child.kill();
@@ -653,7 +663,17 @@ fn measure(binary: &Path, second_signal: Option<Duration>) -> Run {
                 panic!("{} ended before READY", binary.display());
             }
         }
-    };
+    }
+}
+
+fn measure(binary: &Path, second_signal: Option<Duration>) -> Run {
+    let Started {
+        child,
+        pid,
+        ready,
+        _stdout,
+        ..
+    } = start(binary);
     let mut signalled = Instant::now();
     // SAFETY: kill(2) on the PID of a child this function started and has
     // not reaped.

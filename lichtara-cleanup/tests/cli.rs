@@ -204,6 +204,15 @@ fn kill_and_reap(pid: i32) {
     waitpid(Some(pid), WaitOptions::empty()).expect("reap it");
 }
 
+/// Asserts that a process this test started outside the manager is still
+/// running (the manager must not have touched it), then ends and reaps it.
+#[track_caller]
+fn still_running_then_end(mut child: Child, what: &str) {
+    assert_eq!(child.try_wait().unwrap(), None, "{what}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 fn pid_of(output: &Output) -> i32 {
     String::from_utf8_lossy(&output.stdout)
         .trim()
@@ -321,7 +330,7 @@ fn orphans_are_found_by_marker_and_a_look_alike_survives() {
     // it was re-parented to this test, so we reap it).
     kill_and_reap(leader);
     // A look-alike with the same command line, started outside the manager.
-    let mut look_alike: Child = Command::new("sleep").arg("1000").spawn().unwrap();
+    let look_alike: Child = Command::new("sleep").arg("1000").spawn().unwrap();
 
     let listed = project.lichtara(&["cleanup", "--dry-run"]);
     assert!(listed.status.success(), "{}", text(&listed));
@@ -343,13 +352,7 @@ fn orphans_are_found_by_marker_and_a_look_alike_survives() {
     assert!(cleaned.status.success(), "{}", text(&cleaned));
     assert_says(&cleaned, "ended 2 process(es)");
     assert!(orphans.iter().all(|pid| !is_live(*pid)));
-    assert_eq!(
-        look_alike.try_wait().unwrap(),
-        None,
-        "the look-alike must survive"
-    );
-    look_alike.kill().unwrap();
-    look_alike.wait().unwrap();
+    still_running_then_end(look_alike, "the look-alike must survive");
 }
 
 #[test]
@@ -375,7 +378,7 @@ fn a_pid_that_now_belongs_to_another_process_is_never_signalled() {
     let project = Project::new("reused");
     // A live process of this test, recorded with a wrong start time: what a
     // PID file looks like after the PID was recycled.
-    let mut stranger = Command::new("sleep").arg("1000").spawn().unwrap();
+    let stranger = Command::new("sleep").arg("1000").spawn().unwrap();
     let pid = stranger.id() as i32;
     let (_, _, _, start_time) = stat_fields(pid).unwrap();
     std::fs::create_dir_all(project.state()).unwrap();
@@ -388,13 +391,7 @@ fn a_pid_that_now_belongs_to_another_process_is_never_signalled() {
     let stopped = project.lichtara(&["stop"]);
     assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
     assert_says(&stopped, "another process");
-    assert_eq!(
-        stranger.try_wait().unwrap(),
-        None,
-        "the stranger must not be signalled"
-    );
-    stranger.kill().unwrap();
-    stranger.wait().unwrap();
+    still_running_then_end(stranger, "the stranger must not be signalled");
 }
 
 #[test]

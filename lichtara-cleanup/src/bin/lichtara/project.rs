@@ -162,9 +162,15 @@ fn check_owned_dir(path: &Path, meta: &fs::Metadata) -> Result<(), Failure> {
             path.display()
         )));
     }
+    check_owner(path, meta, "use")
+}
+
+/// Refuses what another user owns among the project's state: the manager
+/// did not make it for this user. `verb` says what it would have done.
+pub(crate) fn check_owner(path: &Path, meta: &fs::Metadata, verb: &str) -> Result<(), Failure> {
     if meta.uid() != rustix::process::getuid().as_raw() {
         return Err(Failure::new(format!(
-            "{} belongs to another user; refusing to use it",
+            "{} belongs to another user; refusing to {verb} it",
             path.display()
         )));
     }

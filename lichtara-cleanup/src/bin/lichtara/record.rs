@@ -7,12 +7,13 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::Failure;
 pub(crate) use crate::pidfile::{Record, parse};
 use crate::procfs;
+use crate::project::check_owner;
 
 /// What a record says about the world now.
 #[derive(Debug)]
@@ -87,12 +88,7 @@ fn open_checked(path: &Path) -> Result<Option<File>, Failure> {
             path.display()
         )));
     }
-    if meta.uid() != rustix::process::getuid().as_raw() {
-        return Err(Failure::new(format!(
-            "{} belongs to another user; refusing to read it",
-            path.display()
-        )));
-    }
+    check_owner(path, &meta, "read")?;
     Ok(Some(file))
 }
 
@@ -165,12 +161,13 @@ pub(crate) fn lock(state: &Path, name: &str) -> Result<Option<Lock>, Failure> {
     let meta = file
         .metadata()
         .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
-    if !meta.is_file() || meta.uid() != rustix::process::getuid().as_raw() {
+    if !meta.is_file() {
         return Err(Failure::new(format!(
-            "{} is not a regular file of yours; refusing it",
+            "{} is not a regular file; refusing to lock it",
             path.display()
         )));
     }
+    check_owner(&path, &meta, "lock")?;
     match rustix::fs::flock(
         file.as_fd(),
         rustix::fs::FlockOperation::NonBlockingLockExclusive,

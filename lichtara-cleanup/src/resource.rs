@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::BoxError;
 use crate::hook::HookFuture;
-use crate::unwind::{CatchUnwind, panic_message};
+use crate::unwind::{CatchUnwind, panic_message, poll_once};
 
 /// Cleanup for a resource type, run once for every live managed instance at
 /// shutdown.
@@ -211,6 +211,10 @@ impl<T: fmt::Debug> fmt::Debug for Managed<T> {
 
 /// The hook of a resource type: cleans every live instance concurrently.
 /// Not public API. Used by generated code.
+///
+/// Each instance's cleanup is polled once in place; only those still
+/// pending get a task, so many instances with quick cleanups cost one
+/// small allocation each, not a task each.
 pub fn resource_hook<T: Resource>() -> HookFuture {
     Box::pin(async {
         let instances = T::instances().take();
@@ -220,18 +224,19 @@ pub fn resource_hook<T: Resource>() -> HookFuture {
             instances = total,
             "cleaning managed instances"
         );
-        let mut set = JoinSet::new();
-        for instance in instances {
-            set.spawn(CatchUnwind::new(async move { instance.cleanup().await }));
-        }
         let mut failures = Vec::new();
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(err))) => failures.push(crate::sequence::error_chain(&*err)),
-                Ok(Err(payload)) => {
-                    failures.push(format!("panicked: {}", panic_message(&*payload)))
+        let mut pending = JoinSet::new();
+        for instance in instances {
+            match poll_once(Box::pin(async move { instance.cleanup().await })) {
+                Ok(finished) => note_failure(&mut failures, finished),
+                Err(cleanup) => {
+                    pending.spawn(CatchUnwind::new(cleanup));
                 }
+            }
+        }
+        while let Some(joined) = pending.join_next().await {
+            match joined {
+                Ok(finished) => note_failure(&mut failures, finished),
                 Err(err) => failures.push(err.to_string()),
             }
         }
@@ -248,8 +253,93 @@ pub fn resource_hook<T: Resource>() -> HookFuture {
     })
 }
 
+fn note_failure(
+    failures: &mut Vec<String>,
+    finished: Result<Result<(), BoxError>, Box<dyn std::any::Any + Send>>,
+) {
+    match finished {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => failures.push(crate::sequence::error_chain(&*err)),
+        Err(payload) => failures.push(format!("panicked: {}", panic_message(&*payload))),
+    }
+}
+
 /// Keeps the live instances of `T` until they are cleaned. Not public API.
 /// Used by generated code.
 pub fn resource_pin<T: Resource>() {
     T::instances().pin();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// How one instance's cleanup behaves.
+    enum Behaviour {
+        Quick,
+        Sleeps,
+        FailsAtOnce,
+        PanicsLater,
+    }
+
+    struct Probe {
+        behaviour: Behaviour,
+    }
+
+    static CLEANED: AtomicUsize = AtomicUsize::new(0);
+
+    impl Cleanup for Probe {
+        async fn cleanup(&self) -> Result<(), BoxError> {
+            match self.behaviour {
+                Behaviour::Quick => {}
+                Behaviour::Sleeps => tokio::time::sleep(Duration::from_millis(30)).await,
+                Behaviour::FailsAtOnce => return Err("refused at once".into()),
+                Behaviour::PanicsLater => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    panic!("gave up later");
+                }
+            }
+            CLEANED.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    impl Resource for Probe {
+        fn instances() -> &'static Instances<Self> {
+            static INSTANCES: Instances<Probe> = Instances::new();
+            &INSTANCES
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_that_finish_at_once_and_later_are_all_cleaned_and_failures_named() {
+        let kept: Vec<_> = [
+            Behaviour::Quick,
+            Behaviour::Sleeps,
+            Behaviour::FailsAtOnce,
+            Behaviour::Quick,
+            Behaviour::PanicsLater,
+            Behaviour::Sleeps,
+        ]
+        .into_iter()
+        .map(|behaviour| manage(Probe { behaviour }))
+        .collect();
+        let result = resource_hook::<Probe>().await;
+        let message = result.expect_err("two instances failed").to_string();
+        assert!(
+            message.starts_with("2 of 6 instances failed: "),
+            "{message}"
+        );
+        assert!(message.contains("refused at once"), "{message}");
+        assert!(message.contains("panicked: gave up later"), "{message}");
+        // Both quick ones at once, both sleepers in their tasks.
+        assert_eq!(CLEANED.load(Ordering::SeqCst), 4);
+        // Each instance is handed out once: a second run cleans nothing.
+        assert!(resource_hook::<Probe>().await.is_ok());
+        assert_eq!(CLEANED.load(Ordering::SeqCst), 4);
+        drop(kept);
+    }
 }

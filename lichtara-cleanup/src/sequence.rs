@@ -5,7 +5,6 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use std::collections::VecDeque;
@@ -16,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::hook::{Hook, HookFuture, HookMeta, HookRunner};
 use crate::report::{HookReport, Outcome};
-use crate::unwind::{CatchUnwind, panic_message};
+use crate::unwind::{CatchUnwind, panic_message, poll_once};
 
 /// What the sequencer did.
 #[derive(Debug)]
@@ -128,17 +127,8 @@ fn outcome_of(
 /// flushes) finish at once and never need a task of their own. A pending
 /// hook is handed back to be spawned.
 fn start(runner: HookRunner) -> Result<Outcome, HookFuture> {
-    let mut cx = Context::from_waker(Waker::noop());
-    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut future = runner.start();
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(result) => Ok(result),
-            Poll::Pending => Err(future),
-        }
-    }));
-    match first {
-        Ok(Ok(result)) => Ok(outcome_of(Ok(result))),
-        Ok(Err(future)) => Err(future),
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.start())) {
+        Ok(future) => poll_once(future).map(outcome_of),
         Err(payload) => Ok(outcome_of(Err(payload))),
     }
 }

@@ -35,6 +35,23 @@ impl<F: Future> Future for CatchUnwind<F> {
     }
 }
 
+/// What polling a future once gave: its output or its panic if it
+/// finished (`Ok`), the future itself if it is pending (`Err`).
+pub(crate) type FirstPoll<F> = Result<Result<<F as Future>::Output, Box<dyn Any + Send>>, F>;
+
+/// Polls a future once, in place, with a no-op waker. Most cleanup work
+/// (no-ops, quick flushes) finishes at once and never needs a task of its
+/// own; a pending future is handed back to be spawned, where the task's
+/// poll registers the waker that counts.
+pub(crate) fn poll_once<F: Future + Unpin>(mut future: F) -> FirstPoll<F> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut future).poll(&mut cx))) {
+        Ok(Poll::Ready(output)) => Ok(Ok(output)),
+        Ok(Poll::Pending) => Err(future),
+        Err(payload) => Ok(Err(payload)),
+    }
+}
+
 /// The message a panic was raised with, as the default panic hook shows it.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
@@ -55,6 +72,19 @@ mod tests {
         let caught = CatchUnwind::new(async { panic!("boom {}", 7) }).await;
         let payload = caught.expect_err("the panic is caught");
         assert_eq!(panic_message(&*payload), "boom 7");
+    }
+
+    #[test]
+    fn one_poll_finishes_a_ready_future_catches_a_panic_and_hands_back_a_pending_one() {
+        assert_eq!(
+            poll_once(Box::pin(async { 5 })).ok().map(Result::ok),
+            Some(Some(5))
+        );
+        let panicked = poll_once(Box::pin(async { panic!("at once") }));
+        let payload = panicked.ok().expect("finished").expect_err("panicked");
+        assert_eq!(panic_message(&*payload), "at once");
+        let pending = poll_once(Box::pin(std::future::pending::<()>()));
+        assert!(pending.is_err(), "a pending future comes back");
     }
 
     #[tokio::test]

@@ -29,6 +29,8 @@ struct Run {
 struct Solution {
     label: &'static str,
     binary: &'static str,
+    /// Set in the program's environment (S1's size).
+    env: &'static [(&'static str, &'static str)],
 }
 
 struct Scenario {
@@ -40,10 +42,22 @@ struct Scenario {
 }
 
 const fn solution(label: &'static str, binary: &'static str) -> Solution {
-    Solution { label, binary }
+    Solution {
+        label,
+        binary,
+        env: &[],
+    }
 }
 
+/// S1 at 100,000 units.
+const S1_LARGE: &[(&str, &str)] = &[("S1_UNITS", "100000")];
+
 const LICHTARA: &str = "lichtara";
+/// S1's two lichtara programs: as many hook functions as units, or one
+/// resource type with as many managed instances (the hand-rolled program's
+/// shape: one cleanup, many units).
+const LICHTARA_FNS: &str = "lichtara, 10,000 `#[cleanup]` fns";
+const LICHTARA_MANAGED: &str = "lichtara, 1 `#[cleanup]` struct, managed instances";
 const HAND_ROLLED: &str = "hand-rolled CancellationToken + TaskTracker";
 const TGS: &str = "tokio-graceful-shutdown 0.20";
 
@@ -51,9 +65,30 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "S1: 10,000 no-op cleanup units",
         solutions: &[
-            solution(LICHTARA, "s1_lichtara"),
+            solution(LICHTARA_FNS, "s1_lichtara"),
+            solution(LICHTARA_MANAGED, "s1_lichtara_managed"),
             solution(HAND_ROLLED, "s1_handrolled"),
             solution(TGS, "s1_tgs"),
+        ],
+        second_signal: None,
+    },
+    Scenario {
+        // A program with 100,000 distinct hook functions takes minutes to
+        // build; the per-hook cost of that form is S1's first row.
+        name: "S1 at 100,000 no-op cleanup units",
+        solutions: &[
+            Solution {
+                env: S1_LARGE,
+                ..solution(LICHTARA_MANAGED, "s1_lichtara_managed")
+            },
+            Solution {
+                env: S1_LARGE,
+                ..solution(HAND_ROLLED, "s1_handrolled")
+            },
+            Solution {
+                env: S1_LARGE,
+                ..solution(TGS, "s1_tgs")
+            },
         ],
         second_signal: None,
     },
@@ -386,7 +421,7 @@ mod http {
             said: addr,
             _stdout,
             ..
-        } = super::start(binary);
+        } = super::start(binary, &[]);
         let connect = || {
             let stream = TcpStream::connect(&addr).expect("connect");
             stream
@@ -561,7 +596,11 @@ fn run_scenario(dir: &Path, scenario: &Scenario, runs: usize) {
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); scenario.solutions.len()];
     for _ in 0..runs {
         for (index, solution) in scenario.solutions.iter().enumerate() {
-            results[index].push(measure(&dir.join(solution.binary), scenario.second_signal));
+            results[index].push(measure(
+                &dir.join(solution.binary),
+                solution.env,
+                scenario.second_signal,
+            ));
         }
     }
     println!("## {}\n", scenario.name);
@@ -592,8 +631,21 @@ fn run_scenario(dir: &Path, scenario: &Scenario, runs: usize) {
             solution.label, exit.0, exit.1, exit.2, rss.0, ready.0, codes
         );
     }
-    let base = &results[0];
-    for (solution, runs) in scenario.solutions.iter().zip(&results).skip(1) {
+    let ours = |solution: &&Solution| solution.label.starts_with(LICHTARA);
+    for (lichtara, base) in scenario.solutions.iter().zip(&results) {
+        if ours(&lichtara) {
+            print_ratios(lichtara, base, scenario, &results);
+        }
+    }
+    println!();
+}
+
+/// lichtara's figures over each peer's, run by run.
+fn print_ratios(lichtara: &Solution, base: &[Run], scenario: &Scenario, results: &[Vec<Run>]) {
+    for (solution, runs) in scenario.solutions.iter().zip(results) {
+        if solution.label.starts_with(LICHTARA) {
+            continue;
+        }
         let exit = stats(
             base.iter()
                 .zip(runs)
@@ -607,11 +659,10 @@ fn run_scenario(dir: &Path, scenario: &Scenario, runs: usize) {
                 .collect(),
         );
         println!(
-            "\nlichtara / {}: exit time x{:.2} (median of run-by-run ratios, {:.2}-{:.2}), peak RSS x{:.2}",
-            solution.label, exit.0, exit.1, exit.2, rss.0
+            "\n{} / {}: exit time x{:.2} (median of run-by-run ratios, {:.2}-{:.2}), peak RSS x{:.2}",
+            lichtara.label, solution.label, exit.0, exit.1, exit.2, rss.0
         );
     }
-    println!();
 }
 
 /// Median, min, max.
@@ -634,9 +685,10 @@ struct Started {
 }
 
 /// Starts a scenario program and waits for its `READY` line.
-fn start(binary: &Path) -> Started {
+fn start(binary: &Path, env: &[(&str, &str)]) -> Started {
     let started = Instant::now();
     let mut child = Command::new(binary)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -666,14 +718,14 @@ fn start(binary: &Path) -> Started {
     }
 }
 
-fn measure(binary: &Path, second_signal: Option<Duration>) -> Run {
+fn measure(binary: &Path, env: &[(&str, &str)], second_signal: Option<Duration>) -> Run {
     let Started {
         child,
         pid,
         ready,
         _stdout,
         ..
-    } = start(binary);
+    } = start(binary, env);
     let mut signalled = Instant::now();
     // SAFETY: kill(2) on the PID of a child this function started and has
     // not reaped.

@@ -1,13 +1,14 @@
 //! S1 hand-rolled, the way tokio-util's docs pair CancellationToken and
-//! TaskTracker: 10,000 tasks each wait for cancellation, then do their
-//! no-op cleanup; READY, then SIGTERM cancels and the tracker is awaited.
+//! TaskTracker: `S1_UNITS` (10,000 unless the driver says otherwise) tasks
+//! each wait for cancellation, then do their no-op cleanup; READY, then
+//! SIGTERM cancels and the tracker is awaited.
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 #[tokio::main]
 async fn main() {
-    let units: usize = env!("S1_UNITS").parse().expect("S1_UNITS");
+    let units = lichtara_bench::s1_units();
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     for _ in 0..units {

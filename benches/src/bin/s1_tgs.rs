@@ -1,5 +1,6 @@
-//! S1 with tokio-graceful-shutdown: 10,000 subsystems that each wait for
-//! the shutdown request, then do their no-op cleanup.
+//! S1 with tokio-graceful-shutdown: `S1_UNITS` (10,000 unless the driver
+//! says otherwise) subsystems that each wait for the shutdown request, then
+//! do their no-op cleanup.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ async fn unit(subsys: &mut SubsystemHandle) -> Result<(), BoxError> {
 }
 
 async fn root(s: &mut SubsystemHandle) {
-    let units: usize = env!("S1_UNITS").parse().expect("S1_UNITS");
+    let units = lichtara_bench::s1_units();
     for n in 0..units {
         s.start(SubsystemBuilder::new(format!("unit{n}"), unit));
     }

@@ -53,13 +53,22 @@ where
     let (trigger, started) = controller
         .triggered()
         .unwrap_or((Trigger::Requested, Instant::now()));
-    let mut hooks = registry::plan().hooks();
-    hooks.extend(extra);
-    hooks.extend(crate::dynamic::take());
+    let mut extra = extra;
+    extra.extend(crate::dynamic::take());
     let deadline = tokio::time::Instant::from_std(controller.deadline());
+    let progress = supervisor::progress();
     // After an abandoned `main` the deadline has passed: every hook is
     // reported `not run`.
-    let running = sequence::run(hooks, deadline, supervisor::progress());
+    let running = async {
+        if extra.is_empty() {
+            // Sorted at startup: straight from the plan.
+            sequence::run_sorted(registry::plan().hooks(), deadline, progress).await
+        } else {
+            let mut hooks: Vec<Hook> = registry::plan().hooks().collect();
+            hooks.extend(extra);
+            sequence::run(hooks, deadline, progress).await
+        }
+    };
     #[cfg(unix)]
     let sequence = tokio::select! {
         sequence = running => sequence,

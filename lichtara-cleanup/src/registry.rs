@@ -126,11 +126,8 @@ pub(crate) fn plan() -> &'static Plan {
 
 impl Plan {
     /// Every registered hook, sorted, ready to run.
-    pub(crate) fn hooks(&self) -> Vec<Hook> {
-        self.hooks
-            .iter()
-            .map(|registration| registration.hook())
-            .collect()
+    pub(crate) fn hooks(&self) -> impl ExactSizeIterator<Item = Hook> + '_ {
+        self.hooks.iter().map(|registration| registration.hook())
     }
 
     /// Keeps the live instances of every resource type until cleaned.

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::hook::{Hook, HookFuture, HookMeta, HookRunner};
+use crate::hook::{DetailSlot, Hook, HookFuture, HookMeta, HookRunner};
 use crate::report::{HookReport, Outcome};
 use crate::unwind::{CatchUnwind, panic_message, poll_once};
 
@@ -28,19 +28,42 @@ pub(crate) struct SequenceOutcome {
 /// passes while the runtime is stuck.
 #[derive(Clone, Default)]
 pub(crate) struct Progress {
-    running: Arc<Mutex<Vec<Cow<'static, str>>>>,
+    running: Arc<Mutex<Running>>,
+}
+
+/// The current phase's hooks, and which of them have ended.
+#[derive(Default)]
+struct Running {
+    names: Vec<Cow<'static, str>>,
+    ended: Vec<bool>,
 }
 
 impl Progress {
-    fn set_running(&self, names: Vec<Cow<'static, str>>) {
-        *self.running.lock().unwrap_or_else(PoisonError::into_inner) = names;
+    fn set_phase(&self, names: Vec<Cow<'static, str>>) {
+        let ended = vec![false; names.len()];
+        *lock(&self.running) = Running { names, ended };
     }
 
+    /// Marks the hooks at these indices of the phase as ended.
+    fn ended(&self, indices: impl Iterator<Item = usize>) {
+        let mut running = lock(&self.running);
+        for index in indices {
+            if let Some(ended) = running.ended.get_mut(index) {
+                *ended = true;
+            }
+        }
+    }
+
+    /// The names of the hooks of the current phase that have not ended.
     pub(crate) fn running(&self) -> Vec<Cow<'static, str>> {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let running = lock(&self.running);
+        running
+            .names
+            .iter()
+            .zip(&running.ended)
+            .filter(|(_, ended)| !**ended)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -156,37 +179,105 @@ pub(crate) async fn run(
     if !hooks.is_sorted_by(|a, b| a.meta.sort_key() <= b.meta.sort_key()) {
         hooks.sort_by(|a, b| a.meta.sort_key().cmp(&b.meta.sort_key()));
     }
-    let mut reports = Vec::with_capacity(hooks.len());
-    let mut deadline_passed = false;
-    let mut remaining = hooks.into_iter().peekable();
-    while let Some(first) = remaining.next() {
-        let order = first.meta.order;
-        let mut phase = vec![first];
-        while let Some(hook) = remaining.next_if(|hook| hook.meta.order == order) {
-            phase.push(hook);
+    run_sorted(hooks, deadline, progress).await
+}
+
+/// [`run`] for hooks already in `(order, name)` order: the registered hooks
+/// go straight from the plan to their reports and runners, with no list of
+/// hooks in between.
+pub(crate) async fn run_sorted(
+    hooks: impl IntoIterator<Item = Hook>,
+    deadline: Instant,
+    progress: &Progress,
+) -> SequenceOutcome {
+    // Each hook's report is in place from the start (as `not run`) and
+    // filled in when it ends: no second list to keep in step.
+    let hooks = hooks.into_iter();
+    let mut reports = Vec::with_capacity(hooks.size_hint().0);
+    let mut runners = VecDeque::with_capacity(hooks.size_hint().0);
+    // Few hooks leave a detail (a child's stop): kept by index, not a slot
+    // per hook.
+    let mut details = Vec::new();
+    for hook in hooks {
+        if let Some(slot) = &hook.meta.detail {
+            details.push((reports.len(), slot.clone()));
         }
+        runners.push_back((hook.runner, hook.meta.timeout));
+        reports.push(not_run(hook.meta));
+    }
+    debug_assert!(
+        reports.is_sorted_by_key(|report| report.order),
+        "run_sorted wants hooks sorted"
+    );
+    let mut deadline_passed = false;
+    let mut first = 0;
+    while first < reports.len() {
+        let order = reports[first].order;
+        let len = reports[first..]
+            .iter()
+            .take_while(|report| report.order == order)
+            .count();
+        let phase = first..first + len;
+        // The last (often the only) phase takes the runners as they are.
+        let to_start = if len == runners.len() {
+            std::mem::take(&mut runners)
+        } else {
+            runners.drain(..len).collect()
+        };
         if deadline_passed || Instant::now() >= deadline {
             deadline_passed = true;
-            for hook in phase {
-                let report = not_run(hook.meta);
-                log(&report);
-                reports.push(report);
-            }
-            continue;
+            reports[phase].iter().for_each(log);
+        } else {
+            let details = details
+                .iter()
+                .filter(|(index, _)| phase.contains(index))
+                .map(|(index, slot)| (index - first, slot.clone()))
+                .collect();
+            let phase = Phase {
+                order,
+                to_start,
+                details,
+                reports: &mut reports[phase],
+            };
+            deadline_passed |= run_phase(phase, deadline, progress).await;
         }
-        let passed = run_phase(order, phase, deadline, progress, &mut reports).await;
-        deadline_passed |= passed;
+        first += len;
     }
-    progress.set_running(Vec::new());
+    progress.set_phase(Vec::new());
     SequenceOutcome {
         hooks: reports,
         deadline_passed,
     }
 }
 
-/// A hook of a phase waiting to be started: its index in the phase, how to
-/// run it, and its own timeout.
-type ToStart = (usize, HookRunner, Option<Duration>);
+/// A hook of a phase waiting to be started: how to run it, and its own
+/// timeout.
+type ToStart = (HookRunner, Option<Duration>);
+
+/// The hooks of a phase not started yet, and the index in the phase of the
+/// next one.
+struct Queue {
+    next: usize,
+    hooks: VecDeque<ToStart>,
+}
+
+impl Queue {
+    fn pop(&mut self) -> Option<(usize, HookRunner, Option<Duration>)> {
+        let (runner, timeout) = self.hooks.pop_front()?;
+        self.next += 1;
+        Some((self.next - 1, runner, timeout))
+    }
+}
+
+/// One phase: the hooks of one `order`.
+struct Phase<'a> {
+    order: i32,
+    to_start: VecDeque<ToStart>,
+    /// The hooks that leave a detail, by index in the phase.
+    details: Vec<(usize, DetailSlot)>,
+    /// The phase's reports, `not run` until each hook ends.
+    reports: &'a mut [HookReport],
+}
 
 /// How a hook ended: its index in the phase, its outcome, when.
 type Finished = (usize, Outcome, Duration);
@@ -209,7 +300,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// blocks its thread in that first poll cannot stop the sequencer, which
 /// abandons it at its timeout and lets another starter go on.
 fn spawn_starter(
-    queue: &Arc<Mutex<VecDeque<ToStart>>>,
+    queue: &Arc<Mutex<Queue>>,
     finished: &Arc<Mutex<Vec<Finished>>>,
     tasks: &Arc<Mutex<Vec<AbortHandle>>>,
     watch: &Arc<Notify>,
@@ -228,7 +319,7 @@ fn spawn_starter(
         // of the next.
         let mut now = Instant::now();
         loop {
-            let Some((index, runner, timeout)) = lock(&queue).pop_front() else {
+            let Some((index, runner, timeout)) = lock(&queue).pop() else {
                 break;
             };
             // A hook's own timeout runs from its start; the deadline bounds
@@ -271,30 +362,24 @@ fn first_polls(starters: &[(Polling, AbortHandle)]) -> Vec<(usize, Option<Instan
         .collect()
 }
 
-/// Runs the hooks of one phase concurrently and appends their reports in
-/// the phase's order. Returns whether the global deadline cut it short.
-async fn run_phase(
-    order: i32,
-    phase: Vec<Hook>,
-    deadline: Instant,
-    progress: &Progress,
-    reports: &mut Vec<HookReport>,
-) -> bool {
+/// Runs the hooks of one phase concurrently and fills in their reports.
+/// Returns whether the global deadline cut it short.
+async fn run_phase(phase: Phase<'_>, deadline: Instant, progress: &Progress) -> bool {
+    let Phase {
+        order,
+        to_start,
+        details,
+        reports,
+    } = phase;
     let started = Instant::now();
-    tracing::debug!(order, hooks = phase.len(), "phase started");
-    progress.set_running(phase.iter().map(|hook| hook.meta.name.clone()).collect());
-    // Each hook's report is in place from the start (as `not run`) and
-    // filled in when it ends: no second list to keep in step.
-    let base = reports.len();
-    let mut done = vec![false; phase.len()];
-    let mut left = phase.len();
-    let slots: Vec<_> = phase.iter().map(|hook| hook.meta.detail.clone()).collect();
-    let mut to_start = VecDeque::with_capacity(phase.len());
-    for (index, hook) in phase.into_iter().enumerate() {
-        to_start.push_back((index, hook.runner, hook.meta.timeout));
-        reports.push(not_run(hook.meta));
-    }
-    let queue = Arc::new(Mutex::new(to_start));
+    tracing::debug!(order, hooks = reports.len(), "phase started");
+    progress.set_phase(reports.iter().map(|report| report.name.clone()).collect());
+    let mut done = vec![false; reports.len()];
+    let mut left = reports.len();
+    let queue = Arc::new(Mutex::new(Queue {
+        next: 0,
+        hooks: to_start,
+    }));
     let tasks = Arc::new(Mutex::new(Vec::new()));
     let finished = Arc::new(Mutex::new(Vec::with_capacity(left)));
     let watch = Arc::new(Notify::new());
@@ -322,7 +407,7 @@ async fn run_phase(
             })
             .flatten()
             .min();
-        if polls.is_empty() && !lock(&queue).is_empty() {
+        if polls.is_empty() && !lock(&queue).hooks.is_empty() {
             // The starters have not begun: look again shortly.
             wake = Some(Instant::now() + SLOW_FIRST_POLL);
         }
@@ -351,29 +436,32 @@ async fn run_phase(
         // batch of 10,000.
         let mut batch = std::mem::take(&mut *lock(&finished));
         batch.append(&mut ends);
+        progress.ended(batch.iter().map(|(index, _, _)| *index));
         for (index, outcome, elapsed) in batch {
             if done[index] {
                 continue;
             }
             done[index] = true;
             left -= 1;
-            let report = &mut reports[base + index];
+            let report = &mut reports[index];
             report.outcome = outcome;
             report.elapsed = elapsed;
-            report.detail = slots[index].as_ref().and_then(|slot| slot.get().cloned());
+            if let Some((_, slot)) = details.iter().find(|(at, _)| *at == index) {
+                report.detail = slot.get().cloned();
+            }
             log(report);
         }
     }
     // What is left is abandoned: hook tasks past the deadline, and starters
     // (idle by now, or stuck in a hook that never returns).
-    lock(&queue).clear();
+    lock(&queue).hooks.clear();
     for task in lock(&tasks).iter().chain(starters.iter().map(|(_, s)| s)) {
         task.abort();
     }
     if deadline_passed {
         let elapsed = started.elapsed();
         for (index, _) in done.iter().enumerate().filter(|(_, done)| !**done) {
-            let report = &mut reports[base + index];
+            let report = &mut reports[index];
             report.outcome = Outcome::TimedOut;
             report.elapsed = elapsed;
             log(report);
@@ -511,6 +599,26 @@ mod tests {
         assert!(journal.events().contains(&(200, "start next".into())));
         assert!(!journal.events().iter().any(|(_, e)| e == "end slow"));
         assert!(!outcome.deadline_passed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_names_only_the_hooks_of_the_phase_still_running() {
+        let journal = Journal::default();
+        let hooks = vec![
+            hook("done", 0, None, &journal, sleep_ms(0)),
+            hook("early", 1, None, &journal, sleep_ms(10)),
+            hook("stuck", 1, None, &journal, std::future::pending()),
+            hook("later", 1, None, &journal, sleep_ms(10)),
+        ];
+        let progress = Progress::default();
+        let watched = progress.clone();
+        let sequence = tokio::spawn(async move { run(hooks, deadline_in(10), &watched).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(progress.running(), ["early", "later", "stuck"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(progress.running(), ["stuck"]);
+        sequence.abort();
+        let _ = sequence.await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,9 +11,14 @@ const S2_UNITS: usize = 100;
 
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // In modules of 100, as a service's hooks are spread over its modules.
     let mut hooks = String::new();
-    for n in 0..S1_UNITS {
-        writeln!(hooks, "#[lichtara::cleanup]\nasync fn unit_{n}() {{}}").unwrap();
+    for module in 0..S1_UNITS.div_ceil(100) {
+        writeln!(hooks, "mod units_{module} {{").unwrap();
+        for n in module * 100..S1_UNITS.min((module + 1) * 100) {
+            writeln!(hooks, "#[lichtara::cleanup]\nasync fn unit_{n}() {{}}").unwrap();
+        }
+        writeln!(hooks, "}}").unwrap();
     }
     std::fs::write(out.join("s1_hooks.rs"), hooks).expect("write s1_hooks.rs");
     let mut hooks = String::new();

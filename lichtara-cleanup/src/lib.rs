@@ -114,10 +114,12 @@ pub use crate::error::{BoxError, ConfigError};
 pub use crate::report::{HookReport, MainOutcome, Outcome, ShutdownReport, Trigger};
 pub use crate::resource::{Cleanup, Managed, manage};
 
-/// Registers a cleanup hook: a free function (sync or async, no
-/// parameters, returning `()` or `Result<(), E>` with
+/// Registers a cleanup hook: a free function at module level (sync or
+/// async, no parameters, returning `()` or `Result<(), E>` with
 /// `E: Into<BoxError>`), or a struct that implements [`Cleanup`] whose
-/// instances are handed over with [`manage`].
+/// instances are handed over with [`manage`]. A hook is registered for the
+/// whole program, so the attribute is refused on an associated function
+/// and on a function inside another function's body.
 ///
 /// Keys, all optional: `order = N` (an `i32`, default 0; lower runs
 /// first), `timeout = "5s"` (default: none, bounded by the global
@@ -134,6 +136,7 @@ pub use crate::resource::{Cleanup, Managed, manage};
 ///
 /// #[lichtara::cleanup(order = 3, name = "temp files")]
 /// fn remove_temp_dir() {}
+/// # fn main() {}
 /// ```
 pub use lichtara_cleanup_macros::cleanup;
 

@@ -6,7 +6,7 @@
 //! releases, so the fail cases run only on the release they were written
 //! with (the `STABLE` line below). Regenerate them with
 //! `TRYBUILD=overwrite cargo test -p lichtara-tests --test ui` and review
-//! the diff. Work in progress goes in `ui/wip/` (ignored by git).
+//! the diff. trybuild writes new output to `wip/` (ignored by git).
 
 use std::process::Command;
 

@@ -219,6 +219,25 @@ mod compile {
 
         let mut with = String::new();
         let mut without = String::new();
+        // The same functions run from a hand-written list at the end of
+        // `main`: what registering them costs without the attribute.
+        let mut by_hand = String::from(
+            "type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;\n",
+        );
+        let mut list = String::new();
+        for n in 0..HOOKS {
+            writeln!(
+                by_hand,
+                "async fn hook_{n}() {{}}\nfn run_{n}() -> BoxFuture {{ Box::pin(hook_{n}()) }}"
+            )
+            .unwrap();
+            write!(list, "run_{n}, ").unwrap();
+        }
+        writeln!(
+            by_hand,
+            "\n#[tokio::main]\nasync fn main() {{\n    let hooks: [fn() -> BoxFuture; {HOOKS}] = [{list}];\n    for hook in hooks {{\n        hook().await;\n    }}\n}}"
+        )
+        .unwrap();
         for n in 0..HOOKS {
             writeln!(
                 with,
@@ -232,8 +251,10 @@ mod compile {
         without.push_str("\n#[tokio::main]\nasync fn main() {}\n");
         let with_dir = write_crate(&scratch, "s6_with_attribute", &lichtara_dep, &with);
         let without_dir = write_crate(&scratch, "s6_without_attribute", &lichtara_dep, &without);
+        let by_hand_dir = write_crate(&scratch, "s6_by_hand", &lichtara_dep, &by_hand);
         let attribute = timed_build(&with_dir, &target);
         let plain = timed_build(&without_dir, &target);
+        let hand = timed_build(&by_hand_dir, &target);
 
         let hello_lichtara = write_crate(
             &scratch,
@@ -262,6 +283,13 @@ mod compile {
         );
         println!("| build of the same {HOOKS} fns without the attribute | {plain:.2} s |");
         println!("| ratio | x{:.2} |", attribute / plain);
+        println!(
+            "| build of the same {HOOKS} fns run from a hand-written list (boxed, no attribute) | {hand:.2} s |"
+        );
+        println!(
+            "| attribute / hand-written list | x{:.2} |",
+            attribute / hand
+        );
         println!(
             "| hello with `#[lichtara::main]` | {:.2} MiB |",
             lichtara_size as f64 / 1048576.0

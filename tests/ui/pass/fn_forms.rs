@@ -47,6 +47,13 @@ pub(crate) mod nested {
     pub(crate) fn in_a_module() {}
 }
 
+/// A hook may name itself in its body: the registration inside it does
+/// not shadow the name.
+#[lichtara::cleanup(order = 7)]
+fn names_itself() {
+    let _itself: fn() = names_itself;
+}
+
 #[lichtara::cleanup(order = -2147483648)]
 fn lowest() {}
 
@@ -54,6 +61,12 @@ fn lowest() {}
 fn highest() {}
 
 fn main() {
+    // A module inside a function is a module: its hooks are module items.
+    mod inside_main {
+        #[lichtara::cleanup]
+        pub(super) fn in_a_module_in_main() {}
+    }
+    inside_main::in_a_module_in_main();
     // The functions stay callable as written.
     sync_unit();
     sync_io().unwrap();

@@ -49,14 +49,15 @@ const fn solution(label: &'static str, binary: &'static str) -> Solution {
     }
 }
 
-/// S1 at 100,000 units.
+/// S1 at 100,000 units, and at 1,000.
 const S1_LARGE: &[(&str, &str)] = &[("S1_UNITS", "100000")];
+const S1_SMALL: &[(&str, &str)] = &[("S1_UNITS", "1000")];
 
 const LICHTARA: &str = "lichtara";
 /// S1's two lichtara programs: as many hook functions as units, or one
 /// resource type with as many managed instances (the hand-rolled program's
 /// shape: one cleanup, many units).
-const LICHTARA_FNS: &str = "lichtara, 10,000 `#[cleanup]` fns";
+const LICHTARA_FNS: &str = "lichtara, one `#[cleanup]` fn per unit";
 const LICHTARA_MANAGED: &str = "lichtara, 1 `#[cleanup]` struct, managed instances";
 const HAND_ROLLED: &str = "hand-rolled CancellationToken + TaskTracker";
 const TGS: &str = "tokio-graceful-shutdown 0.20";
@@ -73,8 +74,27 @@ const SCENARIOS: &[Scenario] = &[
         second_signal: None,
     },
     Scenario {
-        // A program with 100,000 distinct hook functions takes minutes to
-        // build; the per-hook cost of that form is S1's first row.
+        name: "S1 at 1,000 no-op cleanup units",
+        solutions: &[
+            solution(LICHTARA_FNS, "s1_lichtara_1k"),
+            Solution {
+                env: S1_SMALL,
+                ..solution(LICHTARA_MANAGED, "s1_lichtara_managed")
+            },
+            Solution {
+                env: S1_SMALL,
+                ..solution(HAND_ROLLED, "s1_handrolled")
+            },
+            Solution {
+                env: S1_SMALL,
+                ..solution(TGS, "s1_tgs")
+            },
+        ],
+        second_signal: None,
+    },
+    Scenario {
+        // A program with 100,000 distinct hook functions takes many minutes
+        // to build; that form's growth is read from 1,000 and 10,000.
         name: "S1 at 100,000 no-op cleanup units",
         solutions: &[
             Solution {

@@ -42,11 +42,16 @@ struct Scenario {
 }
 
 const fn solution(label: &'static str, binary: &'static str) -> Solution {
-    Solution {
-        label,
-        binary,
-        env: &[],
-    }
+    sized(label, binary, &[])
+}
+
+/// A solution run with `env` set (S1's size).
+const fn sized(
+    label: &'static str,
+    binary: &'static str,
+    env: &'static [(&'static str, &'static str)],
+) -> Solution {
+    Solution { label, binary, env }
 }
 
 /// S1 at 100,000 units, and at 1,000.
@@ -77,18 +82,9 @@ const SCENARIOS: &[Scenario] = &[
         name: "S1 at 1,000 no-op cleanup units",
         solutions: &[
             solution(LICHTARA_FNS, "s1_lichtara_1k"),
-            Solution {
-                env: S1_SMALL,
-                ..solution(LICHTARA_MANAGED, "s1_lichtara_managed")
-            },
-            Solution {
-                env: S1_SMALL,
-                ..solution(HAND_ROLLED, "s1_handrolled")
-            },
-            Solution {
-                env: S1_SMALL,
-                ..solution(TGS, "s1_tgs")
-            },
+            sized(LICHTARA_MANAGED, "s1_lichtara_managed", S1_SMALL),
+            sized(HAND_ROLLED, "s1_handrolled", S1_SMALL),
+            sized(TGS, "s1_tgs", S1_SMALL),
         ],
         second_signal: None,
     },
@@ -97,18 +93,9 @@ const SCENARIOS: &[Scenario] = &[
         // to build; that form's growth is read from 1,000 and 10,000.
         name: "S1 at 100,000 no-op cleanup units",
         solutions: &[
-            Solution {
-                env: S1_LARGE,
-                ..solution(LICHTARA_MANAGED, "s1_lichtara_managed")
-            },
-            Solution {
-                env: S1_LARGE,
-                ..solution(HAND_ROLLED, "s1_handrolled")
-            },
-            Solution {
-                env: S1_LARGE,
-                ..solution(TGS, "s1_tgs")
-            },
+            sized(LICHTARA_MANAGED, "s1_lichtara_managed", S1_LARGE),
+            sized(HAND_ROLLED, "s1_handrolled", S1_LARGE),
+            sized(TGS, "s1_tgs", S1_LARGE),
         ],
         second_signal: None,
     },

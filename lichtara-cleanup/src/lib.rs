@@ -99,6 +99,8 @@ mod unwind;
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(all(target_os = "linux", feature = "process"))]
+mod proc_stat;
 #[cfg(all(unix, feature = "process"))]
 pub mod process;
 #[cfg(unix)]

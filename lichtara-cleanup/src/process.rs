@@ -220,21 +220,15 @@ fn reap_adopted() {
         else {
             continue;
         };
-        let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(fields) = line
-            .rfind(')')
-            .map(|close| line[close + 1..].split_whitespace().collect::<Vec<_>>())
+        let Some(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|line| crate::proc_stat::parse_stat(&line))
         else {
             continue;
         };
-        let (state, ppid, pgrp) = (fields.first(), fields.get(1), fields.get(2));
-        let ours = ppid.and_then(|p| p.parse::<i32>().ok()) == Some(me);
-        let zombie = state.is_some_and(|s| *s == "Z");
-        let group = pgrp.and_then(|g| g.parse::<u32>().ok());
         // A child's own PID is its group id: those are left to their waiter.
-        if ours && zombie && group.is_some_and(|g| groups.contains(&g) && g != pid as u32) {
+        let in_our_groups = u32::try_from(stat.pgrp).is_ok_and(|group| groups.contains(&group));
+        if stat.ppid == me && stat.is_zombie() && in_our_groups && stat.pgrp != stat.pid {
             if let Some(pid) = rustix::process::Pid::from_raw(pid) {
                 let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
                 tracing::debug!(

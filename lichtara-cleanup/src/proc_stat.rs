@@ -1,0 +1,71 @@
+//! Parsing `/proc/<pid>/stat`. One parser for the library (which reaps
+//! re-parented descendants with it) and the `lichtara` manager, which
+//! includes this file as it is: the manager is a binary and reaches only
+//! the library's public API.
+
+/// The fields of `/proc/<pid>/stat` lichtara uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+// The library reads only some of them.
+#[allow(dead_code)]
+pub(crate) struct Stat {
+    pub(crate) pid: i32,
+    pub(crate) state: char,
+    pub(crate) ppid: i32,
+    pub(crate) pgrp: i32,
+    pub(crate) session: i32,
+    /// Clock ticks after boot at which the process started: with the boot
+    /// id, what tells one process from a later one that reuses its PID.
+    pub(crate) start_time: u64,
+}
+
+impl Stat {
+    /// A zombie has exited; only its parent's wait is missing.
+    pub(crate) fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Parses a `/proc/<pid>/stat` line. The command name sits in parentheses
+/// and may hold anything, `)` and spaces included: fields are counted from
+/// the last `)`.
+pub(crate) fn parse_stat(line: &str) -> Option<Stat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let pid = line[..open].trim().parse().ok()?;
+    let fields: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
+    // fields[0] is field 3 (state); start_time is field 22.
+    Some(Stat {
+        pid,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_stat_line_whose_name_holds_parentheses_and_spaces() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(
+            (stat.pid, stat.state, stat.ppid, stat.pgrp, stat.session),
+            (4242, 'S', 1, 4242, 4242)
+        );
+        assert_eq!(stat.start_time, 987654);
+    }
+
+    #[test]
+    fn garbage_is_not_a_stat() {
+        assert_eq!(parse_stat(""), None);
+        assert_eq!(parse_stat("12 (x) S"), None);
+        assert_eq!(
+            parse_stat("nope (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20"),
+            None
+        );
+    }
+}

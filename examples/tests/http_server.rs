@@ -15,9 +15,13 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Starts the server on a free port; returns it and its address.
 fn start(extra: &[&str]) -> (Proc, String) {
+    start_with_env(extra, &[])
+}
+
+fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     let mut args = vec!["--addr", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let mut server = Proc::start_with_args(SERVER, &args, &[]);
+    let mut server = Proc::start_with_args(SERVER, &args, env);
     let line = server.wait_for_prefix("listening on http://");
     (
         server,
@@ -122,6 +126,35 @@ fn idle_connections_close_at_once_in_flight_requests_finish_and_new_ones_are_ref
     assert!(
         ended.stderr.contains("hook=\"lichtara::http::drain"),
         "{ended}"
+    );
+}
+
+#[test]
+fn a_connection_silent_since_long_before_the_drain_does_not_hold_it_up() {
+    let (mut server, addr) = start_with_env(&[], &[("RUST_LOG", "info,lichtara::http=debug")]);
+    let mut silent = connect(&addr);
+    // Accepted in order: once this one is answered, `silent` was accepted.
+    let mut answered = connect(&addr);
+    send_get(&mut answered, "/");
+    assert_eq!(read_response(&mut answered).0, 200);
+    // Not a synchronisation: what is tested is a connection older than the
+    // first-request grace (250 ms) when the drain starts.
+    std::thread::sleep(Duration::from_millis(400));
+    server.signal(Signal::SIGTERM);
+    assert!(
+        closed_by_server(&mut silent),
+        "the silent connection is closed"
+    );
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    let decision = ended
+        .stderr
+        .lines()
+        .find(|line| line.contains("has not begun a request"))
+        .unwrap_or_else(|| panic!("no drain decision for the silent connection: {ended}"));
+    assert!(
+        decision.contains("wait_ms=0"),
+        "closed without waiting for a first request: {decision}"
     );
 }
 

@@ -10,8 +10,9 @@
 //!    already completed (waiting in the backlog) are accepted first, not
 //!    reset;
 //! 3. idle keep-alive connections close at once; a connection that has not
-//!    sent its first request gets 250 ms to begin one (its client may have
-//!    connected just before the signal); requests in flight finish,
+//!    sent its first request may begin one until 250 ms after its accept
+//!    (its client may have connected just before the signal; one silent
+//!    for longer closes at once); requests in flight finish,
 //!    their responses carrying `Connection: close` (HTTP/1) or after a
 //!    GOAWAY (HTTP/2); WebSocket [`Session`](ws::Session)s are sent close
 //!    1001 (going away);

@@ -23,9 +23,11 @@ use crate::hook::{Hook, HookKind, HookMeta, HookRunner};
 /// unready.
 const KUBERNETES_DRAIN_DELAY: Duration = Duration::from_secs(5);
 
-/// How long a connection that has not begun a request when the drain
-/// starts gets to begin one (at most the drain timeout): a client whose
-/// connect raced the signal is answered, not reset.
+/// How long after its accept a connection that has not begun a request
+/// may still begin one once the drain starts (at most the drain timeout):
+/// a client whose connect raced the signal is answered, not reset, while
+/// one that has been silent longer (a browser's or a load balancer's
+/// preconnect) is closed at once and does not hold the drain up.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(250);
 
 /// An HTTP server whose drain is one hook of the shutdown sequence.
@@ -149,6 +151,7 @@ impl Server {
         // finishes (answered with `Connection: close`), and a connection
         // that has not begun a request yet gets a moment to begin one.
         let spawn_connection = |stream: tokio::net::TcpStream| {
+            let accepted = tokio::time::Instant::now();
             let _ = stream.set_nodelay(true);
             let builder = builder.clone();
             let begun = CancellationToken::new();
@@ -171,13 +174,18 @@ impl Server {
                     Some(finished) => finished,
                     None => {
                         if !begun.is_cancelled() {
-                            // Connected but silent: its client may have connected
-                            // just before the signal and be about to send.
-                            let grace = tokio::time::sleep(grace);
+                            // Connected but silent: a client that connected
+                            // just before the drain may be about to send.
+                            let until = accepted + grace;
+                            let wait = until.saturating_duration_since(tokio::time::Instant::now());
+                            tracing::debug!(
+                                wait_ms = wait.as_millis() as u64,
+                                "draining a connection that has not begun a request"
+                            );
                             tokio::select! {
                                 finished = connection.as_mut() => return log_end(finished),
                                 () = begun.cancelled() => {}
-                                () = grace => {}
+                                () = tokio::time::sleep_until(until) => {}
                                 () = CUT.cancelled() => return,
                             }
                         }

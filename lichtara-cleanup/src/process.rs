@@ -32,7 +32,7 @@
 use std::borrow::Cow;
 use std::io;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -126,7 +126,7 @@ impl Spawner {
         }
         let handle = tokio::runtime::Handle::current();
         let (reply, replied) = oneshot::channel();
-        spawner()
+        spawner()?
             .send(Box::new(move || {
                 let _runtime = handle.enter();
                 let _ = reply.send(command.spawn());
@@ -243,21 +243,25 @@ fn reap_adopted() {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The thread every child is forked from: it lives as long as the process,
-/// so PDEATHSIG fires when the process dies and not before.
-fn spawner() -> &'static mpsc::Sender<Job> {
-    static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("lichtara-spawner".into())
-            .spawn(move || {
-                for job in queue {
-                    job();
-                }
-            })
-            .expect("start the lichtara spawner thread");
-        jobs
-    })
+/// so PDEATHSIG fires when the process dies and not before. Started by the
+/// first spawn; if the system cannot start a thread, that spawn fails with
+/// the error and the next one tries again.
+fn spawner() -> io::Result<mpsc::Sender<Job>> {
+    static SPAWNER: Mutex<Option<mpsc::Sender<Job>>> = Mutex::new(None);
+    let mut spawner = SPAWNER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(jobs) = &*spawner {
+        return Ok(jobs.clone());
+    }
+    let (jobs, queue) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("lichtara-spawner".into())
+        .spawn(move || {
+            for job in queue {
+                job();
+            }
+        })?;
+    *spawner = Some(jobs.clone());
+    Ok(jobs)
 }
 
 /// A child process tied to the service.

@@ -303,12 +303,14 @@ fn register_drain(addr: SocketAddr, order: i32, timeout: Duration, tracker: Task
     let run = move || -> crate::hook::HookFuture {
         Box::pin(async move {
             let open = connections();
-            tracing::info!(
-                open = open.http,
-                upgraded = open.upgraded,
-                "waiting for {} connections",
-                open.http + open.upgraded
-            );
+            if open.http + open.upgraded > 0 {
+                tracing::info!(
+                    open = open.http,
+                    upgraded = open.upgraded,
+                    "waiting for {} connections",
+                    open.http + open.upgraded
+                );
+            }
             // Cuts what is left if the sequencer abandons this hook at its
             // timeout.
             let mut cut_on_timeout = CutOnDrop { armed: true };

@@ -116,12 +116,14 @@ fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
             // costs rustc time in the number of the module's items: fine
             // for hundreds of hooks in one module; the S1 benchmark's
             // 10,000 are spread over 100 modules.
+            // Named for rustc's help line: "`FnOnce()` is not implemented
+            // for `not_a_module_item::close`". Private to this block.
             #[allow(dead_code, non_camel_case_types)]
-            mod __lichtara_not_free {
+            mod not_a_module_item {
                 pub(super) struct #ident;
             }
             #[allow(unused_imports)]
-            use __lichtara_not_free::*;
+            use not_a_module_item::*;
             {
                 #[allow(unused_imports)]
                 use self::*;

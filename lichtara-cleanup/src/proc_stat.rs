@@ -1,7 +1,10 @@
-//! Parsing `/proc/<pid>/stat`. One parser for the library (which reaps
+//! Reading `/proc/<pid>/stat`. One reader for the library (which reaps
 //! re-parented descendants with it) and the `lichtara` manager, which
 //! includes this file as it is: the manager is a binary and reaches only
-//! the library's public API.
+//! the library's public API. Processes come and go while we look: a
+//! vanished one is an error or is left out.
+
+use std::{fs, io};
 
 /// The fields of `/proc/<pid>/stat` lichtara uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +45,35 @@ pub(crate) fn parse_stat(line: &str) -> Option<Stat> {
         session: fields.get(3)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
+}
+
+/// The stat of one process.
+pub(crate) fn stat(pid: i32) -> io::Result<Stat> {
+    let line = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&line).ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/stat")))
+}
+
+/// The PIDs in `/proc` now.
+fn pids() -> io::Result<Vec<i32>> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        if let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
+/// The stat of every process still there when read.
+pub(crate) fn all_stats() -> io::Result<Vec<Stat>> {
+    Ok(pids()?
+        .into_iter()
+        .filter_map(|pid| stat(pid).ok())
+        .collect())
 }
 
 #[cfg(test)]

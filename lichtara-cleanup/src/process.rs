@@ -209,27 +209,14 @@ fn reap_adopted() {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(all) = crate::proc_stat::all_stats() else {
         return;
     };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Some(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|line| crate::proc_stat::parse_stat(&line))
-        else {
-            continue;
-        };
+    for stat in all {
         // A child's own PID is its group id: those are left to their waiter.
         let in_our_groups = u32::try_from(stat.pgrp).is_ok_and(|group| groups.contains(&group));
         if stat.ppid == me && stat.is_zombie() && in_our_groups && stat.pgrp != stat.pid {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            if let Some(pid) = rustix::process::Pid::from_raw(stat.pid) {
                 let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
                 tracing::debug!(
                     pid = pid.as_raw_nonzero().get(),

@@ -6,17 +6,12 @@ use std::fs;
 use std::io;
 use std::time::Duration;
 
-// One `/proc/<pid>/stat` parser for the manager and the library (which
+// One `/proc/<pid>/stat` reader for the manager and the library (which
 // reaps re-parented descendants with it): the file is shared as it is.
 #[path = "../../proc_stat.rs"]
 mod proc_stat;
 
-pub(crate) use proc_stat::{Stat, parse_stat};
-
-pub(crate) fn stat(pid: i32) -> io::Result<Stat> {
-    let line = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(&line).ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/stat")))
-}
+pub(crate) use proc_stat::{Stat, all_stats, stat};
 
 /// This boot's id: a PID and start time are only comparable within a boot.
 pub(crate) fn boot_id() -> io::Result<String> {
@@ -68,20 +63,6 @@ pub(crate) fn environ_var(pid: i32, name: &str) -> io::Result<Option<String>> {
 }
 
 /// Every PID in `/proc`.
-pub(crate) fn pids() -> io::Result<Vec<i32>> {
-    let mut pids = Vec::new();
-    for entry in fs::read_dir("/proc")? {
-        if let Some(pid) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse().ok())
-        {
-            pids.push(pid);
-        }
-    }
-    Ok(pids)
-}
-
 /// How long ago a process with this start time started.
 pub(crate) fn age(start_time: u64) -> Option<Duration> {
     let uptime: f64 = fs::read_to_string("/proc/uptime")
@@ -113,13 +94,6 @@ pub(crate) fn descendants(root: i32, all: &[Stat]) -> Vec<i32> {
 }
 
 /// Stats of every process still readable.
-pub(crate) fn all_stats() -> io::Result<Vec<Stat>> {
-    Ok(pids()?
-        .into_iter()
-        .filter_map(|pid| stat(pid).ok())
-        .collect())
-}
-
 /// TCP ports on which any of `pids` listens.
 pub(crate) fn listening_ports(pids: &[i32]) -> Vec<u16> {
     let mut inodes = HashSet::new();

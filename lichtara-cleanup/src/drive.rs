@@ -14,7 +14,7 @@ use crate::{registry, sequence, supervisor};
 
 /// Runs `app` until shutdown begins, then the sequence. `extra` are hooks
 /// from the builder, run with the registered ones.
-pub(crate) async fn drive<F>(app: F, extra: Vec<Hook>) -> ShutdownReport
+pub(crate) async fn drive<F>(app: F, mut extra: Vec<Hook>) -> ShutdownReport
 where
     F: Future,
     F::Output: Termination,
@@ -53,7 +53,6 @@ where
     let (trigger, started) = controller
         .triggered()
         .unwrap_or((Trigger::Requested, Instant::now()));
-    let mut extra = extra;
     extra.extend(crate::dynamic::take());
     let deadline = tokio::time::Instant::from_std(controller.deadline());
     let progress = supervisor::progress();

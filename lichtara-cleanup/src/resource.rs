@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::BoxError;
 use crate::hook::HookFuture;
-use crate::unwind::{CatchUnwind, panic_message, poll_once};
+use crate::unwind::{CatchUnwind, poll_once};
 
 /// Cleanup for a resource type, run once for every live managed instance at
 /// shutdown.
@@ -257,10 +257,12 @@ fn note_failure(
     failures: &mut Vec<String>,
     finished: Result<Result<(), BoxError>, Box<dyn std::any::Any + Send>>,
 ) {
-    match finished {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => failures.push(crate::sequence::error_chain(&*err)),
-        Err(payload) => failures.push(format!("panicked: {}", panic_message(&*payload))),
+    // Classified as a hook's outcome is: an error by its chain, a panic as
+    // "panicked: …".
+    match crate::sequence::outcome_of(finished) {
+        crate::Outcome::Error(chain) => failures.push(chain),
+        panicked @ crate::Outcome::Panicked(_) => failures.push(panicked.to_string()),
+        _ => {}
     }
 }
 

@@ -136,7 +136,8 @@ fn log(hook: &HookReport) {
     }
 }
 
-fn outcome_of(
+/// How a finished hook (or a resource instance's cleanup) ended.
+pub(crate) fn outcome_of(
     finished: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
 ) -> Outcome {
     match finished {

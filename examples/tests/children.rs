@@ -9,23 +9,22 @@ use nix::sys::signal::Signal;
 
 const CHILDREN: &str = env!("CARGO_BIN_EXE_children");
 
-/// (state, ppid) of a process, if it exists.
-fn stat(pid: i32) -> Option<(char, i32)> {
-    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = line[line.rfind(')')? + 1..].split_whitespace().collect();
-    Some((fields[0].chars().next()?, fields[1].parse().ok()?))
-}
+// lichtara's own /proc reader, as its manager includes it.
+#[path = "../../lichtara-cleanup/src/proc_stat.rs"]
+mod proc_stat;
+
+use proc_stat::{all_stats, stat};
 
 fn live(pid: i32) -> bool {
-    stat(pid).is_some_and(|(state, _)| !matches!(state, 'Z' | 'X'))
+    stat(pid).is_ok_and(|stat| !stat.is_zombie())
 }
 
 fn children_of(parent: i32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
+    all_stats()
         .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| stat(*pid).is_some_and(|(state, ppid)| ppid == parent && state != 'Z'))
+        .into_iter()
+        .filter(|stat| stat.ppid == parent && stat.state != 'Z')
+        .map(|stat| stat.pid)
         .collect()
 }
 
@@ -129,9 +128,9 @@ fn as_a_subreaper_the_service_adopts_and_reaps_its_workers_orphans() {
         .find(|g| {
             let until = Instant::now() + Duration::from_secs(20);
             loop {
-                match stat(*g) {
-                    Some((_, ppid)) if ppid == service_pid => return true,
-                    Some((_, ppid)) if workers[1..].contains(&ppid) => return false,
+                match stat(*g).map(|stat| stat.ppid) {
+                    Ok(ppid) if ppid == service_pid => return true,
+                    Ok(ppid) if workers[1..].contains(&ppid) => return false,
                     _ if Instant::now() >= until => return false,
                     _ => std::thread::yield_now(),
                 }
@@ -141,7 +140,7 @@ fn as_a_subreaper_the_service_adopts_and_reaps_its_workers_orphans() {
     // It exits: the service reaps it (no zombie left under the service).
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(orphan), Signal::SIGKILL).unwrap();
     let until = Instant::now() + Duration::from_secs(20);
-    while stat(orphan).is_some_and(|(_, ppid)| ppid == service_pid) {
+    while stat(orphan).is_ok_and(|stat| stat.ppid == service_pid) {
         assert!(
             Instant::now() < until,
             "the orphan was not reaped by the service"

@@ -54,7 +54,7 @@ pub(crate) fn stat(pid: i32) -> io::Result<Stat> {
 }
 
 /// The PIDs in `/proc` now.
-fn pids() -> io::Result<Vec<i32>> {
+pub(crate) fn pids() -> io::Result<Vec<i32>> {
     let mut pids = Vec::new();
     for entry in fs::read_dir("/proc")? {
         if let Some(pid) = entry?

@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
+// The library's and the manager's own /proc reader, as the manager
+// includes it.
+#[path = "../src/proc_stat.rs"]
+mod proc_stat;
+
+use proc_stat::{all_stats, pids, stat};
+
 const LICHTARA: &str = env!("CARGO_BIN_EXE_lichtara");
 const TOKEN_VAR: &str = "LICHTARA_TEST_RUN";
 
@@ -91,28 +98,16 @@ impl Drop for Project {
     }
 }
 
-/// State, parent, process group and start time of a process.
-fn stat_fields(pid: i32) -> Option<(char, i32, i32, u64)> {
-    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = line[line.rfind(')')? + 1..].split_whitespace().collect();
-    Some((
-        fields[0].chars().next()?,
-        fields[1].parse().ok()?,
-        fields[2].parse().ok()?,
-        fields[19].parse().ok()?,
-    ))
-}
-
+/// Whether the process is there and has not exited.
 fn is_live(pid: i32) -> bool {
-    stat_fields(pid).is_some_and(|(state, _, _, _)| !matches!(state, 'Z' | 'X'))
+    stat(pid).is_ok_and(|stat| !stat.is_zombie())
 }
 
 fn live_with_env(name: &str, value: &str) -> Vec<i32> {
     let needle = format!("{name}={value}");
-    std::fs::read_dir("/proc")
+    pids()
         .expect("/proc")
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
                 env.split(|b| *b == 0)
@@ -131,18 +126,9 @@ fn live_with_env(name: &str, value: &str) -> Vec<i32> {
 fn reap_our_zombies() {
     let me = std::process::id() as i32;
     let our_group = rustix::process::getpgrp().as_raw_nonzero().get();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Some(('Z', parent, group, _)) = stat_fields(pid) {
-            if parent == me && group != our_group {
-                let _ = waitpid(Pid::from_raw(pid), WaitOptions::NOHANG);
-            }
+    for stat in all_stats().expect("/proc") {
+        if stat.is_zombie() && stat.ppid == me && stat.pgrp != our_group {
+            let _ = waitpid(Pid::from_raw(stat.pid), WaitOptions::NOHANG);
         }
     }
 }
@@ -380,7 +366,7 @@ fn a_pid_that_now_belongs_to_another_process_is_never_signalled() {
     // PID file looks like after the PID was recycled.
     let stranger = Command::new("sleep").arg("1000").spawn().unwrap();
     let pid = stranger.id() as i32;
-    let (_, _, _, start_time) = stat_fields(pid).unwrap();
+    let start_time = stat(pid).unwrap().start_time;
     std::fs::create_dir_all(project.state()).unwrap();
     let record = serde_json::json!({
         "name": "server", "pid": pid, "pgid": pid, "start_time": start_time + 1,

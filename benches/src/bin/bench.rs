@@ -531,13 +531,7 @@ mod http {
             after_last: last
                 .filter(|_| !capped)
                 .map(|last| exited_at.saturating_duration_since(last)),
-            exit_code: (!capped).then(|| {
-                if libc::WIFEXITED(status) {
-                    libc::WEXITSTATUS(status)
-                } else {
-                    128 + libc::WTERMSIG(status)
-                }
-            }),
+            exit_code: (!capped).then(|| super::exit_code(status)),
         }
     }
 
@@ -753,6 +747,16 @@ fn start(binary: &Path, env: &[(&str, &str)]) -> Started {
     }
 }
 
+/// The exit code a shell would show for a wait status: 128 + N when
+/// killed by signal N.
+fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}
+
 fn measure(binary: &Path, env: &[(&str, &str)], second_signal: Option<Duration>) -> Run {
     let Started {
         child,
@@ -781,11 +785,7 @@ fn measure(binary: &Path, env: &[(&str, &str)], second_signal: Option<Duration>)
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let to_exit = signalled.elapsed();
     assert_eq!(reaped, pid, "wait4 failed");
-    let exit_code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
+    let exit_code = exit_code(status);
     // std's Child must not wait again on a reaped PID; forget the handle.
     std::mem::forget(child);
     Run {

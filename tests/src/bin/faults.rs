@@ -2,8 +2,10 @@
 //! the fault matrix (tests/tests/faults.rs).
 //!
 //! Hooks: `first_a` (async) and `first_b` (sync) in phase 0, `second`
-//! (async) in phase 1, `third` (async) in phase 2; each has a 1 s timeout,
-//! prints `start NAME`, and does what `FAULT_NAME` says:
+//! (async) in phase 1, `third` (async) in phase 2. The first three have a
+//! 3 s timeout, `third` (where the matrix allocates) 30 s: long enough that
+//! a hook the matrix expects to end is never timed out by a loaded machine,
+//! and the ones expected to time out still do. Each prints `start NAME`, and does what `FAULT_NAME` says:
 //! `ok` (default; prints `end NAME`), `panic`, `error`, `hang` (never
 //! finishes), `block` (blocks its thread forever), `alloc` (allocates and
 //! touches 256 MiB, then frees it), `wait` (waits for a `release` line on
@@ -68,12 +70,12 @@ async fn act(hook: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[lichtara::cleanup(order = 0, timeout = "1s")]
+#[lichtara::cleanup(order = 0, timeout = "3s")]
 async fn first_a() -> anyhow::Result<()> {
     act("first_a").await
 }
 
-#[lichtara::cleanup(order = 0, timeout = "1s")]
+#[lichtara::cleanup(order = 0, timeout = "3s")]
 fn first_b() -> anyhow::Result<()> {
     match begin("first_b")?.as_str() {
         "hang" => loop {
@@ -86,13 +88,15 @@ fn first_b() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[lichtara::cleanup(order = 1, timeout = "1s")]
+#[lichtara::cleanup(order = 1, timeout = "3s")]
 async fn second() -> anyhow::Result<()> {
-    SECOND_STARTED.notify_waiters();
+    // A permit, not a wake-up of current waiters: the task that waits may
+    // not have been polled yet on a loaded machine.
+    SECOND_STARTED.notify_one();
     act("second").await
 }
 
-#[lichtara::cleanup(order = 2, timeout = "1s")]
+#[lichtara::cleanup(order = 2, timeout = "30s")]
 async fn third() -> anyhow::Result<()> {
     act("third").await
 }
@@ -148,7 +152,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PauseReport {
     }
 }
 
-#[lichtara::main(timeout = "5s")]
+#[lichtara::main(timeout = "60s")]
 async fn main() {
     read_stdin();
     if std::env::var_os("REPORT_PAUSE").is_some() {

@@ -168,6 +168,18 @@ fn free_port() -> u16 {
 /// How long any one wait of these tests may last before it is a failure.
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Waits until `ready()` holds, polling: another process's state (a child
+/// it forks, a file it writes) has no event for this test to await. Panics
+/// with `what` past [`PATIENCE`], a guard against hangs, not a measure.
+#[track_caller]
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let began = Instant::now();
+    while !ready() {
+        assert!(began.elapsed() < PATIENCE, "{what} within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Waits (bounded) until something accepts on the port; returns how long
 /// that took.
 fn wait_listening(port: u16) -> Duration {
@@ -236,11 +248,19 @@ fn lifecycle_with_a_real_http_server() {
     assert_eq!(json["pid"], pid);
     assert_eq!(json["ports"][0].as_u64(), Some(port.parse().unwrap()));
 
-    // http.server logs each request to stderr, which goes to the log.
-    let _ = std::io::Write::write_all(
-        &mut TcpStream::connect(("127.0.0.1", port.parse().unwrap())).unwrap(),
-        b"GET /lichtara-probe HTTP/1.0\r\n\r\n",
-    );
+    // http.server logs each request to stderr, which goes to the log,
+    // before it sends the response: once the response has been read to
+    // its end (HTTP/1.0 closes), the line is in the log.
+    let mut probe = TcpStream::connect(("127.0.0.1", port.parse().unwrap())).unwrap();
+    probe.set_read_timeout(Some(PATIENCE)).unwrap();
+    probe
+        .write_all(b"GET /lichtara-probe HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    probe
+        .read_to_end(&mut answer)
+        .expect("the probe's response");
+    assert!(answer.starts_with(b"HTTP/1.0 404"), "{answer:?}");
     let logs = project.lichtara(&["logs", "-n", "50"]);
     assert!(logs.status.success(), "{}", text(&logs));
 
@@ -274,11 +294,7 @@ fn a_server_ignoring_sigterm_is_stopped_by_escalation_with_nothing_left() {
     let started = project.lichtara(&["start", "--", "sh", "-c", "trap '' TERM; sleep 1000 & wait"]);
     assert!(started.status.success(), "{}", text(&started));
     let leader = pid_of(&started);
-    let until = Instant::now() + Duration::from_secs(20);
-    while project.ours().len() < 2 {
-        assert!(Instant::now() < until, "the child never started");
-        std::thread::yield_now();
-    }
+    wait_until("the child started", || project.ours().len() >= 2);
     let stopped = project.lichtara(&["stop", "--timeout", "300ms"]);
     assert!(stopped.status.success(), "{}", text(&stopped));
     assert_says(&stopped, "needed SIGKILL");
@@ -298,15 +314,9 @@ fn orphans_are_found_by_marker_and_a_look_alike_survives() {
     let started = project.lichtara(&["start", "--", "sh", "-c", script]);
     assert!(started.status.success(), "{}", text(&started));
     let leader = pid_of(&started);
-    let until = Instant::now() + Duration::from_secs(20);
-    while project.ours().len() < 3 {
-        assert!(
-            Instant::now() < until,
-            "the server's children never started: {:?}",
-            project.ours()
-        );
-        std::thread::yield_now();
-    }
+    wait_until("the server's children started", || {
+        project.ours().len() >= 3
+    });
     let orphans: Vec<i32> = project
         .ours()
         .into_iter()
@@ -413,6 +423,9 @@ fn a_symlinked_pid_file_is_refused_and_its_target_untouched() {
 #[test]
 fn bad_input_gives_one_clear_line_and_changes_nothing() {
     let project = Project::new("bad-input");
+    // "Ended at once" means within the start grace: a grace no load can
+    // outlast, since `sh -c "exit 3"` must be seen to end within it.
+    std::fs::write(project.dir.join("Lichtara.toml"), "start_grace = \"60s\"\n").unwrap();
     let missing = project.lichtara(&["start", "--", "/nonexistent/lichtara-test-command"]);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     assert_says(&missing, "cannot start");
@@ -483,15 +496,7 @@ fn run_supervises_in_the_foreground_and_leaves_no_descendant() {
     )
     .unwrap();
     assert_eq!(line.trim(), "ready");
-    let until = Instant::now() + Duration::from_secs(20);
-    while project.ours().len() < 4 {
-        assert!(
-            Instant::now() < until,
-            "not all started: {:?}",
-            project.ours()
-        );
-        std::thread::yield_now();
-    }
+    wait_until("all four started", || project.ours().len() >= 4);
     let record = project.record("server");
     assert_eq!(record["pid"], run.id());
     let status = project.lichtara(&["status"]);
@@ -605,14 +610,14 @@ fn resources(pid: i32) -> (usize, usize) {
 }
 
 /// The resources of `pid` once they are back within `limit`, or as they
-/// are after 2 s: the server closes a connection's descriptor a moment
-/// after the client has read its end, so a count taken at once can be one
-/// high without anything leaking.
+/// are after [`PATIENCE`]: the server closes a connection's descriptor a
+/// moment after the client has read its end (longer on a loaded machine),
+/// so a count taken at once can be one high without anything leaking.
 fn settled(pid: i32, limit: (usize, usize)) -> (usize, usize) {
     let began = Instant::now();
     loop {
         let now = resources(pid);
-        if (now.0 <= limit.0 && now.1 <= limit.1) || began.elapsed() > Duration::from_secs(2) {
+        if (now.0 <= limit.0 && now.1 <= limit.1) || began.elapsed() > PATIENCE {
             return now;
         }
         // Another process's state: no event to await; retry, bounded.
@@ -643,16 +648,9 @@ fn server_project(test: &str) -> (Project, u16) {
 /// Waits (bounded) until the service's log file holds `needle`.
 fn wait_for_log_file(project: &Project, needle: &str) {
     let path = project.dir.join(".lichtara/server.log");
-    let began = Instant::now();
-    while !std::fs::read_to_string(&path).is_ok_and(|log| log.contains(needle)) {
-        assert!(
-            began.elapsed() < PATIENCE,
-            "no {needle:?} in {} within {PATIENCE:?}",
-            path.display()
-        );
-        // Another process writes the file: no event to await, retry, bounded.
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(&format!("{needle:?} in {}", path.display()), || {
+        std::fs::read_to_string(&path).is_ok_and(|log| log.contains(needle))
+    });
 }
 
 #[test]

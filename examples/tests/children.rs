@@ -2,9 +2,7 @@
 
 #![cfg(target_os = "linux")]
 
-use std::time::{Duration, Instant};
-
-use lichtara_tests::harness::Proc;
+use lichtara_tests::harness::{Proc, wait_exited, wait_until};
 use nix::sys::signal::Signal;
 
 const CHILDREN: &str = env!("CARGO_BIN_EXE_children");
@@ -44,32 +42,13 @@ fn start_with(extra: &[&str]) -> (Proc, Vec<i32>, Vec<i32>) {
         .filter_map(|line| line.strip_prefix("worker ")?.parse().ok())
         .collect();
     assert_eq!(workers.len(), 2);
-    // Each worker's `sleep` starts soon after the worker: bounded wait.
-    let until = Instant::now() + Duration::from_secs(20);
-    let grandchildren = loop {
-        let found: Vec<i32> = workers.iter().flat_map(|w| children_of(*w)).collect();
-        if found.len() == 2 {
-            break found;
-        }
-        assert!(
-            Instant::now() < until,
-            "the workers' children never appeared"
-        );
-        std::thread::yield_now();
-    };
+    // Each worker forks its `sleep` soon after it starts.
+    let mut grandchildren = Vec::new();
+    wait_until("the workers' children appeared", || {
+        grandchildren = workers.iter().flat_map(|w| children_of(*w)).collect();
+        grandchildren.len() == 2
+    });
     (service, workers, grandchildren)
-}
-
-/// Waits (bounded) until none of `pids` is alive.
-fn wait_gone(pids: &[i32], limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    while pids.iter().any(|pid| live(*pid)) {
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
 }
 
 #[test]
@@ -90,7 +69,7 @@ fn workers_and_their_children_are_gone_after_a_graceful_shutdown() {
     );
     let all: Vec<i32> = workers.iter().chain(&grandchildren).copied().collect();
     assert!(
-        wait_gone(&all, Duration::from_secs(5)),
+        wait_exited(&all),
         "left behind: {:?}",
         all.iter().filter(|p| live(**p)).collect::<Vec<_>>()
     );
@@ -100,7 +79,7 @@ fn workers_and_their_children_are_gone_after_a_graceful_shutdown() {
 fn workers_die_with_a_sigkilled_service() {
     let (mut service, workers, grandchildren) = start();
     service.signal(Signal::SIGKILL);
-    let gone = wait_gone(&workers, Duration::from_secs(5));
+    let gone = wait_exited(&workers);
     // PDEATHSIG reaches the workers only: their own children, started by
     // this test through the service, are ended here, by PID (they hold the
     // service's output pipes open, too).
@@ -122,34 +101,23 @@ fn as_a_subreaper_the_service_adopts_and_reaps_its_workers_orphans() {
     let service_pid = service.pid() as i32;
     // A worker dies; its child is re-parented to the service, not to PID 1.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(workers[0]), Signal::SIGKILL).unwrap();
-    let orphan = grandchildren
-        .iter()
-        .copied()
-        .find(|g| {
-            let until = Instant::now() + Duration::from_secs(20);
-            loop {
-                match stat(*g).map(|stat| stat.ppid) {
-                    Ok(ppid) if ppid == service_pid => return true,
-                    Ok(ppid) if workers[1..].contains(&ppid) => return false,
-                    _ if Instant::now() >= until => return false,
-                    _ => std::thread::yield_now(),
-                }
-            }
-        })
-        .expect("a grandchild re-parented to the service");
+    let mut orphan = None;
+    wait_until("a grandchild re-parented to the service", || {
+        orphan = grandchildren
+            .iter()
+            .copied()
+            .find(|g| stat(*g).is_ok_and(|stat| stat.ppid == service_pid));
+        orphan.is_some()
+    });
+    let orphan = orphan.expect("found above");
     // It exits: the service reaps it (no zombie left under the service).
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(orphan), Signal::SIGKILL).unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while stat(orphan).is_ok_and(|stat| stat.ppid == service_pid) {
-        assert!(
-            Instant::now() < until,
-            "the orphan was not reaped by the service"
-        );
-        std::thread::yield_now();
-    }
+    wait_until("the orphan reaped by the service", || {
+        !stat(orphan).is_ok_and(|stat| stat.ppid == service_pid)
+    });
     service.signal(Signal::SIGTERM);
     let ended = service.wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
     let all: Vec<i32> = workers.iter().chain(&grandchildren).copied().collect();
-    assert!(wait_gone(&all, Duration::from_secs(5)));
+    assert!(wait_exited(&all));
 }

@@ -23,6 +23,58 @@ pub fn outside_repeat_window(first: Instant) {
     std::thread::sleep((first + REPEAT_WINDOW).saturating_duration_since(Instant::now()));
 }
 
+/// Waits until `ready()` holds, polling: for another process's state (a
+/// child it forks, a file it writes) there is no event to await. Panics
+/// with `what` past [`PATIENCE`], a guard against hangs, not a measure.
+#[track_caller]
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let until = Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(Instant::now() < until, "{what} within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits until every process of `pids` has exited (a zombie has), on the
+/// kernel's word: each one's pidfd turns readable when it exits. `false`
+/// if some are still running after [`PATIENCE`].
+#[cfg(target_os = "linux")]
+pub fn wait_exited(pids: &[i32]) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+    let until = Instant::now() + PATIENCE;
+    // A process that is already gone has no pidfd to open (ESRCH): exited.
+    let mut open: Vec<_> = pids
+        .iter()
+        .filter_map(|pid| pidfd_open(Pid::from_raw(*pid)?, PidfdFlags::empty()).ok())
+        .collect();
+    while !open.is_empty() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let timeout = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds: Vec<PollFd<'_>> = open
+            .iter()
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(err) => panic!("poll on pidfds: {err}"),
+        }
+        let exited: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
+        let mut index = 0;
+        open.retain(|_| {
+            index += 1;
+            !exited[index - 1]
+        });
+    }
+    true
+}
+
 /// A running test binary.
 pub struct Proc {
     child: Child,

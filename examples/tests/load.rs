@@ -31,7 +31,13 @@ fn every_request_on_a_connection_made_before_sigterm_is_answered() {
     let mut total = Tally::default();
     let mut exits = Vec::new();
     for run in 1..=runs {
-        let mut server = Proc::start_with_args(SERVER, &["--addr", "127.0.0.1:0"], &[]);
+        let mut server = Proc::start_with_args(
+            SERVER,
+            // In-flight requests are what is checked, not the drain's
+            // timeout: far enough away that a loaded machine cannot hit it.
+            &["--addr", "127.0.0.1:0", "--drain-timeout", "25s"],
+            &[],
+        );
         let addr = server
             .wait_for_prefix("listening on http://")
             .trim_start_matches("listening on http://")

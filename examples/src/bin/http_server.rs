@@ -18,7 +18,9 @@
 //! folder, so it runs with no service installed) or PostgreSQL (`--db
 //! postgres://…`) — is a managed resource closed in phase 1, after the HTTP
 //! drain of phase 0: requests in flight still commit, and the close is
-//! bounded by its timeout even if a connection leaked.
+//! bounded by its timeout even if a connection leaked. The default SQLite
+//! file's temporary folder is a managed resource too, removed in phase 2,
+//! once the pool has closed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -234,16 +236,35 @@ impl Drop for HeldOnTimeout<'_> {
     }
 }
 
+/// The temporary folder of the default SQLite file: removed in phase 2,
+/// after the pool closed in phase 1, however the server ends.
+#[lichtara::cleanup(order = 2, timeout = "5s")]
+#[derive(Debug)]
+struct TempFolder {
+    path: std::path::PathBuf,
+}
+
+impl lichtara::Cleanup for TempFolder {
+    async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+        tokio::fs::remove_dir_all(&self.path).await?;
+        tracing::info!(path = %self.path.display(), "temporary folder removed");
+        Ok(())
+    }
+}
+
 #[lichtara::main(timeout = "30s")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let db_path = match args.db {
-        Some(db) => db,
+    // The runtime owns the folder until shutdown; this handle going out of
+    // scope does not remove it.
+    let (db_path, _temp_folder) = match args.db {
+        Some(db) => (db, None),
         None => {
-            let dir =
+            let path =
                 std::env::temp_dir().join(format!("lichtara-http-server-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            dir.join("items.sqlite").display().to_string()
+            std::fs::create_dir_all(&path)?;
+            let db_path = path.join("items.sqlite").display().to_string();
+            (db_path, Some(lichtara::manage(TempFolder { path })))
         }
     };
     let db = lichtara::manage(Database::connect(&db_path).await?);

@@ -16,9 +16,22 @@ pub(crate) const HOOKS_VAR: &str = "LICHTARA_HOOKS";
 /// The global deadline: the environment wins over `configured`, which wins
 /// over the default.
 pub(crate) fn resolve_timeout(configured: Option<Duration>) -> Result<Duration, ConfigError> {
-    match std::env::var(TIMEOUT_VAR) {
-        Ok(value) if !value.trim().is_empty() => parse_timeout(&value),
+    match var(TIMEOUT_VAR)? {
+        Some(value) if !value.trim().is_empty() => parse_timeout(&value),
         _ => Ok(configured.unwrap_or(DEFAULT_TIMEOUT)),
+    }
+}
+
+/// A `LICHTARA_*` variable: `None` when unset, an error when it is not
+/// UTF-8 (never silently ignored).
+fn var(variable: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(variable) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(value)) => Err(ConfigError::NotUnicode {
+            variable,
+            value: value.to_string_lossy().into_owned(),
+        }),
     }
 }
 
@@ -60,11 +73,11 @@ pub(crate) fn grace_period_warning(deadline: Duration) -> Option<String> {
 
 /// Whether `LICHTARA_HOOKS=list` asks for the hook listing.
 pub(crate) fn hooks_listing_requested() -> Result<bool, ConfigError> {
-    match std::env::var(HOOKS_VAR) {
-        Ok(value) if value.trim() == "list" => Ok(true),
-        Ok(value) if value.trim().is_empty() => Ok(false),
-        Ok(value) => Err(ConfigError::UnknownHooksCommand { value }),
-        Err(_) => Ok(false),
+    match var(HOOKS_VAR)? {
+        Some(value) if value.trim() == "list" => Ok(true),
+        Some(value) if value.trim().is_empty() => Ok(false),
+        Some(value) => Err(ConfigError::UnknownHooksCommand { value }),
+        None => Ok(false),
     }
 }
 

@@ -47,6 +47,15 @@ pub enum ConfigError {
         /// The value found in the environment.
         value: String,
     },
+    /// A `LICHTARA_*` variable holds bytes that are not UTF-8: it cannot
+    /// be what was meant, and ignoring it would hide that.
+    #[error("{variable}={value:?} is not UTF-8; set it to a plain text value or unset it")]
+    NotUnicode {
+        /// The variable's name.
+        variable: &'static str,
+        /// Its value, with the bytes that are not UTF-8 replaced.
+        value: String,
+    },
     /// `LICHTARA_HOOKS` holds a value other than `list`.
     #[error("LICHTARA_HOOKS={value:?} is not understood; the only value is `list`")]
     UnknownHooksCommand {

@@ -129,6 +129,24 @@ mod deadline {
     }
 
     #[test]
+    #[cfg(unix)]
+    fn a_lichtara_variable_that_is_not_utf8_stops_the_start() {
+        use std::os::unix::ffi::OsStrExt;
+        for variable in ["LICHTARA_SHUTDOWN_TIMEOUT", "LICHTARA_HOOKS"] {
+            let mut command = Proc::command(DEADLINE, &[], &[]);
+            command.env(variable, std::ffi::OsStr::from_bytes(b"5s\xff"));
+            let ended = Proc::spawn(command).wait();
+            assert_eq!(ended.code(), Some(2), "{variable}: {ended}");
+            assert!(
+                ended.stderr.contains(&format!("{variable}="))
+                    && ended.stderr.contains("not UTF-8"),
+                "{variable}: {ended}"
+            );
+            assert!(!ended.has("READY"), "{variable}: {ended}");
+        }
+    }
+
+    #[test]
     fn a_bad_deadline_in_the_environment_stops_the_start() {
         let ended = signalled_before_ready("soon");
         assert_eq!(ended.code(), Some(2), "{ended}");

@@ -10,6 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -66,6 +67,26 @@ impl Project {
             .env(TOKEN_VAR, &self.token)
             .stdin(Stdio::null());
         command
+    }
+
+    /// `cp -a` of the project directory: another project, this test's
+    /// token (so whatever it starts is cleaned up too).
+    fn copy(&self) -> Project {
+        let dir = self.dir.with_file_name(format!(
+            "{}-copy",
+            self.dir.file_name().unwrap().to_string_lossy()
+        ));
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&self.dir)
+            .arg(&dir)
+            .status()
+            .expect("cp");
+        assert!(copied.success());
+        Project {
+            dir,
+            token: self.token.clone(),
+        }
     }
 
     fn state(&self) -> PathBuf {
@@ -369,25 +390,119 @@ fn a_crashed_servers_stale_pid_file_is_reported_and_never_acted_on() {
     assert!(project.lichtara(&["stop"]).status.success());
 }
 
+/// A record of this project's `server`, as `start` writes it, whose
+/// process has been stopped: what tests forge PID files from.
+fn a_real_record(project: &Project) -> serde_json::Value {
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let record = project.record("server");
+    assert!(project.lichtara(&["stop"]).status.success());
+    reap_our_zombies();
+    record
+}
+
+/// Writes `record` with its process replaced by `pid` (and its group and
+/// start time, shifted by `start_shift` ticks).
+fn forge(project: &Project, record: &serde_json::Value, pid: i32, start_shift: u64) -> String {
+    let stat = stat(pid).unwrap();
+    let mut forged = record.clone();
+    forged["pid"] = pid.into();
+    forged["pgid"] = stat.pgrp.into();
+    forged["start_time"] = (stat.start_time + start_shift).into();
+    let text = forged.to_string();
+    std::fs::write(project.state().join("server.pid"), &text).unwrap();
+    text
+}
+
 #[test]
 fn a_pid_that_now_belongs_to_another_process_is_never_signalled() {
     let project = Project::new("reused");
+    let record = a_real_record(&project);
     // A live process of this test, recorded with a wrong start time: what a
     // PID file looks like after the PID was recycled.
     let stranger = Command::new("sleep").arg("1000").spawn().unwrap();
-    let pid = stranger.id() as i32;
-    let start_time = stat(pid).unwrap().start_time;
-    std::fs::create_dir_all(project.state()).unwrap();
-    let record = serde_json::json!({
-        "name": "server", "pid": pid, "pgid": pid, "start_time": start_time + 1,
-        "boot_id": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim(),
-        "command": ["sleep", "1000"], "started_at": 0, "marker": "x/server/y"
-    });
-    std::fs::write(project.state().join("server.pid"), record.to_string()).unwrap();
+    forge(&project, &record, stranger.id() as i32, 1);
     let stopped = project.lichtara(&["stop"]);
     assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
     assert_says(&stopped, "another process");
     still_running_then_end(stranger, "the stranger must not be signalled");
+}
+
+#[test]
+fn a_forged_pid_file_naming_a_live_process_is_refused_and_left_as_it_is() {
+    let project = Project::new("forged");
+    let record = a_real_record(&project);
+    // The PID file rewritten with a live process's real start time (read
+    // from /proc, as anyone can): a stranger leading its own group, and the
+    // test process itself, an ancestor of the `lichtara` it runs.
+    let stranger = Command::new("sleep")
+        .arg("1000")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let me = std::process::id() as i32;
+    for (pid, what, proof) in [
+        (stranger.id() as i32, "a stranger", "no LICHTARA_MARKER"),
+        (me, "the invoking process", "one of its ancestors"),
+    ] {
+        let forged = forge(&project, &record, pid, 0);
+        for args in [&["stop"][..], &["restart", "--", "sleep", "1000"]] {
+            let refused = project.lichtara(args);
+            assert_eq!(
+                refused.status.code(),
+                Some(5),
+                "{what}, {args:?}: {}",
+                text(&refused)
+            );
+            assert_says(&refused, &format!("process {pid} (user"));
+            assert_says(&refused, proof);
+            assert_says(&refused, "nothing was signalled");
+        }
+        let status = project.lichtara(&["status"]);
+        assert_eq!(status.status.code(), Some(4), "{what}: {}", text(&status));
+        let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+        assert_eq!(started.status.code(), Some(5), "{what}: {}", text(&started));
+        assert_eq!(
+            std::fs::read_to_string(project.state().join("server.pid")).unwrap(),
+            forged,
+            "{what}: the record is left as it is"
+        );
+    }
+    assert!(project.ours().is_empty(), "nothing was started");
+    still_running_then_end(stranger, "the stranger must not be signalled");
+}
+
+#[test]
+fn a_copy_of_the_project_directory_never_acts_on_the_original() {
+    let project = Project::new("original");
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let original = pid_of(&started);
+    // `cp -a`, a common way to try a change: the PID file comes along.
+    let copy = project.copy();
+    assert!(copy.state().join("server.pid").exists());
+    let stopped = copy.lichtara(&["stop"]);
+    assert_eq!(stopped.status.code(), Some(5), "{}", text(&stopped));
+    assert_says(&stopped, "another project directory");
+    assert!(is_live(original), "a stop in the copy ended the original");
+    let status = copy.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+    assert_says(&status, "not running here");
+    let cleanup = copy.lichtara(&["cleanup", "--yes"]);
+    assert!(cleanup.status.success(), "{}", text(&cleanup));
+    assert!(
+        is_live(original),
+        "a cleanup in the copy ended the original"
+    );
+    // The copy runs a service of its own; its stop leaves the original be.
+    let own = copy.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(own.status.success(), "{}", text(&own));
+    let own = pid_of(&own);
+    let stopped = copy.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert!(!is_live(own));
+    assert!(is_live(original));
+    stop_leaving_nothing(&project);
 }
 
 #[test]
@@ -450,8 +565,22 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
     let no_command = project.lichtara(&["start", "--name", "other"]);
     assert_eq!(no_command.status.code(), Some(1), "{}", text(&no_command));
     assert_says(&no_command, "no command");
+    // status says every error with LSB's 4 (unknown), the others with 1.
     let bad_name = project.lichtara(&["status", "--name", "../etc"]);
+    assert_eq!(bad_name.status.code(), Some(4), "{}", text(&bad_name));
+    let bad_name = project.lichtara(&["stop", "--name", "../etc"]);
     assert_eq!(bad_name.status.code(), Some(1), "{}", text(&bad_name));
+    let json = project.lichtara(&["status", "--json", "--name", "../etc"]);
+    assert_eq!(json.status.code(), Some(4), "{}", text(&json));
+    let error: serde_json::Value = serde_json::from_slice(&json.stdout).expect("a JSON error");
+    assert_eq!(error["state"], "unknown");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid service name"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -533,7 +662,7 @@ fn settings_come_from_lichtara_toml() {
     let typo = Project::new("settings-typo");
     std::fs::write(typo.dir.join("Lichtara.toml"), "comand = [\"x\"]\n").unwrap();
     let output = typo.lichtara(&["status"]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
     assert_says(&output, "comand");
 }
 
@@ -745,4 +874,220 @@ fn restarts_rebind_the_same_port_at_once_and_leave_nothing_behind() {
         rebinds[rebinds.len() / 2].as_secs_f64() * 1e3,
         rebinds[rebinds.len() - 1].as_secs_f64() * 1e3,
     );
+}
+
+/// Runs `lichtara ARGS` with its stdout a pipe whose reader is gone, as in
+/// `lichtara status | head -0`.
+fn into_closed_pipe(project: &Project, args: &[&str]) -> Output {
+    let mut child = project
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly_with_its_own_code() {
+    let project = Project::new("closed-pipe");
+    // `start` after the service runs, too: its refusal goes to stderr.
+    let started = into_closed_pipe(&project, &["start", "--", "sleep", "1000"]);
+    assert_eq!(started.status.code(), Some(0), "{}", text(&started));
+    let pid = project.record("server")["pid"].as_i64().unwrap() as i32;
+    assert!(is_live(pid), "the service started and was recorded");
+    for (args, code) in [
+        (&["status"][..], 0),
+        (&["status", "--json"], 0),
+        (&["logs", "-n", "5"], 0),
+        (&["cleanup", "--dry-run"], 0),
+        (&["start", "--", "sleep", "1000"], 1),
+        (&["stop"], 0),
+        (&["status"], 3),
+        (&["stop"], 0),
+    ] {
+        let output = into_closed_pipe(&project, args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&output)
+        );
+        assert!(
+            !String::from_utf8_lossy(&output.stderr).contains("panicked"),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+    assert!(!is_live(pid), "stop did its work with nobody reading");
+}
+
+#[test]
+fn huge_durations_and_bad_settings_are_refused_before_anything_is_signalled_or_spawned() {
+    let project = Project::new("huge");
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let pid = pid_of(&started);
+    for args in [
+        &["stop", "--timeout", "500000000000years"][..],
+        &["restart", "--timeout", "25h"],
+        &[
+            "run",
+            "--timeout",
+            "500000000000years",
+            "--",
+            "sleep",
+            "1000",
+        ],
+    ] {
+        let refused = project.lichtara(args);
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&refused)
+        );
+        assert_says(&refused, "at most 1day");
+        assert!(is_live(pid), "{args:?} signalled the service");
+    }
+    assert_eq!(project.ours(), vec![pid], "nothing else was started");
+    stop_leaving_nothing(&project);
+    for setting in [
+        "start_grace = \"soon\"",
+        "stop_timeout = \"500000000000years\"",
+        "stop_signal = \"SIGKILL\"",
+    ] {
+        std::fs::write(project.dir.join("Lichtara.toml"), format!("{setting}\n")).unwrap();
+        let refused = project.lichtara(&["start", "--", "sleep", "1000"]);
+        assert_eq!(
+            refused.status.code(),
+            Some(1),
+            "{setting}: {}",
+            text(&refused)
+        );
+        assert_says(&refused, setting.split(' ').next().unwrap());
+        assert!(project.ours().is_empty(), "{setting}: started anyway");
+        assert!(!project.state().join("server.pid").exists(), "{setting}");
+    }
+}
+
+#[test]
+fn the_stop_signal_is_configurable() {
+    let project = Project::new("stop-signal");
+    // Ignores SIGTERM, ends cleanly on SIGINT.
+    let script = "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.signal(signal.SIGINT, lambda *_: sys.exit(0))\nprint('ready', flush=True)\ntime.sleep(1000)\n";
+    std::fs::write(
+        project.dir.join("Lichtara.toml"),
+        format!("stop_signal = \"SIGINT\"\nstop_timeout = \"20s\"\ncommand = [\"python3\", \"-c\", {script:?}]\n"),
+    )
+    .unwrap();
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    wait_for_log_file(&project, "ready");
+    let stopped = project.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_says(&stopped, "stopped `server`");
+    let said = String::from_utf8_lossy(&stopped.stdout);
+    assert!(
+        !said.contains("SIGKILL"),
+        "SIGINT was not what it got: {said}"
+    );
+    assert!(project.ours().is_empty());
+}
+
+#[test]
+fn the_state_directory_is_checked_and_nothing_in_it_is_followed_or_hangs_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new("state");
+    std::fs::create_dir_all(project.state()).unwrap();
+    // Writable by others: refused, with the fix.
+    std::fs::set_permissions(project.state(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    for args in [&["start", "--", "sleep", "1000"][..], &["logs"], &["stop"]] {
+        let refused = project.lichtara(args);
+        assert_eq!(
+            refused.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&refused)
+        );
+        assert_says(&refused, "chmod 700");
+    }
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(4), "{}", text(&status));
+    assert!(project.ours().is_empty());
+    std::fs::set_permissions(project.state(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A log that is a symlink: never followed.
+    let log = project.state().join("server.log");
+    std::os::unix::fs::symlink("/etc/passwd", &log).unwrap();
+    let followed = project.lichtara(&["logs"]);
+    assert_eq!(followed.status.code(), Some(1), "{}", text(&followed));
+    assert_says(&followed, "symlink");
+    assert!(!String::from_utf8_lossy(&followed.stdout).contains("root:"));
+    std::fs::remove_file(&log).unwrap();
+    // A FIFO in place of the log: an error, not a hang (bounded wait).
+    let made = Command::new("mkfifo").arg(&log).status().expect("mkfifo");
+    assert!(made.success());
+    for args in [
+        &["logs"][..],
+        &["logs", "-f"],
+        &["start", "--", "sleep", "1000"],
+    ] {
+        let child = project
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_bounded(child, PATIENCE);
+        assert_eq!(status.code(), Some(1), "{args:?}");
+    }
+    assert!(
+        project.ours().is_empty(),
+        "start with a FIFO log started anyway"
+    );
+}
+
+#[test]
+fn logs_reads_a_huge_log_from_its_end_and_follow_ends_with_its_reader() {
+    let project = Project::new("huge-log");
+    std::fs::create_dir_all(project.state()).unwrap();
+    std::fs::set_permissions(
+        project.state(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // 1 GiB (sparse), then three lines.
+    let path = project.state().join("server.log");
+    let mut log = std::fs::File::create(&path).unwrap();
+    log.set_len(1 << 30).unwrap();
+    std::io::Seek::seek(&mut log, std::io::SeekFrom::End(0)).unwrap();
+    log.write_all(b"\nfirst\nsecond\nthird\n").unwrap();
+    // With 256 MiB of address space at most: reading the whole log to print
+    // its end would fail to allocate.
+    let limited = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 262144 && exec \"$0\" logs -n 2")
+        .arg(LICHTARA)
+        .current_dir(&project.dir)
+        .env(TOKEN_VAR, &project.token)
+        .output()
+        .unwrap();
+    assert_eq!(limited.status.code(), Some(0), "{}", text(&limited));
+    assert_eq!(String::from_utf8_lossy(&limited.stdout), "second\nthird\n");
+    // `logs -f | head -1`: the reader goes away, and so does logs.
+    let mut follow = project
+        .command(&["logs", "-f", "-n", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(follow.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "third\n");
+    let status = wait_bounded(follow, PATIENCE);
+    assert_eq!(status.code(), Some(0));
 }

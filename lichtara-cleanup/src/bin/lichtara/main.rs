@@ -20,8 +20,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+// First: its `say!` and `note!` serve every module below.
+#[macro_use]
+mod output;
+
 #[cfg(target_os = "linux")]
 mod commands;
+#[cfg(target_os = "linux")]
+mod ownership;
 #[cfg(target_os = "linux")]
 mod pidfile;
 #[cfg(target_os = "linux")]
@@ -69,11 +75,12 @@ enum Command {
         #[command(flatten)]
         name: NameArg,
         /// How long to wait after SIGTERM (default: `stop_timeout`, else 10s).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = duration_arg)]
         timeout: Option<Duration>,
     },
-    /// Show whether the service runs. Exit 0 running, 1 stale PID file,
-    /// 3 not running.
+    /// Show whether the service runs. Exit (LSB): 0 running, 1 dead with a
+    /// PID file, 3 not running, 4 unknown (an error, or a PID file whose
+    /// process is not provably the project's).
     Status {
         #[command(flatten)]
         name: NameArg,
@@ -86,7 +93,7 @@ enum Command {
         #[command(flatten)]
         name: NameArg,
         /// How long to wait after SIGTERM.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = duration_arg)]
         timeout: Option<Duration>,
         /// The command (default: Lichtara.toml's, else the one recorded).
         #[arg(last = true)]
@@ -113,7 +120,7 @@ enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
         /// How long to wait after SIGTERM before SIGKILL.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+        #[arg(long, value_parser = duration_arg, default_value = "5s")]
         timeout: Duration,
     },
     /// Run the command in the foreground as its supervisor: forward
@@ -122,12 +129,29 @@ enum Command {
         #[command(flatten)]
         name: NameArg,
         /// How long the command gets after a forwarded signal before SIGKILL.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = duration_arg)]
         timeout: Option<Duration>,
         /// The command (default: `command` in Lichtara.toml).
         #[arg(last = true)]
         command: Vec<String>,
     },
+}
+
+/// The exit codes of every command but `status` (which has the LSB ones),
+/// in one place. clap's usage errors are 2.
+pub(crate) mod exit {
+    /// The command failed: bad settings, a service that would not start…
+    pub(crate) const FAILURE: u8 = 1;
+    /// A process was not provably the project's: nothing was signalled.
+    pub(crate) const REFUSED: u8 = 5;
+    /// `status`: running.
+    pub(crate) const STATUS_RUNNING: u8 = 0;
+    /// `status`: dead, with a PID file left behind.
+    pub(crate) const STATUS_DEAD: u8 = 1;
+    /// `status`: not running.
+    pub(crate) const STATUS_STOPPED: u8 = 3;
+    /// `status`: unknown (an error, or a record that is not provably ours).
+    pub(crate) const STATUS_UNKNOWN: u8 = 4;
 }
 
 /// An error that ends the command: one line, and an exit code.
@@ -141,7 +165,15 @@ impl Failure {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            code: 1,
+            code: exit::FAILURE,
+        }
+    }
+
+    /// A process was not provably the project's; nothing was signalled.
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: exit::REFUSED,
         }
     }
 
@@ -150,13 +182,46 @@ impl Failure {
     }
 }
 
+/// The longest duration an option or setting takes: a longer one is a
+/// typo (`500000000000years`), refused before anything is spawned.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a duration option or setting (`"10s"`, `"1m 30s"`), at most
+/// [`MAX_DURATION`].
+pub(crate) fn duration_arg(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|err| err.to_string())?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "at most {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(duration)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `status` reports every failure in its own terms: LSB code 4, and a
+    // JSON object with `--json`.
+    let status_json = match &cli.command {
+        Command::Status { json, .. } => Some(*json),
+        _ => None,
+    };
     match dispatch(cli) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("lichtara: {}", failure.message);
-            ExitCode::from(failure.code)
+            if status_json == Some(true) {
+                say!(
+                    "{}",
+                    serde_json::json!({"state": "unknown", "error": failure.message})
+                );
+            } else {
+                note!("{}", failure.message);
+            }
+            match status_json {
+                Some(_) => ExitCode::from(exit::STATUS_UNKNOWN),
+                None => ExitCode::from(failure.code),
+            }
         }
     }
 }

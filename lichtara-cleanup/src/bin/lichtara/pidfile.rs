@@ -18,6 +18,10 @@ pub(crate) struct Record {
     pub(crate) started_at: u64,
     /// The value of `LICHTARA_MARKER` its processes carry.
     pub(crate) marker: String,
+    /// The user it runs as (records written before this field: the user
+    /// who owns the PID file, which is checked to be the invoking one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) uid: Option<u32>,
 }
 
 /// Reads a record; an error says why the text is not one.

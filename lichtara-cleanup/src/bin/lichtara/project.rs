@@ -33,6 +33,9 @@ pub(crate) struct Settings {
     pub(crate) stop_timeout: Option<String>,
     /// How long `start` watches for an immediate death: `"300ms"`.
     pub(crate) start_grace: Option<String>,
+    /// The signal `stop` sends first: `"SIGTERM"` (default), `"SIGINT"`,
+    /// `"SIGQUIT"`, `"SIGHUP"`, `"SIGUSR1"`, `"SIGUSR2"`.
+    pub(crate) stop_signal: Option<String>,
     /// Extra environment for the command.
     #[serde(default)]
     pub(crate) env: BTreeMap<String, String>,
@@ -43,7 +46,8 @@ pub(crate) struct Settings {
 pub(crate) struct Project {
     pub(crate) dir: PathBuf,
     pub(crate) settings: Settings,
-    /// Derived from the canonical directory path: stable per project.
+    /// Derived from the directory itself (device, inode, canonical path):
+    /// stable per project, and another one for a copy of it.
     pub(crate) id: String,
 }
 
@@ -57,9 +61,16 @@ impl Project {
         };
         let dir = fs::canonicalize(&dir)
             .map_err(|err| Failure::new(format!("project directory {}: {err}", dir.display())))?;
+        let meta = fs::metadata(&dir)
+            .map_err(|err| Failure::new(format!("project directory {}: {err}", dir.display())))?;
         let settings = read_settings(&dir.join("Lichtara.toml"))?;
-        let id = project_id(&dir);
-        Ok(Self { dir, settings, id })
+        let id = project_id(&dir, meta.dev(), meta.ino());
+        let project = Self { dir, settings, id };
+        // Every setting is checked before anything is spawned or signalled.
+        project.stop_timeout(None)?;
+        project.start_grace()?;
+        project.stop_signal()?;
+        Ok(project)
     }
 
     /// The service name: `--name`, else `Lichtara.toml`, else `server`.
@@ -115,6 +126,29 @@ impl Project {
         }
     }
 
+    /// The signal `stop` sends first.
+    pub(crate) fn stop_signal(&self) -> Result<rustix::process::Signal, Failure> {
+        use rustix::process::Signal;
+        let Some(text) = &self.settings.stop_signal else {
+            return Ok(Signal::TERM);
+        };
+        let name = text.trim().to_ascii_uppercase();
+        let name = name.strip_prefix("SIG").unwrap_or(&name);
+        Ok(match name {
+            "TERM" => Signal::TERM,
+            "INT" => Signal::INT,
+            "QUIT" => Signal::QUIT,
+            "HUP" => Signal::HUP,
+            "USR1" => Signal::USR1,
+            "USR2" => Signal::USR2,
+            _ => {
+                return Err(Failure::new(format!(
+                    "Lichtara.toml: `stop_signal = {text:?}` is not a stop signal; use one of \"SIGTERM\", \"SIGINT\", \"SIGQUIT\", \"SIGHUP\", \"SIGUSR1\", \"SIGUSR2\" (SIGKILL follows after stop_timeout anyway)"
+                )));
+            }
+        })
+    }
+
     pub(crate) fn stop_timeout(&self, given: Option<Duration>) -> Result<Duration, Failure> {
         match (given, &self.settings.stop_timeout) {
             (Some(timeout), _) => Ok(timeout),
@@ -162,7 +196,16 @@ fn check_owned_dir(path: &Path, meta: &fs::Metadata) -> Result<(), Failure> {
             path.display()
         )));
     }
-    check_owner(path, meta, "use")
+    check_owner(path, meta, "use")?;
+    if meta.mode() & 0o022 != 0 {
+        return Err(Failure::new(format!(
+            "{} is writable by other users (mode {:o}): they could plant or move its files; fix it with `chmod 700 {}`",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses what another user owns among the project's state: the manager
@@ -178,7 +221,7 @@ pub(crate) fn check_owner(path: &Path, meta: &fs::Metadata, verb: &str) -> Resul
 }
 
 fn parse_duration(key: &str, text: &str) -> Result<Duration, Failure> {
-    humantime::parse_duration(text.trim()).map_err(|err| {
+    crate::duration_arg(text).map_err(|err| {
         Failure::new(format!(
             "Lichtara.toml: `{key} = {text:?}` is not a duration ({err}); write it like \"10s\""
         ))
@@ -194,13 +237,20 @@ fn read_settings(path: &Path) -> Result<Settings, Failure> {
     toml::from_str(&text).map_err(|err| Failure::new(format!("{}: {err}", path.display())))
 }
 
-/// FNV-1a of the canonical path: short, stable, and the same for every
-/// process started from this project.
-fn project_id(dir: &Path) -> String {
+/// FNV-1a of the directory's device, inode and canonical path: short,
+/// stable, the same for every process started from this project, and
+/// another for a copy of the directory (`cp -a` makes a new inode) or a
+/// directory later created at the same path.
+fn project_id(dir: &Path, dev: u64, ino: u64) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in dir.as_os_str().as_bytes() {
-        hash ^= u64::from(*byte);
+    let bytes = dev
+        .to_le_bytes()
+        .into_iter()
+        .chain(ino.to_le_bytes())
+        .chain(dir.as_os_str().as_bytes().iter().copied());
+    for byte in bytes {
+        hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016x}")
@@ -212,9 +262,10 @@ mod tests {
 
     #[test]
     fn project_ids_differ_by_directory_and_are_stable() {
-        let a = project_id(Path::new("/srv/a"));
-        assert_eq!(a, project_id(Path::new("/srv/a")));
-        assert_ne!(a, project_id(Path::new("/srv/b")));
+        let a = project_id(Path::new("/srv/a"), 1, 2);
+        assert_eq!(a, project_id(Path::new("/srv/a"), 1, 2));
+        assert_ne!(a, project_id(Path::new("/srv/b"), 1, 2));
+        assert_ne!(a, project_id(Path::new("/srv/a"), 1, 3), "a copy");
         assert_eq!(a.len(), 16);
     }
 

@@ -11,40 +11,53 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::Failure;
+use crate::ownership::{self, Claim, Proof};
 pub(crate) use crate::pidfile::{Record, parse};
 use crate::procfs;
-use crate::project::check_owner;
+use crate::project::{Project, check_owner};
+use crate::terminate::Pinned;
 
 /// What a record says about the world now.
-#[derive(Debug)]
 pub(crate) enum Liveness {
-    /// The recorded process is alive and is the one recorded.
-    Running,
-    /// The record points at nothing, or at another process.
+    /// The recorded process is alive, and proved to be the one recorded
+    /// (pinned: safe to signal).
+    Running(Pinned),
+    /// The record points at nothing, or at a process that has since
+    /// ended: safe to remove, nothing to signal.
     Stale(String),
+    /// The record was not written for this project's service (a copy of
+    /// another directory's, or planted): it says nothing about this
+    /// project, and its process is never acted on.
+    Foreign(String),
+    /// The record names a live process that is not provably the one
+    /// recorded: never signalled, and the record is left as it is.
+    Refused(String),
 }
 
 impl Record {
-    /// Checks that the recorded process is still the one recorded: same
-    /// boot, same start time, not a zombie.
-    pub(crate) fn liveness(&self) -> Liveness {
+    /// Checks that the record is this project's and service's, and that
+    /// the recorded process is still the one recorded (`ownership`).
+    pub(crate) fn liveness(&self, project: &Project, name: &str) -> Liveness {
+        if let Err(why) = ownership::check_record(project, name, self) {
+            return Liveness::Foreign(why);
+        }
         match procfs::boot_id() {
             Ok(boot) if boot != self.boot_id => {
                 return Liveness::Stale("recorded during an earlier boot".into());
             }
-            Err(err) => return Liveness::Stale(format!("cannot read the boot id: {err}")),
+            Err(err) => return Liveness::Refused(format!("cannot read the boot id: {err}")),
             Ok(_) => {}
         }
-        match procfs::stat(self.pid) {
-            Err(_) => Liveness::Stale(format!("process {} is gone", self.pid)),
-            Ok(stat) if stat.start_time != self.start_time => Liveness::Stale(format!(
-                "PID {} now belongs to another process (started at tick {}, not {})",
-                self.pid, stat.start_time, self.start_time
-            )),
-            Ok(stat) if stat.is_zombie() => {
-                Liveness::Stale(format!("process {} has exited", self.pid))
-            }
-            Ok(_) => Liveness::Running,
+        match ownership::prove(self.pid, self.start_time, Claim::of(self)) {
+            Proof::Proven(pinned) => Liveness::Running(pinned),
+            Proof::Gone => Liveness::Stale(match procfs::stat(self.pid) {
+                Ok(stat) if !stat.is_zombie() => format!(
+                    "PID {} now belongs to another process (started at tick {}, not {})",
+                    self.pid, stat.start_time, self.start_time
+                ),
+                _ => format!("process {} is gone", self.pid),
+            }),
+            Proof::Refused(refusal) => Liveness::Refused(refusal.to_string()),
         }
     }
 }
@@ -57,23 +70,28 @@ pub(crate) fn log_path(state: &Path, name: &str) -> PathBuf {
     state.join(format!("{name}.log"))
 }
 
-fn no_follow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+/// Flags for every state file: never follow a symlink, never block on
+/// opening a FIFO or device (which is then refused as not a regular file;
+/// the flag does nothing to a regular file).
+fn state_flags() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
 }
 
-/// Opens a state file only if it is a regular file of this user; never
-/// follows a symlink.
-fn open_checked(path: &Path) -> Result<Option<File>, Failure> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(no_follow())
-        .open(path)
-    {
+/// Opens a state file with `options` only if it is a regular file of this
+/// user; never follows a symlink, never hangs on a FIFO. `None` when it
+/// does not exist (and `options` does not create it). `verb` says what the
+/// refusal would have done.
+pub(crate) fn open_state_file(
+    path: &Path,
+    options: &mut OpenOptions,
+    verb: &str,
+) -> Result<Option<File>, Failure> {
+    let file = match options.custom_flags(state_flags()).open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
         Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
             return Err(Failure::new(format!(
-                "{} is a symlink; refusing to read it",
+                "{} is a symlink; refusing to {verb} it",
                 path.display()
             )));
         }
@@ -84,12 +102,16 @@ fn open_checked(path: &Path) -> Result<Option<File>, Failure> {
         .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
     if !meta.is_file() {
         return Err(Failure::new(format!(
-            "{} is not a regular file; refusing to read it",
+            "{} is not a regular file (a FIFO, device or directory); refusing to {verb} it",
             path.display()
         )));
     }
-    check_owner(path, &meta, "read")?;
+    check_owner(path, &meta, verb)?;
     Ok(Some(file))
+}
+
+fn open_checked(path: &Path) -> Result<Option<File>, Failure> {
+    open_state_file(path, OpenOptions::new().read(true), "read")
 }
 
 /// Reads the record; `None` when there is no PID file.
@@ -118,7 +140,7 @@ pub(crate) fn write(path: &Path, record: &Record) -> Result<(), Failure> {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(no_follow())
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&tmp)?;
         let text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
         file.write_all(text.as_bytes())?;
@@ -149,25 +171,17 @@ pub(crate) struct Lock {
 /// Takes the lock of `name`, or `None` when a live process holds it.
 pub(crate) fn lock(state: &Path, name: &str) -> Result<Option<Lock>, Failure> {
     let path = state.join(format!("{name}.lock"));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(no_follow())
-        .open(&path)
-        .map_err(|err| Failure::new(format!("cannot open {}: {err}", path.display())))?;
-    let meta = file
-        .metadata()
-        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
-    if !meta.is_file() {
-        return Err(Failure::new(format!(
-            "{} is not a regular file; refusing to lock it",
-            path.display()
-        )));
-    }
-    check_owner(&path, &meta, "lock")?;
+    let file = open_state_file(
+        &path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600),
+        "lock",
+    )?
+    .ok_or_else(|| Failure::new(format!("cannot create {}", path.display())))?;
     match rustix::fs::flock(
         file.as_fd(),
         rustix::fs::FlockOperation::NonBlockingLockExclusive,
@@ -195,6 +209,7 @@ mod tests {
             command: vec!["python3".into(), "-m".into(), "http.server".into()],
             started_at: 1_764_150_000,
             marker: "0123456789abcdef/server/1".into(),
+            uid: Some(1000),
         }
     }
 

@@ -2,16 +2,16 @@
 //! end without polling sleeps.
 //!
 //! A process is signalled only through a pidfd opened *before* its identity
-//! (start time) was checked again: once the pidfd is open the PID cannot be
-//! recycled under us, so the check and the signal are about one process.
+//! was proved (`ownership::prove`): once the pidfd is open the PID cannot
+//! be recycled under us, so the proof and the signal are about one process.
+//! No group signal: a group may hold members that fail the proof, so each
+//! proved member is signalled on its own.
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
-
-use crate::procfs;
 
 /// How long SIGKILLed processes get to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -22,20 +22,17 @@ pub(crate) struct Pinned {
     fd: OwnedFd,
 }
 
-/// Pins `pid` if it is still the process that started at `start_time` and
-/// is neither PID 1 nor this process.
-pub(crate) fn pin(pid: i32, start_time: u64) -> Option<Pinned> {
-    if pid <= 1 || pid == std::process::id() as i32 {
-        return None;
-    }
-    let fd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
-    // Checked after the pidfd exists: a recycled PID would show another
-    // start time, and from here on the PID stays this process's.
-    let stat = procfs::stat(pid).ok()?;
-    (stat.start_time == start_time && !stat.is_zombie()).then_some(Pinned { pid, fd })
-}
-
 impl Pinned {
+    /// A pidfd for `pid`, never for PID 1 or below, nor this process.
+    /// Only a pin: `ownership::prove` decides whether it may be signalled.
+    pub(crate) fn open(pid: i32) -> Option<Self> {
+        if pid <= 1 || pid == std::process::id() as i32 {
+            return None;
+        }
+        let fd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
+        Some(Self { pid, fd })
+    }
+
     pub(crate) fn signal(&self, signal: Signal) {
         // ESRCH: it ended meanwhile, which is what we want.
         let _ = pidfd_send_signal(&self.fd, signal);
@@ -45,7 +42,12 @@ impl Pinned {
 /// Waits until every pinned process has exited or `timeout` passes; returns
 /// the ones still alive.
 pub(crate) fn wait_exit(pinned: Vec<Pinned>, timeout: Duration) -> Vec<Pinned> {
-    let until = Instant::now() + timeout;
+    // Durations are bounded where they are parsed; a far-off one waits
+    // (as good as) forever rather than overflow.
+    let now = Instant::now();
+    let until = now
+        .checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)));
     let mut alive = pinned;
     while !alive.is_empty() {
         let left = until.saturating_duration_since(Instant::now());
@@ -88,21 +90,17 @@ pub(crate) struct Terminated {
     pub(crate) survivors: Vec<i32>,
 }
 
-/// SIGTERM to every pinned process (and to `group`, if given: a group we
-/// verified is ours), up to `timeout` for them to end, then SIGKILL.
-pub(crate) fn terminate(pinned: Vec<Pinned>, group: Option<i32>, timeout: Duration) -> Terminated {
+/// `stop_signal` to every pinned process, up to `timeout` for them to end,
+/// then SIGKILL for the rest.
+pub(crate) fn terminate(pinned: Vec<Pinned>, stop_signal: Signal, timeout: Duration) -> Terminated {
     let total = pinned.len();
-    signal_group(group, Signal::TERM);
     for process in &pinned {
-        process.signal(Signal::TERM);
+        process.signal(stop_signal);
     }
     let stubborn = wait_exit(pinned, timeout);
     let by_kill: Vec<i32> = stubborn.iter().map(|p| p.pid).collect();
-    if !stubborn.is_empty() {
-        signal_group(group, Signal::KILL);
-        for process in &stubborn {
-            process.signal(Signal::KILL);
-        }
+    for process in &stubborn {
+        process.signal(Signal::KILL);
     }
     let survivors = wait_exit(stubborn, KILL_WAIT)
         .iter()
@@ -112,14 +110,5 @@ pub(crate) fn terminate(pinned: Vec<Pinned>, group: Option<i32>, timeout: Durati
         by_term: total - by_kill.len(),
         by_kill,
         survivors,
-    }
-}
-
-fn signal_group(group: Option<i32>, signal: Signal) {
-    // Never PID 0/1 or a negative: only a real group id we verified.
-    if let Some(pgid) = group.filter(|pgid| *pgid > 1) {
-        if let Some(pgid) = Pid::from_raw(pgid) {
-            let _ = rustix::process::kill_process_group(pgid, signal);
-        }
     }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Marked;
+use crate::ownership::{self, Claim, Proof};
 use crate::project::Project;
 use crate::record::{self, Liveness, Record};
 use crate::{Failure, procfs, terminate};
@@ -25,7 +26,7 @@ pub(crate) fn run(
 ) -> Result<ExitCode, Failure> {
     let orphans = find(project)?;
     if orphans.is_empty() {
-        println!("no orphaned processes of this project");
+        say!("no orphaned processes of this project");
         return Ok(ExitCode::SUCCESS);
     }
     print_table(&orphans);
@@ -34,26 +35,40 @@ pub(crate) fn run(
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
-            println!("not a terminal: only listed; run `lichtara cleanup --yes` to end them");
+            say!("not a terminal: only listed; run `lichtara cleanup --yes` to end them");
             return Ok(ExitCode::SUCCESS);
         }
-        print!("end these {} process(es)? [y/N] ", orphans.len());
+        crate::output::prompt(format_args!(
+            "end these {} process(es)? [y/N] ",
+            orphans.len()
+        ));
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("nothing ended");
+            say!("nothing ended");
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let pinned: Vec<_> = orphans
-        .iter()
-        .filter_map(|orphan| {
-            terminate::pin(orphan.process.stat.pid, orphan.process.stat.start_time)
-        })
-        .collect();
-    let outcome = terminate::terminate(pinned, None, timeout);
-    println!(
+    let uid = ownership::current_uid();
+    let mut pinned = Vec::new();
+    for orphan in &orphans {
+        let claim = Claim {
+            marker: &orphan.process.marker,
+            uid,
+        };
+        match ownership::prove(
+            orphan.process.stat.pid,
+            orphan.process.stat.start_time,
+            claim,
+        ) {
+            Proof::Proven(process) => pinned.push(process),
+            Proof::Gone => {}
+            Proof::Refused(refusal) => note!("left alone: {refusal}"),
+        }
+    }
+    let outcome = terminate::terminate(pinned, project.stop_signal()?, timeout);
+    say!(
         "ended {} process(es): {} after SIGTERM, {} after SIGKILL",
         outcome.by_term + outcome.by_kill.len(),
         outcome.by_term,
@@ -75,7 +90,7 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
     let records = records(project)?;
     let live: Vec<&Record> = records
         .iter()
-        .filter(|record| matches!(record.liveness(), Liveness::Running))
+        .filter(|record| matches!(record.liveness(project, &record.name), Liveness::Running(_)))
         .collect();
     let all = procfs::all_stats().unwrap_or_default();
     let orphans = super::marked(&project.marker_prefix(), &all)
@@ -115,7 +130,7 @@ fn records(project: &Project) -> Result<Vec<Record>, Failure> {
             match record::read(&path) {
                 Ok(Some(record)) => records.push(record),
                 Ok(None) => {}
-                Err(failure) => eprintln!("lichtara: {}", failure.message()),
+                Err(failure) => note!("{}", failure.message()),
             }
         }
     }
@@ -123,9 +138,13 @@ fn records(project: &Project) -> Result<Vec<Record>, Failure> {
 }
 
 fn print_table(orphans: &[Orphan]) {
-    println!(
+    say!(
         "{:>7}  {:>7}  {:>8}  {:>9}  {:<40}  WHY",
-        "PID", "PARENT", "AGE", "MEMORY", "COMMAND"
+        "PID",
+        "PARENT",
+        "AGE",
+        "MEMORY",
+        "COMMAND"
     );
     for orphan in orphans {
         let stat = &orphan.process.stat;
@@ -138,9 +157,14 @@ fn print_table(orphans: &[Orphan]) {
         if command.chars().count() > 40 {
             command = command.chars().take(39).collect::<String>() + "…";
         }
-        println!(
+        say!(
             "{:>7}  {:>7}  {:>8}  {:>9}  {:<40}  {}",
-            stat.pid, stat.ppid, age, memory, command, orphan.why
+            stat.pid,
+            stat.ppid,
+            age,
+            memory,
+            command,
+            orphan.why
         );
     }
 }

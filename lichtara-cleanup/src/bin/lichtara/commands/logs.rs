@@ -1,15 +1,17 @@
-//! `lichtara logs [-n N] [-f]`.
+//! `lichtara logs [-n N] [-f]`: the end of the log, read from the end
+//! (memory independent of the log's size); `-f` follows until Ctrl-C or
+//! until stdout's reader goes away.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
+use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fs::inotify;
 
-use crate::Failure;
 use crate::project::Project;
-use crate::record;
+use crate::{Failure, output, record};
 
 pub(crate) fn run(
     project: &Project,
@@ -24,72 +26,159 @@ pub(crate) fn run(
         )));
     };
     let path = record::log_path(&state, &name);
-    let mut file =
-        File::open(&path).map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
-    let mut text = Vec::new();
-    file.read_to_end(&mut text)
-        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(tail(&text, lines));
-    let _ = out.flush();
-    if !follow {
+    let io_err = |err: std::io::Error| Failure::new(format!("{}: {err}", path.display()));
+    let mut file = record::open_state_file(&path, OpenOptions::new().read(true), "read")?
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "`{name}` has no log yet: {} does not exist",
+                path.display()
+            ))
+        })?;
+    // Only the end is read: memory does not grow with the log.
+    let mut position = tail_start(&mut file, lines).map_err(io_err)?;
+    position += copy_from(&mut file, position).map_err(io_err)?;
+    if !follow || output::stdout_closed() {
         return Ok(ExitCode::SUCCESS);
     }
-    // Follow: sleep in the kernel until the file changes (inotify), then
-    // print what was appended. Ends with Ctrl-C, as `tail -f` does.
-    let watcher = inotify::init(inotify::CreateFlags::CLOEXEC)
+    // Follow: sleep in the kernel until the file changes (inotify) or
+    // stdout's reader goes away (`logs -f | head -1`), then print what was
+    // appended. Ends with Ctrl-C, as `tail -f` does, or with the reader.
+    let watcher = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
         .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.display())))?;
     inotify::add_watch(&watcher, &path, inotify::WatchFlags::MODIFY)
         .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.display())))?;
-    let mut position = text.len() as u64;
+    let stdout = std::io::stdout();
     let mut events = [std::mem::MaybeUninit::uninit(); 1024];
     loop {
-        let mut reader = inotify::Reader::new(watcher.as_fd(), &mut events);
-        match reader.next() {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
+        let mut fds = [
+            PollFd::new(&watcher, PollFlags::IN),
+            // No events asked: poll still reports POLLERR / POLLHUP, which
+            // is how a pipe says its reader has closed.
+            PollFd::from_borrowed_fd(stdout.as_fd(), PollFlags::empty()),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(err) => return Err(Failure::new(format!("watching {}: {err}", path.display()))),
         }
+        if fds[1].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Drain the events; what changed is read from the file itself.
+        let mut reader = inotify::Reader::new(watcher.as_fd(), &mut events);
+        while reader.next().is_ok() {}
         let length = file.metadata().map(|m| m.len()).unwrap_or(position);
         if length < position {
             // Truncated: start over from the beginning.
             position = 0;
         }
-        let _ = file.seek(SeekFrom::Start(position));
-        let mut appended = Vec::new();
-        let _ = file.read_to_end(&mut appended);
-        position += appended.len() as u64;
-        let _ = out.write_all(&appended);
-        let _ = out.flush();
+        position += copy_from(&mut file, position).map_err(io_err)?;
+        if output::stdout_closed() {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
 }
 
-/// The last `lines` lines of `text`.
-fn tail(text: &[u8], lines: usize) -> &[u8] {
+/// Where the last `lines` lines of `file` begin, reading backwards from
+/// the end in blocks: the memory used does not depend on the file's size.
+fn tail_start(file: &mut File, lines: usize) -> std::io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    let length = file.metadata()?.len();
     if lines == 0 {
-        return &[];
+        return Ok(length);
     }
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    let start = body
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, byte)| **byte == b'\n')
-        .nth(lines - 1)
-        .map_or(0, |(index, _)| index + 1);
-    &text[start..]
+    let mut end = length;
+    let mut block = vec![0u8; BLOCK as usize];
+    // A final newline ends the last line; it does not begin another.
+    let mut skip_final_newline = true;
+    let mut newlines = 0;
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        for (offset, byte) in chunk.iter().enumerate().rev() {
+            if *byte != b'\n' {
+                skip_final_newline = false;
+                continue;
+            }
+            if std::mem::take(&mut skip_final_newline) && start + offset as u64 == length - 1 {
+                continue;
+            }
+            newlines += 1;
+            if newlines == lines {
+                return Ok(start + offset as u64 + 1);
+            }
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Copies `file` from `position` to its current end onto stdout, in
+/// blocks; returns how many bytes that was.
+fn copy_from(file: &mut File, position: u64) -> std::io::Result<u64> {
+    file.seek(SeekFrom::Start(position))?;
+    let mut block = vec![0u8; 64 * 1024];
+    let mut copied = 0;
+    loop {
+        let read = match file.read(&mut block) {
+            Ok(0) => return Ok(copied),
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        copied += read as u64;
+        if !output::bytes(&block[..read]) {
+            return Ok(copied);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::tail;
+    use super::tail_start;
+    use std::io::Write;
+
+    fn start_of(text: &[u8], lines: usize) -> usize {
+        let mut file = tempfile_with(text);
+        tail_start(&mut file, lines).unwrap() as usize
+    }
+
+    fn tempfile_with(text: &[u8]) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!(
+            "lichtara-tail-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(text).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
 
     #[test]
-    fn tail_keeps_the_last_lines() {
+    fn the_tail_starts_at_the_last_lines() {
+        fn tail(text: &[u8], lines: usize) -> &[u8] {
+            &text[start_of(text, lines)..]
+        }
         assert_eq!(tail(b"a\nb\nc\n", 2), b"b\nc\n");
         assert_eq!(tail(b"a\nb\nc", 2), b"b\nc");
         assert_eq!(tail(b"a\nb\n", 5), b"a\nb\n");
         assert_eq!(tail(b"a\nb\n", 0), b"");
         assert_eq!(tail(b"", 3), b"");
+        assert_eq!(tail(b"\n\n\n", 1), b"\n");
+    }
+
+    #[test]
+    fn the_tail_of_a_log_larger_than_a_block_is_found_across_blocks() {
+        let mut text = Vec::new();
+        for line in 0..20_000 {
+            writeln!(text, "line {line:05}").unwrap();
+        }
+        let start = start_of(&text, 3);
+        assert_eq!(&text[start..], b"line 19997\nline 19998\nline 19999\n");
+        assert_eq!(start_of(&text, 20_000), 0);
+        assert_eq!(start_of(&text, 1_000_000), 0);
     }
 }

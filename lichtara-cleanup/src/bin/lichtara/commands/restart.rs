@@ -26,6 +26,6 @@ pub(crate) fn run(
     };
     super::stop::stop(project, &name, timeout)?;
     let pid = super::start::start(project, &name, &command)?;
-    println!("{pid}");
+    say!("{pid}");
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ use rustix::process::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::ownership::{self, Claim, Proof};
 use crate::project::{MARKER_VAR, Project};
 use crate::record::{self, Liveness, Record};
 use crate::{Failure, procfs, terminate};
@@ -26,20 +27,35 @@ pub(crate) fn run(
     let name = project.name(name)?;
     let command = project.command(command)?;
     let timeout = project.stop_timeout(timeout)?;
+    let me = std::process::id() as i32;
+    let marker = format!("{}/{name}/run-{me}", project.id);
+    if std::env::var_os(MARKER_VAR).is_none_or(|value| value != *marker) {
+        // This process leads the run and is what its record names, so it
+        // must carry the marker too (`stop` proves the leader by it): the
+        // same binary again, in this same process (exec keeps the PID),
+        // with the marker set, before anything is locked or written.
+        return Err(reexec_marked(&marker));
+    }
     let state = project.state_dir()?;
     let pid_path = record::pid_path(&state, &name);
     let Some(lock) = record::lock(&state, &name)? else {
         return Err(Failure::new(format!("`{name}` is already running")));
     };
     if let Some(existing) = record::read(&pid_path)? {
-        match existing.liveness() {
-            Liveness::Running => {
+        match existing.liveness(project, &name) {
+            Liveness::Running(_) => {
                 return Err(Failure::new(format!(
                     "`{name}` is already running (pid {})",
                     existing.pid
                 )));
             }
-            Liveness::Stale(_) => record::remove(&pid_path)?,
+            Liveness::Stale(_) | Liveness::Foreign(_) => record::remove(&pid_path)?,
+            Liveness::Refused(why) => {
+                return Err(Failure::refused(format!(
+                    "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
+                    pid_path.display()
+                )));
+            }
         }
     }
     set_child_subreaper(Some(getpid()))
@@ -48,8 +64,6 @@ pub(crate) fn run(
         .enable_all()
         .build()
         .map_err(|err| Failure::new(format!("cannot start the supervisor: {err}")))?;
-    let me = std::process::id() as i32;
-    let marker = format!("{}/{name}/run-{me}", project.id);
     let status = runtime.block_on(async {
         // Registered before the command starts, so no SIGCHLD is missed.
         let mut signals =
@@ -66,6 +80,7 @@ pub(crate) fn run(
             command: command.clone(),
             started_at: super::now_secs(),
             marker: marker.clone(),
+            uid: Some(crate::ownership::current_uid()),
         };
         record::write(&pid_path, &record)?;
         let child = Command::new(&command[0])
@@ -87,27 +102,51 @@ pub(crate) fn run(
     // The command is gone; end what it left behind: everything re-parented
     // to us, and anything else that carries this run's marker.
     let all = procfs::all_stats().unwrap_or_default();
+    // Descendants are ours by parentage (re-parented to this subreaper);
+    // the rest must prove the run's marker.
     let mut leftovers: Vec<_> = procfs::descendants(me, &all)
         .into_iter()
         .filter_map(|pid| all.iter().find(|stat| stat.pid == pid))
-        .filter_map(|stat| terminate::pin(stat.pid, stat.start_time))
+        .filter_map(|stat| ownership::pin_descendant(stat.pid, stat.start_time))
         .collect();
+    let claim = Claim {
+        marker: &marker,
+        uid: ownership::current_uid(),
+    };
     for process in super::marked(&marker, &all) {
         if process.marker == marker && !leftovers.iter().any(|p| p.pid == process.stat.pid) {
-            leftovers.extend(terminate::pin(process.stat.pid, process.stat.start_time));
+            match ownership::prove(process.stat.pid, process.stat.start_time, claim) {
+                Proof::Proven(pinned) => leftovers.push(pinned),
+                Proof::Gone => {}
+                Proof::Refused(refusal) => note!("left alone: {refusal}"),
+            }
         }
     }
     if !leftovers.is_empty() {
-        eprintln!(
-            "lichtara: ending {} process(es) the command left behind",
+        note!(
+            "ending {} process(es) the command left behind",
             leftovers.len()
         );
-        terminate::terminate(leftovers, None, timeout);
+        terminate::terminate(leftovers, Signal::TERM, timeout);
     }
     reap_all();
     record::remove(&pid_path)?;
     drop(lock);
     Ok(ExitCode::from(status))
+}
+
+/// Replaces this process with the same command line, `MARKER_VAR` set to
+/// `marker`; returns only if that failed.
+fn reexec_marked(marker: &str) -> Failure {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => return Failure::new(format!("cannot find this program to mark it: {err}")),
+    };
+    let err = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(MARKER_VAR, marker)
+        .exec();
+    Failure::new(format!("cannot re-run itself with the marker: {err}"))
 }
 
 /// The signals the supervisor forwards, and SIGCHLD.

@@ -23,7 +23,7 @@ pub(crate) fn run(
     let name = project.name(name)?;
     let command = project.command(command)?;
     let pid = start(project, &name, &command)?;
-    println!("{pid}");
+    say!("{pid}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -43,29 +43,38 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         });
     };
     if let Some(record) = existing {
-        match record.liveness() {
-            Liveness::Running => {
+        match record.liveness(project, name) {
+            Liveness::Running(_) => {
                 return Err(Failure::new(format!(
                     "`{name}` is already running (pid {})",
                     record.pid
                 )));
             }
             Liveness::Stale(why) => {
-                eprintln!(
-                    "lichtara: removing the stale PID file of `{name}` ({why}); nothing was signalled"
+                note!("removing the stale PID file of `{name}` ({why}); nothing was signalled");
+                record::remove(&pid_path)?;
+            }
+            Liveness::Foreign(why) => {
+                note!(
+                    "replacing a PID file that is not this project's ({why}); nothing was signalled"
                 );
                 record::remove(&pid_path)?;
+            }
+            Liveness::Refused(why) => {
+                return Err(Failure::refused(format!(
+                    "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
+                    pid_path.display()
+                )));
             }
         }
     }
     let log_path = record::log_path(&state, name);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&log_path)
-        .map_err(|err| Failure::new(format!("cannot open {}: {err}", log_path.display())))?;
+    let log = record::open_state_file(
+        &log_path,
+        OpenOptions::new().create(true).append(true).mode(0o600),
+        "write",
+    )?
+    .ok_or_else(|| Failure::new(format!("cannot create {}", log_path.display())))?;
     let log_err = log
         .try_clone()
         .map_err(|err| Failure::new(format!("cannot open {}: {err}", log_path.display())))?;
@@ -135,6 +144,7 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         command: command.to_vec(),
         started_at: super::now_secs(),
         marker,
+        uid: Some(crate::ownership::current_uid()),
     };
     record::write(&pid_path, &record)?;
     // The service holds its inherited copy of the lock; ours closes here.

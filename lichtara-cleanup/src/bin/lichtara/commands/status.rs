@@ -1,5 +1,6 @@
 //! `lichtara status`: LSB exit codes — 0 running, 1 dead with a stale PID
-//! file, 3 not running.
+//! file, 3 not running, 4 unknown (an error, or a PID file whose process
+//! is not provably this project's).
 
 use std::process::ExitCode;
 
@@ -7,7 +8,7 @@ use serde_json::json;
 
 use crate::project::Project;
 use crate::record::{self, Liveness};
-use crate::{Failure, procfs};
+use crate::{Failure, exit, procfs};
 
 pub(crate) fn run(
     project: &Project,
@@ -25,15 +26,34 @@ pub(crate) fn run(
             json!({"name": name, "state": "stopped"}),
             &format!("`{name}` is not running"),
         );
-        return Ok(ExitCode::from(3));
+        return Ok(ExitCode::from(exit::STATUS_STOPPED));
     };
-    if let Liveness::Stale(why) = record.liveness() {
-        report(
-            as_json,
-            json!({"name": name, "state": "stale", "pid": record.pid, "reason": why}),
-            &format!("`{name}` is dead but its PID file remains: {why}"),
-        );
-        return Ok(ExitCode::from(1));
+    match record.liveness(project, &name) {
+        Liveness::Running(_) => {}
+        Liveness::Stale(why) => {
+            report(
+                as_json,
+                json!({"name": name, "state": "stale", "pid": record.pid, "reason": why}),
+                &format!("`{name}` is dead but its PID file remains: {why}"),
+            );
+            return Ok(ExitCode::from(exit::STATUS_DEAD));
+        }
+        Liveness::Foreign(why) => {
+            report(
+                as_json,
+                json!({"name": name, "state": "stopped", "reason": why}),
+                &format!("`{name}` is not running here: {why}"),
+            );
+            return Ok(ExitCode::from(exit::STATUS_STOPPED));
+        }
+        Liveness::Refused(why) => {
+            report(
+                as_json,
+                json!({"name": name, "state": "unknown", "pid": record.pid, "reason": why}),
+                &format!("`{name}`: unknown: {why}"),
+            );
+            return Ok(ExitCode::from(exit::STATUS_UNKNOWN));
+        }
     }
     let all = procfs::all_stats().unwrap_or_default();
     let descendants = procfs::descendants(record.pid, &all);
@@ -74,13 +94,13 @@ pub(crate) fn run(
         }),
         &text,
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(exit::STATUS_RUNNING))
 }
 
 fn report(as_json: bool, value: serde_json::Value, text: &str) {
     if as_json {
-        println!("{value}");
+        say!("{value}");
     } else {
-        println!("{text}");
+        say!("{text}");
     }
 }

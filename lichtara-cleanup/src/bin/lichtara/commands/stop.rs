@@ -1,10 +1,12 @@
-//! `lichtara stop`: identity first, then SIGTERM to the group, a bounded
-//! wait on pidfds, SIGKILL for what is left.
+//! `lichtara stop`: ownership proved first (`ownership`), then the stop
+//! signal to each proved process of the run, a bounded wait on pidfds,
+//! SIGKILL for what is left.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::Failure;
+use crate::ownership::{self, Claim, Proof};
 use crate::project::Project;
 use crate::record::{self, Liveness, Record};
 use crate::terminate::{self, Pinned};
@@ -28,8 +30,8 @@ pub(crate) fn run(
     let name = project.name(name)?;
     let timeout = project.stop_timeout(timeout)?;
     match stop(project, &name, timeout)? {
-        StopOutcome::NotRunning => println!("`{name}` is not running"),
-        StopOutcome::Stale(why) => println!(
+        StopOutcome::NotRunning => say!("`{name}` is not running"),
+        StopOutcome::Stale(why) => say!(
             "`{name}` was not running: removed its stale PID file ({why}); nothing was signalled"
         ),
         StopOutcome::Done {
@@ -42,21 +44,24 @@ pub(crate) fn run(
             } else {
                 String::new()
             };
-            println!(
+            say!(
                 "stopped `{name}` (pid {}) in {:.0?}{how}",
-                record.pid, elapsed
+                record.pid,
+                elapsed
             );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Stops service `name`, waiting up to `timeout` after SIGTERM.
+/// Stops service `name`: its stop signal to every process of its run
+/// proved ours, up to `timeout` for them to end, then SIGKILL.
 pub(crate) fn stop(
     project: &Project,
     name: &str,
     timeout: Duration,
 ) -> Result<StopOutcome, Failure> {
+    let stop_signal = project.stop_signal()?;
     let Some(state) = project.existing_state_dir()? else {
         return Ok(StopOutcome::NotRunning);
     };
@@ -64,56 +69,73 @@ pub(crate) fn stop(
     let Some(record) = record::read(&pid_path)? else {
         return Ok(StopOutcome::NotRunning);
     };
-    if let Liveness::Stale(why) = record.liveness() {
-        record::remove(&pid_path)?;
-        return Ok(StopOutcome::Stale(why));
-    }
-    let Some(leader) = terminate::pin(record.pid, record.start_time) else {
-        // It ended, or changed, between the two looks: stale after all.
-        record::remove(&pid_path)?;
-        return Ok(StopOutcome::Stale(format!(
-            "process {} ended as we looked",
-            record.pid
-        )));
+    let leader = match record.liveness(project, name) {
+        Liveness::Running(leader) => leader,
+        Liveness::Stale(why) => {
+            record::remove(&pid_path)?;
+            return Ok(StopOutcome::Stale(why));
+        }
+        Liveness::Foreign(why) | Liveness::Refused(why) => {
+            return Err(Failure::refused(format!(
+                "not stopping `{name}`: {why}; nothing was signalled and {} is left as it is",
+                pid_path.display()
+            )));
+        }
     };
     let started = Instant::now();
-    let mut targets: Vec<Pinned> = vec![leader];
-    // Everything of this run: its process group, and whatever left the
-    // group but still carries this run's marker.
-    let uid = rustix::process::getuid().as_raw();
-    // One snapshot of /proc serves both searches.
-    let all = crate::procfs::all_stats().unwrap_or_default();
-    for stat in &all {
-        if stat.pid != record.pid
-            && stat.pgrp == record.pgid
-            && crate::procfs::uid(stat.pid).is_ok_and(|owner| owner == uid)
-        {
-            targets.extend(terminate::pin(stat.pid, stat.start_time));
+    let claim = Claim::of(&record);
+    let mut targets = vec![leader];
+    let mut killed = 0;
+    // Rounds: what the run forks while it stops carries its marker and is
+    // found by the next look. Bounded: a run that forks faster than it
+    // dies is ended by SIGKILL within the first rounds.
+    for _ in 0..4 {
+        let pinned: Vec<i32> = targets.iter().map(|target| target.pid).collect();
+        targets.extend(members(&record, claim, &pinned));
+        if targets.is_empty() {
+            break;
         }
-    }
-    for process in super::marked(&record.marker, &all) {
-        if process.marker == record.marker
-            && process.stat.pgrp != record.pgid
-            && process.stat.pid != record.pid
-        {
-            targets.extend(terminate::pin(process.stat.pid, process.stat.start_time));
+        let outcome = terminate::terminate(std::mem::take(&mut targets), stop_signal, timeout);
+        if !outcome.survivors.is_empty() {
+            return Err(Failure::new(format!(
+                "processes {:?} of `{name}` survived SIGKILL (stuck in the kernel?); the PID file is kept",
+                outcome.survivors
+            )));
         }
-    }
-    let group = crate::procfs::stat(record.pid)
-        .ok()
-        .filter(|stat| stat.pgrp == record.pgid)
-        .map(|stat| stat.pgrp);
-    let outcome = terminate::terminate(targets, group, timeout);
-    if !outcome.survivors.is_empty() {
-        return Err(Failure::new(format!(
-            "processes {:?} of `{name}` survived SIGKILL (stuck in the kernel?); the PID file is kept",
-            outcome.survivors
-        )));
+        killed += outcome.by_kill.len();
     }
     record::remove(&pid_path)?;
     Ok(StopOutcome::Done {
         record,
         elapsed: started.elapsed(),
-        killed: outcome.by_kill.len(),
+        killed,
     })
+}
+
+/// The processes of `record`'s run besides `pinned`, proved: those in its
+/// process group and those that left the group but carry its marker. A
+/// group member that fails the proof is left alone, and named.
+fn members(record: &Record, claim: Claim<'_>, pinned: &[i32]) -> Vec<Pinned> {
+    // One snapshot of /proc serves both searches.
+    let all = crate::procfs::all_stats().unwrap_or_default();
+    let marked = super::marked(&record.marker, &all);
+    let mut proved = Vec::new();
+    for stat in &all {
+        if pinned.contains(&stat.pid) || stat.is_zombie() {
+            continue;
+        }
+        let in_group = stat.pgrp == record.pgid;
+        let carries_marker = marked
+            .iter()
+            .any(|process| process.stat.pid == stat.pid && process.marker == record.marker);
+        if !in_group && !carries_marker {
+            continue;
+        }
+        match ownership::prove(stat.pid, stat.start_time, claim) {
+            Proof::Proven(process) => proved.push(process),
+            Proof::Gone => {}
+            Proof::Refused(refusal) => note!("left alone: {refusal}"),
+        }
+    }
+    proved
 }

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use tokio::task::JoinSet;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use crate::BoxError;
 use crate::hook::HookFuture;
@@ -212,9 +213,12 @@ impl<T: fmt::Debug> fmt::Debug for Managed<T> {
 /// The hook of a resource type: cleans every live instance concurrently.
 /// Not public API. Used by generated code.
 ///
-/// Each instance's cleanup is polled once in place; only those still
-/// pending get a task, so many instances with quick cleanups cost one
-/// small allocation each, not a task each.
+/// Each instance's cleanup is polled once in place; those still pending
+/// are polled together, in place, as they wake: many instances with quick
+/// cleanups cost one small allocation each, not a task each, and when the
+/// hook is abandoned at its timeout, dropping it drops every cleanup still
+/// running, at once — none goes on beside the next phase, and whatever a
+/// cleanup does when it is cut short happens before the report.
 pub fn resource_hook<T: Resource>() -> HookFuture {
     Box::pin(async {
         let instances = T::instances().take();
@@ -225,20 +229,15 @@ pub fn resource_hook<T: Resource>() -> HookFuture {
             "cleaning managed instances"
         );
         let mut failures = Vec::new();
-        let mut pending = JoinSet::new();
+        let mut pending = FuturesUnordered::new();
         for instance in instances {
             match poll_once(Box::pin(async move { instance.cleanup().await })) {
                 Ok(finished) => note_failure(&mut failures, finished),
-                Err(cleanup) => {
-                    pending.spawn(CatchUnwind::new(cleanup));
-                }
+                Err(cleanup) => pending.push(CatchUnwind::new(cleanup)),
             }
         }
-        while let Some(joined) = pending.join_next().await {
-            match joined {
-                Ok(finished) => note_failure(&mut failures, finished),
-                Err(err) => failures.push(err.to_string()),
-            }
+        while let Some(finished) = pending.next().await {
+            note_failure(&mut failures, finished);
         }
         if failures.is_empty() {
             Ok(())
@@ -337,11 +336,51 @@ mod tests {
         );
         assert!(message.contains("refused at once"), "{message}");
         assert!(message.contains("panicked: gave up later"), "{message}");
-        // Both quick ones at once, both sleepers in their tasks.
+        // Both quick ones at once, both sleepers later.
         assert_eq!(CLEANED.load(Ordering::SeqCst), 4);
         // Each instance is handed out once: a second run cleans nothing.
         assert!(resource_hook::<Probe>().await.is_ok());
         assert_eq!(CLEANED.load(Ordering::SeqCst), 4);
+        drop(kept);
+    }
+
+    struct Stuck;
+
+    static CUT_SHORT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Counts a cleanup dropped before it finished.
+    struct OnCut;
+
+    impl Drop for OnCut {
+        fn drop(&mut self) {
+            CUT_SHORT.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Cleanup for Stuck {
+        async fn cleanup(&self) -> Result<(), BoxError> {
+            let _cut = OnCut;
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    }
+
+    impl Resource for Stuck {
+        fn instances() -> &'static Instances<Self> {
+            static INSTANCES: Instances<Stuck> = Instances::new();
+            &INSTANCES
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_hook_drops_every_pending_cleanup_at_once() {
+        let kept: Vec<_> = (0..3).map(|_| manage(Stuck)).collect();
+        let hook = resource_hook::<Stuck>();
+        let timed_out = tokio::time::timeout(Duration::from_secs(1), hook).await;
+        assert!(timed_out.is_err(), "the cleanups never end");
+        // Dropped with the hook, not later by a runtime: nothing of theirs
+        // runs on beside the next phase.
+        assert_eq!(CUT_SHORT.load(Ordering::SeqCst), 3);
         drop(kept);
     }
 }

@@ -155,6 +155,11 @@ impl Proc {
             .stderr(Stdio::piped())
             .env_remove("LICHTARA_SHUTDOWN_TIMEOUT")
             .env_remove("LICHTARA_HOOKS")
+            // A hook that panics in its first poll is inside that poll
+            // while the panic hook prints; a backtrace symbolised on a
+            // loaded machine took longer than the hook's timeout, and the
+            // hook was rightly reported timed out instead of panicked.
+            .env("RUST_BACKTRACE", "0")
             .env("RUST_LOG", "info");
         for (key, value) in env {
             command.env(key, value);

@@ -17,10 +17,12 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub const REPEAT_WINDOW: Duration = Duration::from_millis(300);
 
 /// Waits until a signal sent now counts as a new one rather than a repeat
-/// of the one sent at `first`. A property of time: there is no event to
-/// await instead.
-pub fn outside_repeat_window(first: Instant) {
-    std::thread::sleep((first + REPEAT_WINDOW).saturating_duration_since(Instant::now()));
+/// of the one before. Call it once the process has shown that it handled
+/// that one (a line it prints after): lichtara measures the window from
+/// when it handled the signal, which on a loaded machine can be long after
+/// it was sent. A property of time: there is no event to await instead.
+pub fn outside_repeat_window() {
+    std::thread::sleep(REPEAT_WINDOW);
 }
 
 /// Waits until `ready()` holds, polling: for another process's state (a

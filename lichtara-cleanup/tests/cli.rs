@@ -27,6 +27,7 @@ use proc_stat::{all_stats, pids, stat};
 
 const LICHTARA: &str = env!("CARGO_BIN_EXE_lichtara");
 const TOKEN_VAR: &str = "LICHTARA_TEST_RUN";
+const MARKER_VAR: &str = "LICHTARA_MARKER";
 
 /// A temporary project, and everything started for it.
 struct Project {
@@ -470,6 +471,71 @@ fn a_forged_pid_file_naming_a_live_process_is_refused_and_left_as_it_is() {
     }
     assert!(project.ours().is_empty(), "nothing was started");
     still_running_then_end(stranger, "the stranger must not be signalled");
+}
+
+/// A user this test creates (root only), removed when dropped.
+struct TestUser {
+    name: String,
+    uid: u32,
+}
+
+impl TestUser {
+    /// `None`, with the reason printed, when this test cannot create one.
+    fn create(test: &str) -> Option<Self> {
+        if !rustix::process::getuid().is_root() {
+            eprintln!("SKIPPED: {test} creates a user, which needs root");
+            return None;
+        }
+        let name = format!("lcht{}", std::process::id());
+        let added = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .output()
+            .ok()?;
+        if !added.status.success() {
+            eprintln!("SKIPPED: {test}: useradd failed: {}", text(&added));
+            return None;
+        }
+        let id = Command::new("id").args(["-u", &name]).output().ok()?;
+        let uid = String::from_utf8_lossy(&id.stdout).trim().parse().ok()?;
+        Some(Self { name, uid })
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+#[test]
+fn a_process_of_another_user_carrying_the_marker_is_refused() {
+    let Some(user) = TestUser::create("a_process_of_another_user_carrying_the_marker_is_refused")
+    else {
+        return;
+    };
+    let project = Project::new("other-user");
+    let record = a_real_record(&project);
+    // Another user's process that carries this very run's marker (its
+    // environment is theirs to set): only the uid tells it apart.
+    let theirs = Command::new("sleep")
+        .arg("1000")
+        .uid(user.uid)
+        .env(MARKER_VAR, record["marker"].as_str().unwrap())
+        .env(TOKEN_VAR, &project.token)
+        .spawn()
+        .unwrap();
+    let forged = forge(&project, &record, theirs.id() as i32, 0);
+    let refused = project.lichtara(&["stop"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", text(&refused));
+    assert_says(
+        &refused,
+        &format!("it runs as {} (uid {})", user.name, user.uid),
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.state().join("server.pid")).unwrap(),
+        forged
+    );
+    still_running_then_end(theirs, "another user's process must not be signalled");
 }
 
 #[test]

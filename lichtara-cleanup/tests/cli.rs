@@ -33,6 +33,10 @@ const MARKER_VAR: &str = "LICHTARA_MARKER";
 struct Project {
     dir: PathBuf,
     token: String,
+    /// This test's own cgroup subtree, where a writable cgroup v2 exists:
+    /// the manager makes the services' cgroups under it
+    /// (`LICHTARA_CGROUP_BASE`), and it is removed at the end.
+    cgroups: Option<PathBuf>,
 }
 
 impl Project {
@@ -52,7 +56,34 @@ impl Project {
         );
         let dir = std::env::temp_dir().join(format!("lichtara-cli-{token}"));
         std::fs::create_dir_all(&dir).expect("create the project directory");
-        Self { dir, token }
+        let cgroups = cgroup2_mount()
+            .map(|mount| mount.join(format!("lichtara-test-{token}")))
+            .filter(|base| std::fs::create_dir(base).is_ok());
+        Self {
+            dir,
+            token,
+            cgroups,
+        }
+    }
+
+    /// The cgroup leaves the manager made for this project's services.
+    fn leaves(&self) -> Vec<PathBuf> {
+        let Some(base) = &self.cgroups else {
+            return Vec::new();
+        };
+        let mut leaves = Vec::new();
+        for project in std::fs::read_dir(base).into_iter().flatten().flatten() {
+            for leaf in std::fs::read_dir(project.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if leaf.path().is_dir() {
+                    leaves.push(leaf.path());
+                }
+            }
+        }
+        leaves
     }
 
     /// Runs `lichtara ARGS` in the project and waits for it.
@@ -67,6 +98,11 @@ impl Project {
             .current_dir(&self.dir)
             .env(TOKEN_VAR, &self.token)
             .stdin(Stdio::null());
+        match &self.cgroups {
+            Some(base) => command.env("LICHTARA_CGROUP_BASE", base),
+            // No writable cgroup v2: the manager finds that out itself.
+            None => command.env_remove("LICHTARA_CGROUP_BASE"),
+        };
         command
     }
 
@@ -87,6 +123,7 @@ impl Project {
         Project {
             dir,
             token: self.token.clone(),
+            cgroups: self.cgroups.clone(),
         }
     }
 
@@ -115,8 +152,43 @@ impl Drop for Project {
                 let _ = kill_process(pid, Signal::KILL);
             }
         }
+        // And whatever is in this test's cgroups (a process that cleared
+        // its environment carries no token), then the cgroups themselves.
+        if let Some(base) = &self.cgroups {
+            let _ = std::fs::write(base.join("cgroup.kill"), "1");
+            let events = base.join("cgroup.events");
+            wait_until_quietly(|| {
+                std::fs::read_to_string(&events).map_or(true, |e| e.contains("populated 0"))
+            });
+            reap_our_zombies();
+            for leaf in self.leaves() {
+                let _ = std::fs::remove_dir(&leaf);
+                let _ = std::fs::remove_dir(leaf.parent().unwrap());
+            }
+            let _ = std::fs::remove_dir(base);
+        }
         reap_our_zombies();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The first cgroup2 mount in this process's mountinfo (never a
+/// hard-coded path).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let separator = fields.iter().position(|field| *field == "-")?;
+        let mount = fields.get(4)?;
+        (fields.get(separator + 1) == Some(&"cgroup2")).then(|| PathBuf::from(mount))
+    })
+}
+
+/// [`wait_until`] for a drop: gives up silently after [`PATIENCE`].
+fn wait_until_quietly(mut ready: impl FnMut() -> bool) {
+    let began = Instant::now();
+    while !ready() && began.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -1156,4 +1228,146 @@ fn logs_reads_a_huge_log_from_its_end_and_follow_ends_with_its_reader() {
     assert_eq!(line, "third\n");
     let status = wait_bounded(follow, PATIENCE);
     assert_eq!(status.code(), Some(0));
+}
+
+/// Whether `pid` is the escapee, once it is one: `sleep 600` (env -i has
+/// exec'd it, so its environment is empty) leading a session of its own.
+fn is_escapee(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline == b"sleep\x00600\x00")
+        && stat(pid).is_ok_and(|stat| stat.session == pid)
+}
+
+/// The PIDs in a cgroup leaf.
+fn leaf_members(leaf: &Path) -> Vec<i32> {
+    std::fs::read_to_string(leaf.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_daemon_that_calls_setsid_and_clears_its_environment_cannot_escape() {
+    let project = Project::new("escape");
+    if project.cgroups.is_none() {
+        eprintln!(
+            "SKIPPED: no writable cgroup v2 hierarchy here; the escape needs one to be caught"
+        );
+        return;
+    }
+    // The service's child double-forks into a session of its own with an
+    // empty environment: no group, no marker, no token.
+    let script = "(setsid env -i sleep 600 &); echo forked; exec sleep 1000";
+    let started = project.lichtara(&["start", "--", "sh", "-c", script]);
+    assert!(started.status.success(), "{}", text(&started));
+    assert_says(&started, "contained by cgroup v2");
+    let leader = pid_of(&started);
+    let leaves = project.leaves();
+    assert_eq!(leaves.len(), 1, "{leaves:?}");
+    let leaf = leaves[0].clone();
+    let mut members = Vec::new();
+    wait_until("the escapee in the service's cgroup", || {
+        members = leaf_members(&leaf)
+            .into_iter()
+            .filter(|pid| is_live(*pid) && is_escapee(*pid))
+            .collect();
+        !members.is_empty()
+    });
+    let escapee = members[0];
+    assert!(!project.ours().contains(&escapee), "it carries no token");
+    let status = project.lichtara(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        json["containment"]
+            .as_str()
+            .unwrap()
+            .starts_with("cgroup v2"),
+        "{json}"
+    );
+    assert!(
+        json["members"]
+            .as_array()
+            .unwrap()
+            .contains(&escapee.into()),
+        "{json}"
+    );
+
+    // stop: nothing of it is left, the escapee included, nor its cgroup.
+    let stopped = project.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    reap_our_zombies();
+    assert!(!is_live(leader) && !is_live(escapee), "left behind");
+    assert!(!leaf.exists(), "the leaf is removed");
+
+    // The service dies without a stop (SIGKILL): the escapee lives on, holds
+    // the lock, and is named; cleanup finds it in the cgroup and ends it.
+    let started = project.lichtara(&["start", "--", "sh", "-c", script]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    let mut escapees = Vec::new();
+    wait_until("the escapee in the service's cgroup", || {
+        escapees = leaf_members(&leaf)
+            .into_iter()
+            .filter(|pid| *pid != leader && is_live(*pid) && is_escapee(*pid))
+            .collect();
+        !escapees.is_empty()
+    });
+    let escapee = escapees[0];
+    kill_and_reap(leader);
+    let again = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert_says(&again, &format!("pid {escapee}: `sleep 600`"));
+    let listed = project.lichtara(&["cleanup", "--dry-run"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let table = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        table.contains(&escapee.to_string()) && table.contains("in the cgroup of `server`"),
+        "{table}"
+    );
+    let cleaned = project.lichtara(&["cleanup", "--yes"]);
+    assert!(cleaned.status.success(), "{}", text(&cleaned));
+    reap_our_zombies();
+    assert!(!is_live(escapee), "cleanup ended the escapee");
+    assert!(!leaf.exists(), "and removed the empty leaf");
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    stop_leaving_nothing(&project);
+}
+
+#[test]
+fn without_a_writable_cgroup_the_manager_says_so_and_still_stops_everything() {
+    let mut project = Project::new("no-cgroup");
+    // A base that cannot be created: what a container without delegation
+    // looks like to the manager.
+    if let Some(base) = project.cgroups.take() {
+        let _ = std::fs::remove_dir(base);
+    }
+    let mut command = project.command(&["start", "--", "sh", "-c", "sleep 1000 & exec sleep 1000"]);
+    command.env("LICHTARA_CGROUP_BASE", "/proc/lichtara-no-cgroup-here");
+    let started = command.output().unwrap();
+    assert!(started.status.success(), "{}", text(&started));
+    assert_says(
+        &started,
+        "contained by process group and LICHTARA_MARKER only",
+    );
+    wait_until("the child started", || project.ours().len() >= 2);
+    let mut command = project.command(&["status"]);
+    command.env("LICHTARA_CGROUP_BASE", "/proc/lichtara-no-cgroup-here");
+    let status = command.output().unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_says(
+        &status,
+        "contained by: process group and LICHTARA_MARKER only",
+    );
+    let mut command = project.command(&["stop"]);
+    command.env("LICHTARA_CGROUP_BASE", "/proc/lichtara-no-cgroup-here");
+    let stopped = command.output().unwrap();
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    reap_our_zombies();
+    assert!(
+        project.ours().is_empty(),
+        "left behind: {:?}",
+        project.ours()
+    );
 }

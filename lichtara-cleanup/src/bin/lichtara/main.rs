@@ -27,6 +27,8 @@ mod output;
 #[cfg(target_os = "linux")]
 mod commands;
 #[cfg(target_os = "linux")]
+mod containment;
+#[cfg(target_os = "linux")]
 mod ownership;
 #[cfg(target_os = "linux")]
 mod pidfile;

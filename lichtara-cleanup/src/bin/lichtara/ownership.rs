@@ -14,13 +14,16 @@
 //! 3. it started when the record says, during this boot, and has not exited;
 //! 4. it runs as the user the record names;
 //! 5. its environment carries the record's marker, which `start` and `run`
-//!    put there and every descendant inherits.
+//!    put there and every descendant inherits — or it is in the service's
+//!    cgroup leaf (`containment`), which a process that cleared its
+//!    environment cannot leave.
 //!
 //! A process that fails any of them is never signalled; the refusal names
 //! the process (PID, user, command) and the proof that failed.
 
 use std::fmt;
 
+use crate::containment::Leaf;
 use crate::procfs;
 use crate::project::{MARKER_VAR, Project};
 use crate::record::Record;
@@ -29,17 +32,21 @@ use crate::terminate::Pinned;
 /// What a process must show to be signalled.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Claim<'a> {
-    /// The exact `LICHTARA_MARKER` value it must carry.
+    /// The exact `LICHTARA_MARKER` value it must carry…
     pub(crate) marker: &'a str,
+    /// …unless it is in the service's cgroup leaf, which only a process
+    /// of the service can be in (it cleared its environment, say).
+    pub(crate) leaf: Option<&'a Leaf>,
     /// The user it must run as.
     pub(crate) uid: u32,
 }
 
 impl<'a> Claim<'a> {
     /// What the processes of `record`'s run must show.
-    pub(crate) fn of(record: &'a Record) -> Self {
+    pub(crate) fn of(record: &'a Record, leaf: Option<&'a Leaf>) -> Self {
         Self {
             marker: &record.marker,
+            leaf,
             uid: record.uid.unwrap_or_else(current_uid),
         }
     }
@@ -131,6 +138,7 @@ pub(crate) fn prove(pid: i32, start_time: u64, claim: Claim<'_>) -> Proof {
     }
     match procfs::environ_var(pid, MARKER_VAR) {
         Ok(Some(marker)) if marker == claim.marker => Proof::Proven(pinned),
+        _ if claim.leaf.is_some_and(|leaf| leaf.holds(pid)) => Proof::Proven(pinned),
         Ok(Some(marker)) => refuse(format!(
             "it carries marker {marker:?}, not {:?}",
             claim.marker

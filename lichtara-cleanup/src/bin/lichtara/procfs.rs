@@ -93,6 +93,30 @@ pub(crate) fn descendants(root: i32, all: &[Stat]) -> Vec<i32> {
     found
 }
 
+/// Processes of this user holding `path` open: who holds a lock file.
+pub(crate) fn holders(path: &std::path::Path) -> Vec<i32> {
+    let Ok(target) = fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let me = rustix::process::getuid().as_raw();
+    let mut found = Vec::new();
+    for stat in all_stats().unwrap_or_default() {
+        if uid(stat.pid).is_ok_and(|owner| owner != me) {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", stat.pid)) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|link| link == target))
+        {
+            found.push(stat.pid);
+        }
+    }
+    found
+}
+
 /// Stats of every process still readable.
 /// TCP ports on which any of `pids` listens.
 pub(crate) fn listening_ports(pids: &[i32]) -> Vec<u16> {

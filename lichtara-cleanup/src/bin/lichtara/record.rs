@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::Failure;
+use crate::containment::Containment;
 use crate::ownership::{self, Claim, Proof};
 pub(crate) use crate::pidfile::{Record, parse};
 use crate::procfs;
@@ -48,7 +49,11 @@ impl Record {
             Err(err) => return Liveness::Refused(format!("cannot read the boot id: {err}")),
             Ok(_) => {}
         }
-        match ownership::prove(self.pid, self.start_time, Claim::of(self)) {
+        let leaf = match Containment::of(project, name, false) {
+            Containment::Cgroup(leaf) if leaf.exists() => Some(leaf),
+            _ => None,
+        };
+        match ownership::prove(self.pid, self.start_time, Claim::of(self, leaf.as_ref())) {
             Proof::Proven(pinned) => Liveness::Running(pinned),
             Proof::Gone => Liveness::Stale(match procfs::stat(self.pid) {
                 Ok(stat) if !stat.is_zombie() => format!(
@@ -168,9 +173,13 @@ pub(crate) struct Lock {
     pub(crate) file: File,
 }
 
+pub(crate) fn lock_path(state: &Path, name: &str) -> PathBuf {
+    state.join(format!("{name}.lock"))
+}
+
 /// Takes the lock of `name`, or `None` when a live process holds it.
 pub(crate) fn lock(state: &Path, name: &str) -> Result<Option<Lock>, Failure> {
-    let path = state.join(format!("{name}.lock"));
+    let path = lock_path(state, name);
     let file = open_state_file(
         &path,
         OpenOptions::new()

@@ -7,14 +7,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Marked;
+use crate::containment::Leaf;
 use crate::ownership::{self, Claim, Proof};
-use crate::project::Project;
+use crate::project::{MARKER_VAR, Project};
 use crate::record::{self, Liveness, Record};
 use crate::{Failure, procfs, terminate};
 
-/// A marked process with no live service to belong to.
+/// A marked process, or one in a service's cgroup, with no live service
+/// to belong to.
 pub(crate) struct Orphan {
     pub(crate) process: Marked,
+    /// The cgroup leaf it was found in, when it was found there.
+    pub(crate) leaf: Option<Leaf>,
     pub(crate) why: String,
 }
 
@@ -55,6 +59,7 @@ pub(crate) fn run(
     for orphan in &orphans {
         let claim = Claim {
             marker: &orphan.process.marker,
+            leaf: orphan.leaf.as_ref(),
             uid,
         };
         match ownership::prove(
@@ -68,6 +73,7 @@ pub(crate) fn run(
         }
     }
     let outcome = terminate::terminate(pinned, project.stop_signal()?, timeout);
+    remove_empty_leaves(project);
     say!(
         "ended {} process(es): {} after SIGTERM, {} after SIGKILL",
         outcome.by_term + outcome.by_kill.len(),
@@ -93,7 +99,7 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
         .filter(|record| matches!(record.liveness(project, &record.name), Liveness::Running(_)))
         .collect();
     let all = procfs::all_stats().unwrap_or_default();
-    let orphans = super::marked(&project.marker_prefix(), &all)
+    let mut orphans: Vec<Orphan> = super::marked(&project.marker_prefix(), &all)
         .into_iter()
         .filter(|process| !live.iter().any(|record| record.marker == process.marker))
         .map(|process| {
@@ -108,10 +114,58 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
             if process.stat.ppid == 1 {
                 why.push_str("; re-parented to PID 1");
             }
-            Orphan { process, why }
+            Orphan {
+                process,
+                leaf: None,
+                why,
+            }
         })
         .collect();
+    // What the cgroups of services that are not running still hold: a
+    // daemon that called setsid and cleared its environment is found here.
+    for (name, leaf) in Leaf::of_project(project) {
+        if live.iter().any(|record| record.name == name) {
+            continue;
+        }
+        for pid in leaf.members() {
+            let Some(stat) = all.iter().find(|stat| stat.pid == pid) else {
+                continue;
+            };
+            if let Some(orphan) = orphans
+                .iter_mut()
+                .find(|orphan| orphan.process.stat.pid == pid)
+            {
+                orphan.leaf = Some(leaf.clone());
+                continue;
+            }
+            let marker = procfs::environ_var(pid, MARKER_VAR).ok().flatten();
+            orphans.push(Orphan {
+                process: Marked {
+                    stat: stat.clone(),
+                    marker: marker.unwrap_or_default(),
+                },
+                leaf: Some(leaf.clone()),
+                why: format!("in the cgroup of `{name}`, which is not running"),
+            });
+        }
+    }
     Ok(orphans)
+}
+
+/// Removes the cgroup leaves of services that are not running and hold
+/// nothing any more.
+fn remove_empty_leaves(project: &Project) {
+    for (name, leaf) in Leaf::of_project(project) {
+        let running = records(project).is_ok_and(|records| {
+            records.iter().any(|record| {
+                record.name == name
+                    && matches!(record.liveness(project, &record.name), Liveness::Running(_))
+            })
+        });
+        if !running && !leaf.populated() {
+            leaf.remove();
+        }
+    }
 }
 
 /// Every PID file of the project.

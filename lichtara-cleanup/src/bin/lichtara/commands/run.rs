@@ -111,6 +111,7 @@ pub(crate) fn run(
         .collect();
     let claim = Claim {
         marker: &marker,
+        leaf: None,
         uid: ownership::current_uid(),
     };
     for process in super::marked(&marker, &all) {

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
 
+use crate::containment::{self, Containment};
 use crate::project::{MARKER_VAR, Project};
 use crate::record::{self, Liveness, Record};
 use crate::{Failure, procfs};
@@ -34,11 +35,15 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
     let existing = record::read(&pid_path)?;
     let Some(lock) = record::lock(&state, name)? else {
         return Err(match existing {
-            Some(record) => {
+            Some(record) if matches!(record.liveness(project, name), Liveness::Running(_)) => {
                 Failure::new(format!("`{name}` is already running (pid {})", record.pid))
             }
-            None => Failure::new(format!(
-                "`{name}` is locked by processes of an earlier run; see `lichtara cleanup --dry-run`"
+            _ => Failure::new(format!(
+                "`{name}` is locked by processes of an earlier run{}; see `lichtara cleanup --dry-run`",
+                procfs::holders(&record::lock_path(&state, name))
+                    .iter()
+                    .map(|pid| format!(" (pid {pid}: `{}`)", procfs::cmdline(*pid)))
+                    .collect::<String>()
             )),
         });
     };
@@ -79,6 +84,18 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         .try_clone()
         .map_err(|err| Failure::new(format!("cannot open {}: {err}", log_path.display())))?;
     let marker = format!("{}/{name}/{}", project.id, instance_token());
+    let containment = Containment::of(project, name, true);
+    let cgroup_procs =
+        match &containment {
+            Containment::Cgroup(leaf) if leaf.populated() => {
+                return Err(containment::still_populated(leaf, name));
+            }
+            Containment::Cgroup(leaf) => Some(leaf.procs_for_entry().map_err(|err| {
+                Failure::new(format!("cannot enter {}: {err}", leaf.path.display()))
+            })?),
+            Containment::GroupAndMarker(_) => None,
+        };
+    let cgroup_fd = cgroup_procs.as_ref().map(|file| file.as_raw_fd());
     let lock_fd = lock.file.as_raw_fd();
     let mut child = Command::new(&command[0]);
     child
@@ -90,11 +107,16 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         .stdout(log)
         .stderr(log_err);
     // SAFETY: between fork and exec only async-signal-safe system calls
-    // run: setsid(2), and fcntl(2) to let the service inherit the lock so
-    // that it holds it for as long as it lives.
+    // run: setsid(2); write(2) of "0" to the leaf's cgroup.procs, so that
+    // the service and everything it ever forks live in its cgroup; and
+    // fcntl(2) to let the service inherit the lock so that it holds it for
+    // as long as it lives.
     unsafe {
         child.pre_exec(move || {
             rustix::process::setsid()?;
+            if let Some(procs) = cgroup_fd {
+                containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;
+            }
             let fd = std::os::fd::BorrowedFd::borrow_raw(lock_fd);
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
             Ok(())
@@ -147,6 +169,10 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         uid: Some(crate::ownership::current_uid()),
     };
     record::write(&pid_path, &record)?;
+    note!(
+        "started `{name}` (pid {pid}), contained by {}",
+        containment.describe()
+    );
     // The service holds its inherited copy of the lock; ours closes here.
     drop(lock);
     Ok(pid)

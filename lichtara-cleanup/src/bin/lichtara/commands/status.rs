@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use crate::containment::Containment;
 use crate::project::Project;
 use crate::record::{self, Liveness};
 use crate::{Failure, exit, procfs};
@@ -57,16 +58,32 @@ pub(crate) fn run(
     }
     let all = procfs::all_stats().unwrap_or_default();
     let descendants = procfs::descendants(record.pid, &all);
-    let mut members = vec![record.pid];
-    members.extend(&descendants);
+    let (containment, members) = match Containment::of(project, &name, false) {
+        Containment::Cgroup(leaf) if leaf.exists() && leaf.holds(record.pid) => {
+            (format!("cgroup v2 {}", leaf.path.display()), leaf.members())
+        }
+        other => {
+            let why = match other {
+                Containment::GroupAndMarker(why) => why,
+                Containment::Cgroup(_) => "it was started outside its cgroup".to_owned(),
+            };
+            let mut members = vec![record.pid];
+            members.extend(&descendants);
+            (
+                format!("process group and LICHTARA_MARKER only ({why})"),
+                members,
+            )
+        }
+    };
     let memory_kib: u64 = members.iter().filter_map(|pid| procfs::rss_kib(*pid)).sum();
     let ports = procfs::listening_ports(&members);
     let uptime = procfs::age(record.start_time).unwrap_or_default();
     let text = format!(
-        "`{name}` is running: pid {}, up {}, memory {:.1} MiB, {} descendant(s), listening on {}\n  command: {}",
+        "`{name}` is running: pid {}, up {}, memory {:.1} MiB, {} process(es), {} descendant(s), listening on {}\n  command: {}\n  contained by: {containment}",
         record.pid,
         super::short_duration(uptime),
         memory_kib as f64 / 1024.0,
+        members.len(),
         descendants.len(),
         if ports.is_empty() {
             "no TCP port".to_owned()
@@ -88,6 +105,8 @@ pub(crate) fn run(
             "uptime_secs": uptime.as_secs(),
             "memory_kib": memory_kib,
             "descendants": descendants.len(),
+            "members": members,
+            "containment": containment,
             "ports": ports,
             "command": record.command,
             "started_at": record.started_at,

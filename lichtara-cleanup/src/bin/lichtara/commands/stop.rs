@@ -5,7 +5,10 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
 use crate::Failure;
+use crate::containment::{Containment, Leaf};
 use crate::ownership::{self, Claim, Proof};
 use crate::project::Project;
 use crate::record::{self, Liveness, Record};
@@ -83,27 +86,20 @@ pub(crate) fn stop(
         }
     };
     let started = Instant::now();
-    let claim = Claim::of(&record);
-    let mut targets = vec![leader];
-    let mut killed = 0;
-    // Rounds: what the run forks while it stops carries its marker and is
-    // found by the next look. Bounded: a run that forks faster than it
-    // dies is ended by SIGKILL within the first rounds.
-    for _ in 0..4 {
-        let pinned: Vec<i32> = targets.iter().map(|target| target.pid).collect();
-        targets.extend(members(&record, claim, &pinned));
-        if targets.is_empty() {
-            break;
-        }
-        let outcome = terminate::terminate(std::mem::take(&mut targets), stop_signal, timeout);
-        if !outcome.survivors.is_empty() {
-            return Err(Failure::new(format!(
-                "processes {:?} of `{name}` survived SIGKILL (stuck in the kernel?); the PID file is kept",
-                outcome.survivors
-            )));
-        }
-        killed += outcome.by_kill.len();
+    let leaf = match Containment::of(project, name, false) {
+        Containment::Cgroup(leaf) if leaf.exists() && leaf.holds(leader.pid) => Some(leaf),
+        _ => None,
+    };
+    let claim = Claim::of(&record, leaf.as_ref());
+    let killed = match &leaf {
+        Some(leaf) => stop_contained(leaf, leader, &record, claim, stop_signal, timeout),
+        None => stop_by_proof(leader, &record, claim, stop_signal, timeout),
     }
+    .map_err(|survivors| {
+        Failure::new(format!(
+            "processes {survivors:?} of `{name}` survived SIGKILL (stuck in the kernel?); the PID file is kept"
+        ))
+    })?;
     record::remove(&pid_path)?;
     Ok(StopOutcome::Done {
         record,
@@ -112,19 +108,98 @@ pub(crate) fn stop(
     })
 }
 
+/// In its cgroup: the stop signal to every member (and to marked processes
+/// outside it), then wait for the leaf's `populated 0`, `cgroup.kill` past
+/// the timeout, and the leaf removed. Returns how many needed SIGKILL, or
+/// the survivors.
+fn stop_contained(
+    leaf: &Leaf,
+    leader: Pinned,
+    record: &Record,
+    claim: Claim<'_>,
+    stop_signal: Signal,
+    timeout: Duration,
+) -> Result<usize, Vec<i32>> {
+    let started = Instant::now();
+    let mut targets = vec![leader];
+    let pinned: Vec<i32> = targets.iter().map(|target| target.pid).collect();
+    targets.extend(members(record, claim, &pinned));
+    for target in &targets {
+        target.signal(stop_signal);
+    }
+    let emptied = leaf.wait_empty(timeout);
+    let left = timeout.saturating_sub(started.elapsed());
+    // Marked processes outside the leaf (none, unless something moved out).
+    let outside: Vec<Pinned> = targets
+        .into_iter()
+        .filter(|target| !leaf.holds(target.pid))
+        .collect();
+    let stubborn = terminate::wait_exit(outside, left);
+    let mut killed = stubborn.len();
+    if !emptied {
+        killed += leaf.members().len();
+        let _ = leaf.kill();
+    }
+    for process in &stubborn {
+        process.signal(Signal::KILL);
+    }
+    let survivors: Vec<i32> = terminate::wait_exit(stubborn, terminate::KILL_WAIT)
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    if !leaf.wait_empty(terminate::KILL_WAIT) {
+        return Err(leaf.members());
+    }
+    if !survivors.is_empty() {
+        return Err(survivors);
+    }
+    leaf.remove();
+    Ok(killed)
+}
+
+/// Without a cgroup: the stop signal to each proved process of the run,
+/// in rounds, so that what it forks while it stops (which carries its
+/// marker) is found by the next look. Bounded: a run that forks faster
+/// than it dies is ended by SIGKILL within the first rounds.
+fn stop_by_proof(
+    leader: Pinned,
+    record: &Record,
+    claim: Claim<'_>,
+    stop_signal: Signal,
+    timeout: Duration,
+) -> Result<usize, Vec<i32>> {
+    let mut targets = vec![leader];
+    let mut killed = 0;
+    for _ in 0..4 {
+        let pinned: Vec<i32> = targets.iter().map(|target| target.pid).collect();
+        targets.extend(members(record, claim, &pinned));
+        if targets.is_empty() {
+            break;
+        }
+        let outcome = terminate::terminate(std::mem::take(&mut targets), stop_signal, timeout);
+        if !outcome.survivors.is_empty() {
+            return Err(outcome.survivors);
+        }
+        killed += outcome.by_kill.len();
+    }
+    Ok(killed)
+}
+
 /// The processes of `record`'s run besides `pinned`, proved: those in its
-/// process group and those that left the group but carry its marker. A
-/// group member that fails the proof is left alone, and named.
+/// process group or its cgroup leaf, and those that left the group but
+/// carry its marker. A group member that fails the proof is left alone,
+/// and named.
 fn members(record: &Record, claim: Claim<'_>, pinned: &[i32]) -> Vec<Pinned> {
     // One snapshot of /proc serves both searches.
     let all = crate::procfs::all_stats().unwrap_or_default();
     let marked = super::marked(&record.marker, &all);
     let mut proved = Vec::new();
+    let in_leaf = claim.leaf.map(Leaf::members).unwrap_or_default();
     for stat in &all {
         if pinned.contains(&stat.pid) || stat.is_zombie() {
             continue;
         }
-        let in_group = stat.pgrp == record.pgid;
+        let in_group = stat.pgrp == record.pgid || in_leaf.contains(&stat.pid);
         let carries_marker = marked
             .iter()
             .any(|process| process.stat.pid == stat.pid && process.marker == record.marker);

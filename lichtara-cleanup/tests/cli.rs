@@ -1114,7 +1114,7 @@ fn huge_durations_and_bad_settings_are_refused_before_anything_is_signalled_or_s
 fn the_stop_signal_is_configurable() {
     let project = Project::new("stop-signal");
     // Ignores SIGTERM, ends cleanly on SIGINT.
-    let script = "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.signal(signal.SIGINT, lambda *_: sys.exit(0))\nprint('ready', flush=True)\ntime.sleep(1000)\n";
+    let script = "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.signal(signal.SIGINT, lambda *_: sys.exit(0))\nprint('re' 'ady', flush=True)\ntime.sleep(1000)\n";
     std::fs::write(
         project.dir.join("Lichtara.toml"),
         format!("stop_signal = \"SIGINT\"\nstop_timeout = \"20s\"\ncommand = [\"python3\", \"-c\", {script:?}]\n"),
@@ -1370,4 +1370,115 @@ fn without_a_writable_cgroup_the_manager_says_so_and_still_stops_everything() {
         "left behind: {:?}",
         project.ours()
     );
+}
+
+#[test]
+fn hard_links_fifos_and_odd_settings_files_are_refused_without_a_hang() {
+    let project = Project::new("odd-files");
+    std::fs::create_dir_all(project.state()).unwrap();
+    std::fs::set_permissions(
+        project.state(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // A hard link planted as the log would aim the service's output at
+    // another file.
+    let victim = project.dir.join("victim.txt");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    std::fs::hard_link(&victim, project.state().join("server.log")).unwrap();
+    let linked = project.lichtara(&["start", "--", "sh", "-c", "echo written; exec sleep 1000"]);
+    assert_eq!(linked.status.code(), Some(1), "{}", text(&linked));
+    assert_says(&linked, "hard links");
+    assert!(project.ours().is_empty());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+    std::fs::remove_file(project.state().join("server.log")).unwrap();
+    // Lichtara.toml as a FIFO, or a link to /dev/zero: an error, at once.
+    let settings = project.dir.join("Lichtara.toml");
+    let made = Command::new("mkfifo")
+        .arg(&settings)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    for args in [&["status"][..], &["start", "--", "sleep", "1000"]] {
+        let child = project
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_bounded(child, PATIENCE);
+        assert_ne!(status.code(), Some(0), "{args:?}");
+    }
+    std::fs::remove_file(&settings).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &settings).unwrap();
+    let zero = project.lichtara(&["status"]);
+    assert_eq!(zero.status.code(), Some(4), "{}", text(&zero));
+    assert_says(&zero, "not a regular file");
+    assert!(project.ours().is_empty());
+}
+
+#[test]
+fn output_lost_to_a_full_device_is_an_error() {
+    let project = Project::new("dev-full");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let status = project.command(&["status"]).stdout(full).output().unwrap();
+    // Not running (3) would have been the answer; it could not be given.
+    assert_eq!(status.status.code(), Some(4), "{}", text(&status));
+    assert_says(&status, "cannot write to stdout");
+}
+
+#[test]
+fn a_slow_stop_never_removes_the_record_of_a_start_that_ran_meanwhile() {
+    let mut project = Project::new("slow-stop");
+    // Without a cgroup (with one, start refuses while the old run's leaf is
+    // populated: the next test's assertion).
+    if let Some(base) = project.cgroups.take() {
+        let _ = std::fs::remove_dir(base);
+    }
+    let no_cgroup = |mut command: Command| {
+        command.env("LICHTARA_CGROUP_BASE", "/proc/lichtara-no-cgroup-here");
+        command
+    };
+    // The leader dies at SIGTERM and so frees the lock; its child ignores
+    // SIGTERM and has closed every inherited descriptor, so stop waits out
+    // its timeout while the name is free to start again.
+    // ('re' 'ady': a traceback quoting the source does not say "ready".)
+    let child = "import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nos.closerange(3, 4096)\nprint('re' 'ady', flush=True)\ntime.sleep(1000)\n";
+    std::fs::write(project.dir.join("child.py"), child).unwrap();
+    let script = "python3 child.py & exec sleep 1000";
+    let started = no_cgroup(project.command(&["start", "--", "sh", "-c", script]))
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    wait_for_log_file(&project, "ready");
+    let stop = no_cgroup(project.command(&["stop", "--timeout", "5s"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the leader ended at SIGTERM", || {
+        reap_our_zombies();
+        !is_live(leader)
+    });
+    let again = no_cgroup(project.command(&["start", "--", "sleep", "1000"]))
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    let new = pid_of(&again);
+    let stopped = stop.wait_with_output().unwrap();
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_says(&stopped, "needed SIGKILL");
+    assert_eq!(
+        project.record("server")["pid"],
+        new,
+        "the new record is kept"
+    );
+    let status = no_cgroup(project.command(&["status"])).output().unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let stopped = no_cgroup(project.command(&["stop"])).output().unwrap();
+    assert!(stopped.status.success(), "{}", text(&stopped));
 }

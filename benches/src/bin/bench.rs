@@ -156,6 +156,7 @@ fn main() {
     }
     if wanted("Manager") {
         manager::stop_latency(&dir, runs);
+        manager::stop_descendants(&dir, runs);
         manager::cleanup_scan(&dir, if quick { 200 } else { 2_000 });
     }
 }
@@ -336,15 +337,18 @@ mod manager {
         }
     }
 
+    /// Runs `lichtara ARGS` in `project`, its cgroups under `cgroups`.
     fn lichtara(
         dir: &Path,
         project: &TempProject,
+        cgroups: &CgroupBase,
         args: &[&str],
     ) -> (Duration, std::process::Output) {
         let started = Instant::now();
         let output = Command::new(dir.join("lichtara"))
             .args(args)
             .current_dir(&project.0)
+            .env("LICHTARA_CGROUP_BASE", cgroups.path())
             .stdin(Stdio::null())
             .output()
             .expect("run lichtara");
@@ -355,11 +359,12 @@ mod manager {
     /// from the command's start to its return.
     pub(super) fn stop_latency(dir: &Path, runs: usize) {
         let project = TempProject::new("stop");
+        let cgroups = CgroupBase::new();
         let mut times = Vec::new();
         for _ in 0..runs.max(3) {
-            let (_, started) = lichtara(dir, &project, &["start", "--", "sleep", "1000"]);
+            let (_, started) = lichtara(dir, &project, &cgroups, &["start", "--", "sleep", "1000"]);
             assert!(started.status.success(), "start failed: {started:?}");
-            let (elapsed, stopped) = lichtara(dir, &project, &["stop"]);
+            let (elapsed, stopped) = lichtara(dir, &project, &cgroups, &["stop"]);
             assert!(stopped.status.success(), "stop failed: {stopped:?}");
             times.push(elapsed.as_secs_f64() * 1000.0);
         }
@@ -370,10 +375,145 @@ mod manager {
         );
     }
 
+    /// This run's own cgroup subtree, where a writable cgroup v2 exists
+    /// (found in /proc/self/mountinfo): the manager makes its cgroups
+    /// under it, and it is emptied and removed on drop.
+    struct CgroupBase(Option<PathBuf>);
+
+    impl CgroupBase {
+        fn new() -> Self {
+            let mount = std::fs::read_to_string("/proc/self/mountinfo")
+                .ok()
+                .and_then(|text| {
+                    text.lines().find_map(|line| {
+                        let fields: Vec<&str> = line.split_whitespace().collect();
+                        let separator = fields.iter().position(|field| *field == "-")?;
+                        let mount = fields.get(4)?;
+                        (fields.get(separator + 1) == Some(&"cgroup2"))
+                            .then(|| PathBuf::from(mount))
+                    })
+                });
+            static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let name = format!(
+                "lichtara-bench-{}-{}",
+                std::process::id(),
+                COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let base = mount
+                .map(|mount| mount.join(name))
+                .filter(|base| std::fs::create_dir(base).is_ok());
+            Self(base)
+        }
+
+        /// The base for `LICHTARA_CGROUP_BASE`: without a writable cgroup
+        /// v2, a path that cannot be one, so that the manager says so.
+        fn path(&self) -> PathBuf {
+            self.0
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/proc/lichtara-bench-no-cgroup"))
+        }
+    }
+
+    impl Drop for CgroupBase {
+        fn drop(&mut self) {
+            let Some(base) = &self.0 else { return };
+            let _ = std::fs::write(base.join("cgroup.kill"), "1");
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until
+                && !std::fs::read_to_string(base.join("cgroup.events"))
+                    .map_or(true, |events| events.contains("populated 0"))
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Leaves are two levels down: <base>/<project id>/<name>.
+            for project in std::fs::read_dir(base).into_iter().flatten().flatten() {
+                for leaf in std::fs::read_dir(project.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let _ = std::fs::remove_dir(leaf.path());
+                }
+                let _ = std::fs::remove_dir(project.path());
+            }
+            let _ = std::fs::remove_dir(base);
+        }
+    }
+
+    /// `lichtara stop` of a service with 50 descendants (all exit at
+    /// SIGTERM), contained by a cgroup and by its group and marker only,
+    /// alternately, run by run.
+    pub(super) fn stop_descendants(dir: &Path, runs: usize) {
+        const DESCENDANTS: usize = 50;
+        let cgroups = CgroupBase::new();
+        let project = TempProject::new("stop50");
+        let script =
+            format!("for i in $(seq {DESCENDANTS}); do sleep 1000 & done; echo ready; wait");
+        let modes: [(&str, Option<&Path>); 2] = [
+            ("cgroup v2", cgroups.0.as_deref()),
+            ("process group + marker", None),
+        ];
+        let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..runs.max(3) {
+            for (index, (_, base)) in modes.iter().enumerate() {
+                if index == 0 && base.is_none() {
+                    continue;
+                }
+                let base = base.map_or_else(
+                    || PathBuf::from("/proc/lichtara-bench-no-cgroup"),
+                    Path::to_path_buf,
+                );
+                let run = |args: &[&str]| {
+                    let started = Instant::now();
+                    let output = Command::new(dir.join("lichtara"))
+                        .args(args)
+                        .current_dir(&project.0)
+                        .env("LICHTARA_CGROUP_BASE", &base)
+                        .stdin(Stdio::null())
+                        .output()
+                        .expect("run lichtara");
+                    assert!(output.status.success(), "{args:?} failed: {output:?}");
+                    started.elapsed()
+                };
+                let _ = std::fs::remove_file(project.0.join(".lichtara/server.log"));
+                run(&["start", "--", "sh", "-c", &script]);
+                // The service says when it has forked them all.
+                let log = project.0.join(".lichtara/server.log");
+                let until = Instant::now() + Duration::from_secs(30);
+                while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains("ready")) {
+                    assert!(
+                        Instant::now() < until,
+                        "the service never forked its children"
+                    );
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                times[index].push(run(&["stop"]).as_secs_f64() * 1000.0);
+            }
+        }
+        println!(
+            "## Manager: `lichtara stop` of a service with {DESCENDANTS} descendants, by containment\n"
+        );
+        println!("| containment | stop, median (min-max) |\n|---|---|");
+        for (index, (label, _)) in modes.iter().enumerate() {
+            if times[index].is_empty() {
+                println!("| {label} | not measured: no writable cgroup v2 here |");
+                continue;
+            }
+            let (median, min, max) = super::stats(times[index].clone());
+            println!("| {label} | {median:.2} ms ({min:.2}-{max:.2}) |");
+        }
+        if !times[0].is_empty() {
+            let ratio = super::stats(times[0].clone()).0 / super::stats(times[1].clone()).0;
+            println!("\ncgroup / group + marker: {ratio:.2}x");
+        }
+        println!();
+    }
+
     /// `lichtara cleanup --dry-run` with `count` unrelated processes
     /// running (started here, killed and reaped here).
     pub(super) fn cleanup_scan(dir: &Path, count: usize) {
         let project = TempProject::new("cleanup");
+        let cgroups = CgroupBase::new();
         let mut others: Vec<Child> = (0..count)
             .map(|_| {
                 Command::new("sleep")
@@ -385,7 +525,7 @@ mod manager {
             .collect();
         let mut times = Vec::new();
         for _ in 0..3 {
-            let (elapsed, output) = lichtara(dir, &project, &["cleanup", "--dry-run"]);
+            let (elapsed, output) = lichtara(dir, &project, &cgroups, &["cleanup", "--dry-run"]);
             assert!(output.status.success(), "cleanup failed: {output:?}");
             assert!(String::from_utf8_lossy(&output.stdout).contains("no orphaned processes"));
             times.push(elapsed.as_secs_f64() * 1000.0);

@@ -200,6 +200,11 @@ impl Leaf {
     /// Waits until the leaf is empty, on `cgroup.events` changes (inotify);
     /// `false` if it is still populated after `timeout`.
     pub(crate) fn wait_empty(&self, timeout: Duration) -> bool {
+        // Empty already: no watcher (closing an inotify instance costs
+        // milliseconds of the kernel's SRCU grace period).
+        if !self.populated() {
+            return true;
+        }
         let events = self.path.join("cgroup.events");
         let Ok(watcher) =
             inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)

@@ -39,6 +39,8 @@ mod project;
 #[cfg(target_os = "linux")]
 mod record;
 #[cfg(target_os = "linux")]
+mod state;
+#[cfg(target_os = "linux")]
 mod terminate;
 
 /// Manage the server processes of a project, safely.
@@ -210,6 +212,14 @@ fn main() -> ExitCode {
         _ => None,
     };
     match dispatch(cli) {
+        Ok(code) if output::stdout_failed() => {
+            note!("cannot write to stdout: what this command printed is lost");
+            match status_json {
+                Some(_) => ExitCode::from(exit::STATUS_UNKNOWN),
+                None if code == ExitCode::SUCCESS => ExitCode::from(exit::FAILURE),
+                None => code,
+            }
+        }
         Ok(code) => code,
         Err(failure) => {
             if status_json == Some(true) {

@@ -114,13 +114,19 @@ pub(crate) fn prove(pid: i32, start_time: u64, claim: Claim<'_>) -> Proof {
     if ancestry_reaches(std::process::id() as i32, pid) {
         return refuse("it is this command or one of its ancestors".into());
     }
-    let Some(pinned) = Pinned::open(pid) else {
-        return Proof::Gone;
+    // Only a process that is gone is taken as gone: any other failure to
+    // look (out of descriptors, say) is a refusal, never "stale".
+    let pinned = match Pinned::try_open(pid) {
+        Ok(Some(pinned)) => pinned,
+        Ok(None) => return Proof::Gone,
+        Err(err) => return refuse(format!("it cannot be pinned ({err})")),
     };
     // Everything below is read after the pidfd exists: a recycled PID
     // would show another start time.
-    let Ok(stat) = procfs::stat(pid) else {
-        return Proof::Gone;
+    let stat = match procfs::stat(pid) {
+        Ok(stat) => stat,
+        Err(err) if is_gone(&err) => return Proof::Gone,
+        Err(err) => return refuse(format!("/proc/{pid}/stat cannot be read ({err})")),
     };
     if stat.start_time != start_time || stat.is_zombie() {
         return Proof::Gone;
@@ -134,7 +140,8 @@ pub(crate) fn prove(pid: i32, start_time: u64, claim: Claim<'_>) -> Proof {
                 user_name(claim.uid)
             ));
         }
-        Err(_) => return Proof::Gone,
+        Err(err) if is_gone(&err) => return Proof::Gone,
+        Err(err) => return refuse(format!("/proc/{pid}/status cannot be read ({err})")),
     }
     match procfs::environ_var(pid, MARKER_VAR) {
         Ok(Some(marker)) if marker == claim.marker => Proof::Proven(pinned),
@@ -146,11 +153,15 @@ pub(crate) fn prove(pid: i32, start_time: u64, claim: Claim<'_>) -> Proof {
         Ok(None) => refuse(format!(
             "its environment has no {MARKER_VAR} (a process that cleared its environment, or not one this project started)"
         )),
-        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
-            refuse("its environment cannot be read by this user".into())
-        }
-        Err(_) => Proof::Gone,
+        Err(err) if is_gone(&err) => Proof::Gone,
+        Err(err) => refuse(format!("its environment cannot be read ({err})")),
     }
+}
+
+/// Whether a /proc read failed because the process is gone.
+fn is_gone(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::NotFound
+        || err.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
 }
 
 /// Pins `pid` if it is still the process that started at `start_time` and

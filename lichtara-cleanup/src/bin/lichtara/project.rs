@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::Failure;
+use crate::state::StateDir;
 
 /// The environment variable that marks every process a service started,
 /// inherited by all its descendants: `<project id>/<name>/<instance>`.
@@ -95,35 +96,15 @@ impl Project {
     }
 
     /// `.lichtara/`, created private to the user if missing; refused when it
-    /// is a symlink or belongs to someone else.
-    pub(crate) fn state_dir(&self) -> Result<PathBuf, Failure> {
-        let state = self.dir.join(".lichtara");
-        match fs::symlink_metadata(&state) {
-            Ok(meta) => check_owned_dir(&state, &meta)?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&state)
-                    .map_err(|err| {
-                        Failure::new(format!("cannot create {}: {err}", state.display()))
-                    })?;
-            }
-            Err(err) => return Err(Failure::new(format!("{}: {err}", state.display()))),
-        }
-        Ok(state)
+    /// is a symlink, belongs to someone else or is writable by others.
+    pub(crate) fn state_dir(&self) -> Result<StateDir, Failure> {
+        StateDir::open(self.dir.join(".lichtara"), true)?
+            .ok_or_else(|| Failure::new("the state folder vanished as it was made"))
     }
 
     /// The state directory if it exists (commands that only read).
-    pub(crate) fn existing_state_dir(&self) -> Result<Option<PathBuf>, Failure> {
-        let state = self.dir.join(".lichtara");
-        match fs::symlink_metadata(&state) {
-            Ok(meta) => {
-                check_owned_dir(&state, &meta)?;
-                Ok(Some(state))
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(Failure::new(format!("{}: {err}", state.display()))),
-        }
+    pub(crate) fn existing_state_dir(&self) -> Result<Option<StateDir>, Failure> {
+        StateDir::open(self.dir.join(".lichtara"), false)
     }
 
     /// The signal `stop` sends first.
@@ -183,43 +164,6 @@ impl Project {
     }
 }
 
-fn check_owned_dir(path: &Path, meta: &fs::Metadata) -> Result<(), Failure> {
-    if meta.file_type().is_symlink() {
-        return Err(Failure::new(format!(
-            "{} is a symlink; refusing to use it",
-            path.display()
-        )));
-    }
-    if !meta.is_dir() {
-        return Err(Failure::new(format!(
-            "{} is not a directory",
-            path.display()
-        )));
-    }
-    check_owner(path, meta, "use")?;
-    if meta.mode() & 0o022 != 0 {
-        return Err(Failure::new(format!(
-            "{} is writable by other users (mode {:o}): they could plant or move its files; fix it with `chmod 700 {}`",
-            path.display(),
-            meta.mode() & 0o7777,
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Refuses what another user owns among the project's state: the manager
-/// did not make it for this user. `verb` says what it would have done.
-pub(crate) fn check_owner(path: &Path, meta: &fs::Metadata, verb: &str) -> Result<(), Failure> {
-    if meta.uid() != rustix::process::getuid().as_raw() {
-        return Err(Failure::new(format!(
-            "{} belongs to another user; refusing to {verb} it",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 fn parse_duration(key: &str, text: &str) -> Result<Duration, Failure> {
     crate::duration_arg(text).map_err(|err| {
         Failure::new(format!(
@@ -228,12 +172,42 @@ fn parse_duration(key: &str, text: &str) -> Result<Duration, Failure> {
     })
 }
 
+/// The most `Lichtara.toml` may hold: settings, not data.
+const SETTINGS_MAX: u64 = 1 << 20;
+
 fn read_settings(path: &Path) -> Result<Settings, Failure> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never blocks on a FIFO; a link to something that is not a regular
+    // file (/dev/zero) is refused, a large file read only so far.
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+    {
+        Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
         Err(err) => return Err(Failure::new(format!("{}: {err}", path.display()))),
     };
+    let meta = file
+        .metadata()
+        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Failure::new(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    file.take(SETTINGS_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
+    if text.len() as u64 > SETTINGS_MAX {
+        return Err(Failure::new(format!(
+            "{} is larger than 1 MiB; it holds settings, not data",
+            path.display()
+        )));
+    }
     toml::from_str(&text).map_err(|err| Failure::new(format!("{}: {err}", path.display())))
 }
 

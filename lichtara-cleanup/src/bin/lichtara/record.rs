@@ -4,18 +4,17 @@
 //! is held by the running service itself (it inherits the locked file), so
 //! two starts of one name cannot both win.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 
 use crate::Failure;
 use crate::containment::Containment;
 use crate::ownership::{self, Claim, Proof};
 pub(crate) use crate::pidfile::{Record, parse};
 use crate::procfs;
-use crate::project::{Project, check_owner};
+use crate::project::Project;
+use crate::state::{Access, StateDir, StateFile};
 use crate::terminate::Pinned;
 
 /// What a record says about the world now.
@@ -67,105 +66,72 @@ impl Record {
     }
 }
 
-pub(crate) fn pid_path(state: &Path, name: &str) -> PathBuf {
-    state.join(format!("{name}.pid"))
+pub(crate) fn pid_path(state: &StateDir, name: &str) -> StateFile {
+    state.file(&format!("{name}.pid"))
 }
 
-pub(crate) fn log_path(state: &Path, name: &str) -> PathBuf {
-    state.join(format!("{name}.log"))
+pub(crate) fn log_path(state: &StateDir, name: &str) -> StateFile {
+    state.file(&format!("{name}.log"))
 }
 
-/// Flags for every state file: never follow a symlink, never block on
-/// opening a FIFO or device (which is then refused as not a regular file;
-/// the flag does nothing to a regular file).
-fn state_flags() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
-}
-
-/// Opens a state file with `options` only if it is a regular file of this
-/// user; never follows a symlink, never hangs on a FIFO. `None` when it
-/// does not exist (and `options` does not create it). `verb` says what the
-/// refusal would have done.
-pub(crate) fn open_state_file(
-    path: &Path,
-    options: &mut OpenOptions,
-    verb: &str,
-) -> Result<Option<File>, Failure> {
-    let file = match options.custom_flags(state_flags()).open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
-            return Err(Failure::new(format!(
-                "{} is a symlink; refusing to {verb} it",
-                path.display()
-            )));
-        }
-        Err(err) => return Err(Failure::new(format!("{}: {err}", path.display()))),
-    };
-    let meta = file
-        .metadata()
-        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
-    if !meta.is_file() {
-        return Err(Failure::new(format!(
-            "{} is not a regular file (a FIFO, device or directory); refusing to {verb} it",
-            path.display()
-        )));
-    }
-    check_owner(path, &meta, verb)?;
-    Ok(Some(file))
-}
-
-fn open_checked(path: &Path) -> Result<Option<File>, Failure> {
-    open_state_file(path, OpenOptions::new().read(true), "read")
+pub(crate) fn lock_path(state: &StateDir, name: &str) -> StateFile {
+    state.file(&format!("{name}.lock"))
 }
 
 /// Reads the record; `None` when there is no PID file.
-pub(crate) fn read(path: &Path) -> Result<Option<Record>, Failure> {
-    let Some(file) = open_checked(path)? else {
+pub(crate) fn read(file: &StateFile) -> Result<Option<Record>, Failure> {
+    let Some(opened) = file.open(Access::Read, "read")? else {
         return Ok(None);
     };
     let mut text = String::new();
-    file.take(64 * 1024)
+    opened
+        .take(64 * 1024)
         .read_to_string(&mut text)
-        .map_err(|err| Failure::new(format!("{}: {err}", path.display())))?;
+        .map_err(|err| Failure::new(format!("{}: {err}", file.path().display())))?;
     parse(&text).map(Some).map_err(|err| {
         Failure::new(format!(
             "{} is not a lichtara PID file ({err}); inspect it, then remove it",
-            path.display()
+            file.path().display()
         ))
     })
 }
 
 /// Writes the record atomically: a private temporary file, synced, then
-/// renamed over the PID file.
-pub(crate) fn write(path: &Path, record: &Record) -> Result<(), Failure> {
-    let tmp = path.with_extension(format!("pid.tmp{}", std::process::id()));
+/// renamed over the PID file (both relative to the folder's descriptor).
+pub(crate) fn write(file: &StateFile, record: &Record) -> Result<(), Failure> {
+    let tmp = format!(".{}.tmp{}", record.name, std::process::id());
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&tmp)?;
+        let mut out = file.create_new(&tmp)?;
         let text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
-        file.write_all(text.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
+        out.write_all(text.as_bytes())?;
+        out.write_all(b"\n")?;
+        out.sync_all()?;
+        file.replace_with(&tmp)
     })();
     result.map_err(|err| {
-        let _ = fs::remove_file(&tmp);
-        Failure::new(format!("cannot write {}: {err}", path.display()))
+        let _ = file.unlink_named(&tmp);
+        Failure::new(format!("cannot write {}: {err}", file.path().display()))
     })
 }
 
 /// Removes the PID file if it is (still) a regular file of ours.
-pub(crate) fn remove(path: &Path) -> Result<(), Failure> {
-    if open_checked(path)?.is_some() {
-        fs::remove_file(path)
-            .map_err(|err| Failure::new(format!("cannot remove {}: {err}", path.display())))?;
+pub(crate) fn remove(file: &StateFile) -> Result<(), Failure> {
+    if file.open(Access::Read, "remove")?.is_some() {
+        file.unlink().map_err(|err| {
+            Failure::new(format!("cannot remove {}: {err}", file.path().display()))
+        })?;
     }
     Ok(())
+}
+
+/// Removes the PID file only if it still holds `record`: a `start` that
+/// ran while a slow `stop` waited has written its own, which is not this
+/// command's to remove.
+pub(crate) fn remove_if_still(file: &StateFile, record: &Record) -> Result<(), Failure> {
+    match read(file) {
+        Ok(Some(now)) if now == *record => remove(file),
+        Ok(_) | Err(_) => Ok(()),
+    }
 }
 
 /// The lock of one service name.
@@ -173,24 +139,12 @@ pub(crate) struct Lock {
     pub(crate) file: File,
 }
 
-pub(crate) fn lock_path(state: &Path, name: &str) -> PathBuf {
-    state.join(format!("{name}.lock"))
-}
-
 /// Takes the lock of `name`, or `None` when a live process holds it.
-pub(crate) fn lock(state: &Path, name: &str) -> Result<Option<Lock>, Failure> {
+pub(crate) fn lock(state: &StateDir, name: &str) -> Result<Option<Lock>, Failure> {
     let path = lock_path(state, name);
-    let file = open_state_file(
-        &path,
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600),
-        "lock",
-    )?
-    .ok_or_else(|| Failure::new(format!("cannot create {}", path.display())))?;
+    let file = path
+        .open(Access::Lock, "lock")?
+        .ok_or_else(|| Failure::new(format!("cannot create {}", path.path().display())))?;
     match rustix::fs::flock(
         file.as_fd(),
         rustix::fs::FlockOperation::NonBlockingLockExclusive,
@@ -199,7 +153,7 @@ pub(crate) fn lock(state: &Path, name: &str) -> Result<Option<Lock>, Failure> {
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
         Err(err) => Err(Failure::new(format!(
             "cannot lock {}: {err}",
-            path.display()
+            path.path().display()
         ))),
     }
 }

@@ -33,6 +33,20 @@ impl Pinned {
         Some(Self { pid, fd })
     }
 
+    /// [`Pinned::open`], telling a process that is gone (`Ok(None)`) from
+    /// one that could not be pinned (out of descriptors, say).
+    pub(crate) fn try_open(pid: i32) -> rustix::io::Result<Option<Self>> {
+        let Some(raw) = Pid::from_raw(pid).filter(|_| pid > 1 && pid != std::process::id() as i32)
+        else {
+            return Ok(None);
+        };
+        match pidfd_open(raw, PidfdFlags::empty()) {
+            Ok(fd) => Ok(Some(Self { pid, fd })),
+            Err(rustix::io::Errno::SRCH) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     pub(crate) fn signal(&self, signal: Signal) {
         // ESRCH: it ended meanwhile, which is what we want.
         let _ = pidfd_send_signal(&self.fd, signal);

@@ -173,15 +173,12 @@ fn records(project: &Project) -> Result<Vec<Record>, Failure> {
     let Some(state) = project.existing_state_dir()? else {
         return Ok(Vec::new());
     };
-    let entries = std::fs::read_dir(&state)
-        .map_err(|err| Failure::new(format!("{}: {err}", state.display())))?;
     let mut records = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "pid") {
+    for name in state.names()? {
+        if name.ends_with(".pid") && !name.starts_with('.') {
             // A file we cannot trust names no live service: its processes
             // show as orphans, which is what the user needs to see.
-            match record::read(&path) {
+            match record::read(&state.file(&name)) {
                 Ok(Some(record)) => records.push(record),
                 Ok(None) => {}
                 Err(failure) => note!("{}", failure.message()),

@@ -2,7 +2,7 @@
 //! (memory independent of the log's size); `-f` follows until Ctrl-C or
 //! until stdout's reader goes away.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fs::inotify;
 
 use crate::project::Project;
+use crate::state::Access;
 use crate::{Failure, output, record};
 
 pub(crate) fn run(
@@ -26,14 +27,13 @@ pub(crate) fn run(
         )));
     };
     let path = record::log_path(&state, &name);
-    let io_err = |err: std::io::Error| Failure::new(format!("{}: {err}", path.display()));
-    let mut file = record::open_state_file(&path, OpenOptions::new().read(true), "read")?
-        .ok_or_else(|| {
-            Failure::new(format!(
-                "`{name}` has no log yet: {} does not exist",
-                path.display()
-            ))
-        })?;
+    let io_err = |err: std::io::Error| Failure::new(format!("{}: {err}", path.path().display()));
+    let mut file = path.open(Access::Read, "read")?.ok_or_else(|| {
+        Failure::new(format!(
+            "`{name}` has no log yet: {} does not exist",
+            path.path().display()
+        ))
+    })?;
     // Only the end is read: memory does not grow with the log.
     let mut position = tail_start(&mut file, lines).map_err(io_err)?;
     position += copy_from(&mut file, position).map_err(io_err)?;
@@ -44,9 +44,9 @@ pub(crate) fn run(
     // stdout's reader goes away (`logs -f | head -1`), then print what was
     // appended. Ends with Ctrl-C, as `tail -f` does, or with the reader.
     let watcher = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-        .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.display())))?;
-    inotify::add_watch(&watcher, &path, inotify::WatchFlags::MODIFY)
-        .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.display())))?;
+        .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.path().display())))?;
+    inotify::add_watch(&watcher, path.path(), inotify::WatchFlags::MODIFY)
+        .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.path().display())))?;
     let stdout = std::io::stdout();
     let mut events = [std::mem::MaybeUninit::uninit(); 1024];
     loop {
@@ -58,7 +58,12 @@ pub(crate) fn run(
         ];
         match poll(&mut fds, None) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(err) => return Err(Failure::new(format!("watching {}: {err}", path.display()))),
+            Err(err) => {
+                return Err(Failure::new(format!(
+                    "watching {}: {err}",
+                    path.path().display()
+                )));
+            }
         }
         if fds[1].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
             return Ok(ExitCode::SUCCESS);

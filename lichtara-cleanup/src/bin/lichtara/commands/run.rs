@@ -53,7 +53,7 @@ pub(crate) fn run(
             Liveness::Refused(why) => {
                 return Err(Failure::refused(format!(
                     "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
-                    pid_path.display()
+                    pid_path.path().display()
                 )));
             }
         }

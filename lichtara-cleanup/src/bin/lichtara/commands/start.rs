@@ -1,9 +1,7 @@
 //! `lichtara start`: detached, in its own session and group, marked,
 //! logged, recorded and locked.
 
-use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,6 +12,7 @@ use rustix::process::{Pid, PidfdFlags, pidfd_open};
 use crate::containment::{self, Containment};
 use crate::project::{MARKER_VAR, Project};
 use crate::record::{self, Liveness, Record};
+use crate::state::Access;
 use crate::{Failure, procfs};
 
 pub(crate) fn run(
@@ -40,7 +39,7 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
             }
             _ => Failure::new(format!(
                 "`{name}` is locked by processes of an earlier run{}; see `lichtara cleanup --dry-run`",
-                procfs::holders(&record::lock_path(&state, name))
+                procfs::holders(record::lock_path(&state, name).path())
                     .iter()
                     .map(|pid| format!(" (pid {pid}: `{}`)", procfs::cmdline(*pid)))
                     .collect::<String>()
@@ -68,21 +67,21 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
             Liveness::Refused(why) => {
                 return Err(Failure::refused(format!(
                     "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
-                    pid_path.display()
+                    pid_path.path().display()
                 )));
             }
         }
     }
     let log_path = record::log_path(&state, name);
-    let log = record::open_state_file(
-        &log_path,
-        OpenOptions::new().create(true).append(true).mode(0o600),
-        "write",
-    )?
-    .ok_or_else(|| Failure::new(format!("cannot create {}", log_path.display())))?;
+    let log = log_path
+        .open(Access::Append, "write")?
+        .ok_or_else(|| Failure::new(format!("cannot create {}", log_path.path().display())))?;
+    // Regular files ignore O_NONBLOCK; the service gets a plain descriptor.
+    rustix::fs::fcntl_setfl(&log, rustix::fs::OFlags::APPEND)
+        .map_err(|err| Failure::new(format!("{}: {err}", log_path.path().display())))?;
     let log_err = log
         .try_clone()
-        .map_err(|err| Failure::new(format!("cannot open {}: {err}", log_path.display())))?;
+        .map_err(|err| Failure::new(format!("cannot open {}: {err}", log_path.path().display())))?;
     let marker = format!("{}/{name}/{}", project.id, instance_token());
     let containment = Containment::of(project, name, true);
     let cgroup_procs =
@@ -150,7 +149,7 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
             return Err(Failure::new(format!(
                 "`{}` ended at once ({how}); see {}",
                 command.join(" "),
-                log_path.display()
+                log_path.path().display()
             )));
         }
     }

@@ -81,7 +81,7 @@ pub(crate) fn stop(
         Liveness::Foreign(why) | Liveness::Refused(why) => {
             return Err(Failure::refused(format!(
                 "not stopping `{name}`: {why}; nothing was signalled and {} is left as it is",
-                pid_path.display()
+                pid_path.path().display()
             )));
         }
     };
@@ -97,10 +97,12 @@ pub(crate) fn stop(
     }
     .map_err(|survivors| {
         Failure::new(format!(
-            "processes {survivors:?} of `{name}` survived SIGKILL (stuck in the kernel?); the PID file is kept"
+            "processes {survivors:?} of `{name}` are still running after SIGKILL (stuck in the kernel, or forking faster than they end); the PID file is kept"
         ))
     })?;
-    record::remove(&pid_path)?;
+    // Only the record this stop proved: a start that ran meanwhile wrote
+    // its own.
+    record::remove_if_still(&pid_path, &record)?;
     Ok(StopOutcome::Done {
         record,
         elapsed: started.elapsed(),
@@ -109,9 +111,10 @@ pub(crate) fn stop(
 }
 
 /// In its cgroup: the stop signal to every member (and to marked processes
-/// outside it), then wait for the leaf's `populated 0`, `cgroup.kill` past
-/// the timeout, and the leaf removed. Returns how many needed SIGKILL, or
-/// the survivors.
+/// outside it); their pidfds say when they have ended, and the leaf's
+/// `populated 0` (inotify on `cgroup.events`) when whatever they forked
+/// meanwhile has too; `cgroup.kill` past the timeout; the leaf removed.
+/// Returns how many needed SIGKILL, or the survivors.
 fn stop_contained(
     leaf: &Leaf,
     leader: Pinned,
@@ -127,21 +130,20 @@ fn stop_contained(
     for target in &targets {
         target.signal(stop_signal);
     }
-    let emptied = leaf.wait_empty(timeout);
+    // The pidfds first: readable the moment each exits (it has left the
+    // cgroup by then), where the kernel spaces cgroup.events
+    // notifications 10 ms apart.
+    let stubborn = terminate::wait_exit(targets, timeout);
     let left = timeout.saturating_sub(started.elapsed());
-    // Marked processes outside the leaf (none, unless something moved out).
-    let outside: Vec<Pinned> = targets
-        .into_iter()
-        .filter(|target| !leaf.holds(target.pid))
-        .collect();
-    let stubborn = terminate::wait_exit(outside, left);
-    let mut killed = stubborn.len();
+    let emptied = stubborn.is_empty() && leaf.wait_empty(left);
+    let mut killed = 0;
     if !emptied {
-        killed += leaf.members().len();
+        killed = leaf.members().len().max(stubborn.len());
         let _ = leaf.kill();
-    }
-    for process in &stubborn {
-        process.signal(Signal::KILL);
+        // Marked processes outside the leaf (none, unless one was moved).
+        for process in &stubborn {
+            process.signal(Signal::KILL);
+        }
     }
     let survivors: Vec<i32> = terminate::wait_exit(stubborn, terminate::KILL_WAIT)
         .iter()
@@ -181,6 +183,11 @@ fn stop_by_proof(
             return Err(outcome.survivors);
         }
         killed += outcome.by_kill.len();
+    }
+    // A run that forked faster than the rounds ended it is not stopped.
+    let left: Vec<i32> = members(record, claim, &[]).iter().map(|p| p.pid).collect();
+    if !left.is_empty() {
+        return Err(left);
     }
     Ok(killed)
 }

@@ -127,6 +127,17 @@ impl Project {
         }
     }
 
+    /// Makes `.lichtara/` as the manager would (0700), for a test to put
+    /// files in.
+    fn make_state(&self) {
+        std::fs::create_dir_all(self.state()).unwrap();
+        std::fs::set_permissions(
+            self.state(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+    }
+
     fn state(&self) -> PathBuf {
         self.dir.join(".lichtara")
     }
@@ -1189,12 +1200,7 @@ fn the_state_directory_is_checked_and_nothing_in_it_is_followed_or_hangs_on() {
 #[test]
 fn logs_reads_a_huge_log_from_its_end_and_follow_ends_with_its_reader() {
     let project = Project::new("huge-log");
-    std::fs::create_dir_all(project.state()).unwrap();
-    std::fs::set_permissions(
-        project.state(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    project.make_state();
     // 1 GiB (sparse), then three lines.
     let path = project.state().join("server.log");
     let mut log = std::fs::File::create(&path).unwrap();
@@ -1375,12 +1381,7 @@ fn without_a_writable_cgroup_the_manager_says_so_and_still_stops_everything() {
 #[test]
 fn hard_links_fifos_and_odd_settings_files_are_refused_without_a_hang() {
     let project = Project::new("odd-files");
-    std::fs::create_dir_all(project.state()).unwrap();
-    std::fs::set_permissions(
-        project.state(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    project.make_state();
     // A hard link planted as the log would aim the service's output at
     // another file.
     let victim = project.dir.join("victim.txt");

@@ -92,9 +92,15 @@ impl Project {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(LICHTARA);
+        let mut command = self.environment(Command::new(LICHTARA));
+        command.args(args);
         command
-            .args(args)
+    }
+
+    /// `command` set up as this project's commands are: its directory,
+    /// this test's token and cgroup base, no stdin.
+    fn environment(&self, mut command: Command) -> Command {
+        command
             .current_dir(&self.dir)
             .env(TOKEN_VAR, &self.token)
             .stdin(Stdio::null());
@@ -1482,4 +1488,103 @@ fn a_slow_stop_never_removes_the_record_of_a_start_that_ran_meanwhile() {
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     let stopped = no_cgroup(project.command(&["stop"])).output().unwrap();
     assert!(stopped.status.success(), "{}", text(&stopped));
+}
+
+#[test]
+fn a_cgroup_the_service_makes_below_its_own_is_contained_too_whatever_the_base_is_spelled() {
+    let project = Project::new("nested");
+    let (Some(base), Some(mount)) = (project.cgroups.clone(), cgroup2_mount()) else {
+        eprintln!("SKIPPED: no writable cgroup v2 hierarchy here");
+        return;
+    };
+    // The base spelled with `.` and a doubled slash: the proofs compare
+    // real paths.
+    let spelled = format!("{}/.//", base.display());
+    let lichtara = |args: &[&str]| {
+        project
+            .command(args)
+            .env("LICHTARA_CGROUP_BASE", &spelled)
+            .output()
+            .unwrap()
+    };
+    // The service moves a child into a cgroup of its own below its leaf,
+    // where it double-forks out of the session with an empty environment.
+    let script = format!(
+        "leaf={mount}$(sed -n 's/^0:://p' /proc/self/cgroup); mkdir \"$leaf/sub\"; \
+         sh -c 'echo $$ > \"$0/sub/cgroup.procs\"; exec env -i setsid sleep 600' \"$leaf\" & exec sleep 1000",
+        mount = mount.display()
+    );
+    for ending in ["stop", "crash"] {
+        let started = lichtara(&["start", "--", "sh", "-c", &script]);
+        assert!(started.status.success(), "{}", text(&started));
+        assert_says(&started, "contained by cgroup v2");
+        let leader = pid_of(&started);
+        let leaves = project.leaves();
+        assert_eq!(leaves.len(), 1, "{leaves:?}");
+        let sub = leaves[0].join("sub");
+        let mut escapee = 0;
+        wait_until("the escapee in the service's sub-cgroup", || {
+            escapee = leaf_members(&sub)
+                .into_iter()
+                .find(|pid| is_escapee(*pid))
+                .unwrap_or(0);
+            escapee != 0
+        });
+        let status = lichtara(&["status", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert!(
+            json["containment"]
+                .as_str()
+                .unwrap()
+                .starts_with("cgroup v2"),
+            "{json}"
+        );
+        assert!(
+            json["members"]
+                .as_array()
+                .unwrap()
+                .contains(&escapee.into()),
+            "{json}"
+        );
+        if ending == "stop" {
+            let stopped = lichtara(&["stop"]);
+            assert!(stopped.status.success(), "{}", text(&stopped));
+        } else {
+            kill_and_reap(leader);
+            let cleaned = lichtara(&["cleanup", "--yes"]);
+            assert!(cleaned.status.success(), "{}", text(&cleaned));
+        }
+        reap_our_zombies();
+        assert!(
+            !is_live(leader) && !is_live(escapee),
+            "{ending}: left behind"
+        );
+        assert!(
+            !leaves[0].exists(),
+            "{ending}: the leaf and its sub-cgroup are removed"
+        );
+    }
+}
+
+#[test]
+fn a_start_that_fails_after_the_spawn_leaves_nothing_running() {
+    let project = Project::new("rollback");
+    project.make_state();
+    // The temporary name start writes the record through (it holds start's
+    // PID) is taken by a directory, so writing the record fails after the
+    // service started: a shell takes the name, then execs lichtara, which
+    // keeps its PID.
+    let shell = format!("mkdir .lichtara/.server.tmp$$ && exec \"{LICHTARA}\" start -- sleep 1000");
+    let mut command = project.environment(Command::new("sh"));
+    command.arg("-c").arg(&shell);
+    let failed = command.output().unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    assert_says(&failed, "was ended, not left running unrecorded");
+    reap_our_zombies();
+    assert!(
+        project.ours().is_empty(),
+        "left running: {:?}",
+        project.ours()
+    );
+    assert!(project.leaves().is_empty(), "its cgroup is removed");
 }

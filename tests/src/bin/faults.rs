@@ -13,7 +13,8 @@
 //!
 //! `MAIN`: `serve` (default: wind down at the signal), `return` (return at
 //! once), `panic` (panic while winding down), `spawn_panic` (a task spawned
-//! by `main` panics while the hooks run).
+//! by `main` panics while the hooks run: `second` lets it go, `third`
+//! waits until it has).
 //!
 //! `REPORT_PAUSE=1`: the log's closing summary waits for a `report` line on
 //! stdin, after printing `reporting`.
@@ -31,6 +32,18 @@ static SYNC_GATE: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 static REPORT: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 /// Told when `second` starts.
 static SECOND_STARTED: Notify = Notify::const_new();
+/// Told (by a drop during its unwinding) once the task has panicked: the
+/// panic happens while the hooks run, not after the process has exited.
+static TASK_PANICKED: Notify = Notify::const_new();
+
+/// Tells [`TASK_PANICKED`] when it is dropped.
+struct OnUnwind;
+
+impl Drop for OnUnwind {
+    fn drop(&mut self) {
+        TASK_PANICKED.notify_one();
+    }
+}
 
 fn fault(hook: &str) -> String {
     std::env::var(format!("FAULT_{}", hook.to_uppercase())).unwrap_or_else(|_| "ok".into())
@@ -98,6 +111,9 @@ async fn second() -> anyhow::Result<()> {
 
 #[lichtara::cleanup(order = 2, timeout = "30s")]
 async fn third() -> anyhow::Result<()> {
+    if std::env::var("MAIN").is_ok_and(|mode| mode == "spawn_panic") {
+        TASK_PANICKED.notified().await;
+    }
     act("third").await
 }
 
@@ -169,6 +185,7 @@ async fn main() {
     let mode = std::env::var("MAIN").unwrap_or_else(|_| "serve".into());
     if mode == "spawn_panic" {
         tokio::spawn(async {
+            let _tell = OnUnwind;
             SECOND_STARTED.notified().await;
             panic!("a task of main's panicked while the hooks ran");
         });

@@ -55,14 +55,18 @@ impl Containment {
                 let leaf = Leaf { path };
                 if create {
                     match leaf.create() {
-                        Ok(()) => Self::Cgroup(leaf),
+                        Ok(leaf) => Self::Cgroup(leaf),
                         Err(err) => Self::GroupAndMarker(format!(
                             "cannot create the cgroup {}: {err}",
                             leaf.path.display()
                         )),
                     }
                 } else {
-                    Self::Cgroup(leaf)
+                    // Compared with /proc/PID/cgroup as text: the real
+                    // path, whatever links or `..` the base was given with.
+                    Self::Cgroup(Leaf {
+                        path: fs::canonicalize(&leaf.path).unwrap_or(leaf.path),
+                    })
                 }
             }
         }
@@ -132,17 +136,23 @@ pub(crate) struct Leaf {
 }
 
 impl Leaf {
-    fn create(&self) -> io::Result<()> {
+    /// Makes the leaf; returns it under its real path.
+    fn create(&self) -> io::Result<Self> {
         fs::create_dir_all(&self.path)?;
-        let meta = fs::symlink_metadata(&self.path)?;
+        let path = fs::canonicalize(&self.path)?;
+        let meta = fs::symlink_metadata(&path)?;
         if !meta.is_dir() || meta.uid() != rustix::process::getuid().as_raw() {
             return Err(io::Error::other("not a directory of this user"));
+        }
+        let leaf = Self { path };
+        if leaf.mount_relative().is_none() {
+            return Err(io::Error::other("not inside the cgroup2 mount"));
         }
         // Writable: a service can be moved in.
         fs::OpenOptions::new()
             .write(true)
-            .open(self.path.join("cgroup.procs"))?;
-        Ok(())
+            .open(leaf.path.join("cgroup.procs"))?;
+        Ok(leaf)
     }
 
     /// Whether the leaf exists and is this user's (a look, not a proof of
@@ -160,33 +170,58 @@ impl Leaf {
             .open(self.path.join("cgroup.procs"))
     }
 
-    /// The PIDs in the leaf now.
-    pub(crate) fn members(&self) -> Vec<i32> {
-        fs::read_to_string(self.path.join("cgroup.procs"))
-            .map(|text| {
-                text.lines()
-                    .filter_map(|line| line.trim().parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// The leaf and every cgroup the service made below it, deepest first.
+    fn subtree(&self) -> Vec<PathBuf> {
+        let mut found = vec![self.path.clone()];
+        let mut next = 0;
+        // Bounded: cgroup.max.depth limits real trees far below this.
+        while next < found.len() && found.len() < 10_000 {
+            let dir = found[next].clone();
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    found.push(entry.path());
+                }
+            }
+            next += 1;
+        }
+        found.reverse();
+        found
     }
 
-    /// Whether `pid` is in this leaf (its `/proc/PID/cgroup` names it).
+    /// The PIDs in the leaf, and in cgroups below it, now.
+    pub(crate) fn members(&self) -> Vec<i32> {
+        self.subtree()
+            .iter()
+            .flat_map(|dir| {
+                fs::read_to_string(dir.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|line| line.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect()
+    }
+
+    /// Whether `pid` is in this leaf or below it (its `/proc/PID/cgroup`
+    /// says so).
     pub(crate) fn holds(&self, pid: i32) -> bool {
-        let Some(mount) = self.mount_relative() else {
+        let Some(leaf) = self.mount_relative() else {
             return false;
         };
         fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
             text.lines()
                 .filter_map(|line| line.strip_prefix("0::"))
-                .any(|path| path == mount)
+                .any(|path| {
+                    path.strip_prefix(leaf.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                })
         })
     }
 
     /// The leaf's path as `/proc/PID/cgroup` shows it: relative to the
-    /// cgroup2 mount.
+    /// cgroup2 mount (both real paths).
     fn mount_relative(&self) -> Option<String> {
-        let mount = cgroup2_mount()?;
+        let mount = fs::canonicalize(cgroup2_mount()?).ok()?;
         let relative = self.path.strip_prefix(&mount).ok()?;
         Some(format!("/{}", relative.display()))
     }
@@ -262,10 +297,14 @@ impl Leaf {
         }
     }
 
-    /// Removes the leaf once it is empty, and the project's folder above
-    /// it if that is empty too.
+    /// Removes the leaf (and what the service made below it) once it is
+    /// empty, and the project's folder above it if that is empty too.
     pub(crate) fn remove(&self) {
-        if fs::remove_dir(&self.path).is_ok() {
+        // Cgroups the service made below its leaf first (deepest first).
+        for dir in self.subtree() {
+            let _ = fs::remove_dir(dir);
+        }
+        if !self.path.exists() {
             if let Some(project) = self.path.parent() {
                 let _ = fs::remove_dir(project);
             }
@@ -285,7 +324,8 @@ impl Leaf {
             .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
             .map(|entry| {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                (name, Leaf { path: entry.path() })
+                let path = fs::canonicalize(entry.path()).unwrap_or_else(|_| entry.path());
+                (name, Leaf { path })
             })
             .filter(|(_, leaf)| leaf.exists())
             .collect()

@@ -69,16 +69,29 @@ pub(crate) fn run(
         ) {
             Proof::Proven(process) => pinned.push(process),
             Proof::Gone => {}
+            // In a cgroup: ended with it below, whatever it runs as.
+            Proof::Refused(_) if orphan.leaf.is_some() => {}
             Proof::Refused(refusal) => note!("left alone: {refusal}"),
         }
     }
     let outcome = terminate::terminate(pinned, project.stop_signal()?, timeout);
+    // What the cgroups of services that are not running still hold after
+    // that (a worker that dropped its privileges, say, which the uid proof
+    // leaves alone) is ended with the cgroup, as stop ends it.
+    let mut leaf_killed = 0;
+    for leaf in orphans.iter().filter_map(|orphan| orphan.leaf.as_ref()) {
+        if leaf.populated() {
+            leaf_killed += leaf.members().len();
+            let _ = leaf.kill();
+            leaf.wait_empty(terminate::KILL_WAIT);
+        }
+    }
     remove_empty_leaves(project);
     say!(
         "ended {} process(es): {} after SIGTERM, {} after SIGKILL",
-        outcome.by_term + outcome.by_kill.len(),
+        outcome.by_term + outcome.by_kill.len() + leaf_killed,
         outcome.by_term,
-        outcome.by_kill.len()
+        outcome.by_kill.len() + leaf_killed
     );
     if outcome.survivors.is_empty() {
         Ok(ExitCode::SUCCESS)

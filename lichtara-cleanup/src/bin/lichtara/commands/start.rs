@@ -153,21 +153,39 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
             )));
         }
     }
-    let stat =
-        procfs::stat(pid).map_err(|err| Failure::new(format!("cannot read /proc/{pid}: {err}")))?;
-    let record = Record {
-        name: name.to_owned(),
-        pid,
-        pgid: pid,
-        start_time: stat.start_time,
-        boot_id: procfs::boot_id()
-            .map_err(|err| Failure::new(format!("cannot read the boot id: {err}")))?,
-        command: command.to_vec(),
-        started_at: super::now_secs(),
-        marker,
-        uid: Some(crate::ownership::current_uid()),
-    };
-    record::write(&pid_path, &record)?;
+    // From here on a failure must not leave the service running with no
+    // record: it is ended (our own unreaped child, and its cgroup), then
+    // the failure is reported.
+    let recorded = (|| {
+        let stat = procfs::stat(pid)
+            .map_err(|err| Failure::new(format!("cannot read /proc/{pid}: {err}")))?;
+        let record = Record {
+            name: name.to_owned(),
+            pid,
+            pgid: pid,
+            start_time: stat.start_time,
+            boot_id: procfs::boot_id()
+                .map_err(|err| Failure::new(format!("cannot read the boot id: {err}")))?,
+            command: command.to_vec(),
+            started_at: super::now_secs(),
+            marker,
+            uid: Some(crate::ownership::current_uid()),
+        };
+        record::write(&pid_path, &record)
+    })();
+    if let Err(failure) = recorded {
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Containment::Cgroup(leaf) = &containment {
+            let _ = leaf.kill();
+            leaf.wait_empty(crate::terminate::KILL_WAIT);
+            leaf.remove();
+        }
+        return Err(Failure::new(format!(
+            "{}; `{name}` was ended, not left running unrecorded",
+            failure.message()
+        )));
+    }
     note!(
         "started `{name}` (pid {pid}), contained by {}",
         containment.describe()

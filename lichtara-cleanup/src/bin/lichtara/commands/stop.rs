@@ -87,7 +87,10 @@ pub(crate) fn stop(
     };
     let started = Instant::now();
     let leaf = match Containment::of(project, name, false) {
-        Containment::Cgroup(leaf) if leaf.exists() && leaf.holds(leader.pid) => Some(leaf),
+        // The leaf is computed from the project and name, never read from
+        // the record: whatever is in it is the service's, even if the
+        // leader moved itself out.
+        Containment::Cgroup(leaf) if leaf.exists() => Some(leaf),
         _ => None,
     };
     let claim = Claim::of(&record, leaf.as_ref());

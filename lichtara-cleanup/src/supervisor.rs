@@ -15,7 +15,11 @@ use crate::{Trigger, exit};
 
 /// How long past the deadline the watchdog waits for the sequencer to end
 /// on its own (and report properly) before it ends the process itself.
-const WATCHDOG_GRACE: Duration = Duration::from_millis(100);
+/// On a loaded machine the runtime took more than 100 ms to be scheduled
+/// after the deadline and the report was lost; half a second stays well
+/// inside the second systemd is told to allow past the deadline
+/// (`systemd::extend_while_running`).
+const WATCHDOG_GRACE: Duration = Duration::from_millis(500);
 
 /// Signals this close to the one counted before them are the same request:
 /// a signal sent to a process and to its group at once (a terminal's Ctrl-C

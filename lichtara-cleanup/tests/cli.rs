@@ -1250,6 +1250,24 @@ fn is_escapee(pid: i32) -> bool {
         && stat(pid).is_ok_and(|stat| stat.session == pid)
 }
 
+/// `status --json` says the service is in a cgroup, with `pid` among its
+/// members.
+#[track_caller]
+fn assert_contained(status: &Output, pid: i32) {
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        json["containment"]
+            .as_str()
+            .unwrap()
+            .starts_with("cgroup v2"),
+        "{json}"
+    );
+    assert!(
+        json["members"].as_array().unwrap().contains(&pid.into()),
+        "{json}"
+    );
+}
+
 /// The PIDs in a cgroup leaf.
 fn leaf_members(leaf: &Path) -> Vec<i32> {
     std::fs::read_to_string(leaf.join("cgroup.procs"))
@@ -1288,22 +1306,7 @@ fn a_daemon_that_calls_setsid_and_clears_its_environment_cannot_escape() {
     });
     let escapee = members[0];
     assert!(!project.ours().contains(&escapee), "it carries no token");
-    let status = project.lichtara(&["status", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert!(
-        json["containment"]
-            .as_str()
-            .unwrap()
-            .starts_with("cgroup v2"),
-        "{json}"
-    );
-    assert!(
-        json["members"]
-            .as_array()
-            .unwrap()
-            .contains(&escapee.into()),
-        "{json}"
-    );
+    assert_contained(&project.lichtara(&["status", "--json"]), escapee);
 
     // stop: nothing of it is left, the escapee included, nor its cgroup.
     let stopped = project.lichtara(&["stop"]);
@@ -1530,22 +1533,7 @@ fn a_cgroup_the_service_makes_below_its_own_is_contained_too_whatever_the_base_i
                 .unwrap_or(0);
             escapee != 0
         });
-        let status = lichtara(&["status", "--json"]);
-        let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-        assert!(
-            json["containment"]
-                .as_str()
-                .unwrap()
-                .starts_with("cgroup v2"),
-            "{json}"
-        );
-        assert!(
-            json["members"]
-                .as_array()
-                .unwrap()
-                .contains(&escapee.into()),
-            "{json}"
-        );
+        assert_contained(&lichtara(&["status", "--json"]), escapee);
         if ending == "stop" {
             let stopped = lichtara(&["stop"]);
             assert!(stopped.status.success(), "{}", text(&stopped));

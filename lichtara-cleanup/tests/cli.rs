@@ -773,13 +773,7 @@ fn run_supervises_in_the_foreground_and_leaves_no_descendant() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(run.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
+    assert_eq!(first_line_then_close(&mut run).trim(), "ready");
     wait_until("all four started", || project.ours().len() >= 4);
     let record = project.record("server");
     assert_eq!(record["pid"], run.id());
@@ -819,6 +813,18 @@ fn settings_come_from_lichtara_toml() {
     let output = typo.lichtara(&["status"]);
     assert_eq!(output.status.code(), Some(4), "{}", text(&output));
     assert_says(&output, "comand");
+}
+
+/// The first line a child spawned with a piped stdout writes; the pipe's
+/// reader is then closed.
+fn first_line_then_close(child: &mut Child) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("a piped stdout")),
+        &mut line,
+    )
+    .expect("read a line");
+    line
 }
 
 /// Waits for a child of this test, killing it (by PID) past `limit`.
@@ -1231,13 +1237,7 @@ fn logs_reads_a_huge_log_from_its_end_and_follow_ends_with_its_reader() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(follow.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "third\n");
+    assert_eq!(first_line_then_close(&mut follow), "third\n");
     let status = wait_bounded(follow, PATIENCE);
     assert_eq!(status.code(), Some(0));
 }

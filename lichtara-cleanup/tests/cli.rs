@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,6 +28,7 @@ use proc_stat::{all_stats, pids, stat};
 const LICHTARA: &str = env!("CARGO_BIN_EXE_lichtara");
 const TOKEN_VAR: &str = "LICHTARA_TEST_RUN";
 const MARKER_VAR: &str = "LICHTARA_MARKER";
+const SUPERVISOR_VAR: &str = "LICHTARA_SUPERVISES=";
 
 /// A temporary project, and everything started for it.
 struct Project {
@@ -154,8 +155,31 @@ impl Project {
         serde_json::from_str(&text).expect("a JSON record")
     }
 
-    /// PIDs of live (non-zombie) processes carrying this test's token.
+    /// PIDs of live (non-zombie) processes carrying this test's token,
+    /// but for the services' supervisors.
     fn ours(&self) -> Vec<i32> {
+        let supervisors = self.supervisors();
+        self.everything()
+            .into_iter()
+            .filter(|pid| !supervisors.contains(pid))
+            .collect()
+    }
+
+    /// The live supervisors among them.
+    fn supervisors(&self) -> Vec<i32> {
+        self.everything()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                    env.split(|b| *b == 0)
+                        .any(|entry| entry.starts_with(SUPERVISOR_VAR.as_bytes()))
+                })
+            })
+            .collect()
+    }
+
+    /// Every live process carrying this test's token.
+    fn everything(&self) -> Vec<i32> {
         live_with_env(TOKEN_VAR, &self.token)
     }
 }
@@ -164,7 +188,7 @@ impl Drop for Project {
     fn drop(&mut self) {
         // Pass or fail: kill what this test started (by PID, found by its
         // unique token) and reap it.
-        for pid in self.ours() {
+        for pid in self.everything() {
             if let Some(pid) = Pid::from_raw(pid) {
                 let _ = kill_process(pid, Signal::KILL);
             }
@@ -313,6 +337,24 @@ fn kill_and_reap(pid: i32) {
     waitpid(Some(pid), WaitOptions::empty()).expect("reap it");
 }
 
+/// The supervisor of service `name`, from its record.
+fn supervisor_of(project: &Project, name: &str) -> i32 {
+    let record = project.record(name);
+    record["supervisor"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no supervisor in {record}")) as i32
+}
+
+/// The crash of a whole service: its supervisor, then its main process,
+/// SIGKILLed (the OOM killer, a `kill -9` of both), each reaped here. Both
+/// were re-parented to this test: the supervisor when `start` exited, the
+/// main process when its supervisor died. (The main process alone dying
+/// is no crash of the service: its supervisor ends the rest of the run.)
+fn crash(project: &Project, leader: i32) {
+    kill_and_reap(supervisor_of(project, "server"));
+    kill_and_reap(leader);
+}
+
 /// Asserts that a process this test started outside the manager is still
 /// running (the manager must not have touched it), then ends and reaps it.
 #[track_caller]
@@ -433,9 +475,8 @@ fn orphans_are_found_by_marker_and_a_look_alike_survives() {
         .into_iter()
         .filter(|pid| *pid != leader)
         .collect();
-    // The crash: the leader dies without cleaning up (we started it, and
-    // it was re-parented to this test, so we reap it).
-    kill_and_reap(leader);
+    // The crash: the leader and its supervisor die without cleaning up.
+    crash(&project, leader);
     // A look-alike with the same command line, started outside the manager.
     let look_alike: Child = Command::new("sleep").arg("1000").spawn().unwrap();
 
@@ -467,7 +508,7 @@ fn a_crashed_servers_stale_pid_file_is_reported_and_never_acted_on() {
     let project = Project::new("stale");
     let started = project.lichtara(&["start", "--", "sleep", "1000"]);
     assert!(started.status.success(), "{}", text(&started));
-    kill_and_reap(pid_of(&started));
+    crash(&project, pid_of(&started));
     let status = project.lichtara(&["status"]);
     assert_eq!(status.status.code(), Some(1), "{}", text(&status));
     assert_says(&status, "is gone");
@@ -958,7 +999,7 @@ fn a_server_killed_in_the_middle_of_its_shutdown_starts_again_cleanly() {
     kill_process(Pid::from_raw(pid).expect("a pid"), Signal::TERM).expect("signal our server");
     wait_for_log_file(&project, "waiting for 1 connections");
     // The crash, in the middle of the shutdown.
-    kill_and_reap(pid);
+    crash(&project, pid);
     drop(slow);
 
     let status = project.lichtara(&["status"]);
@@ -1315,8 +1356,9 @@ fn a_daemon_that_calls_setsid_and_clears_its_environment_cannot_escape() {
     assert!(!is_live(leader) && !is_live(escapee), "left behind");
     assert!(!leaf.exists(), "the leaf is removed");
 
-    // The service dies without a stop (SIGKILL): the escapee lives on, holds
-    // the lock, and is named; cleanup finds it in the cgroup and ends it.
+    // The service and its supervisor die without a stop (SIGKILL): the
+    // escapee lives on, holds the lock, and is named; cleanup finds it in
+    // the cgroup and ends it.
     let started = project.lichtara(&["start", "--", "sh", "-c", script]);
     assert!(started.status.success(), "{}", text(&started));
     let leader = pid_of(&started);
@@ -1329,7 +1371,7 @@ fn a_daemon_that_calls_setsid_and_clears_its_environment_cannot_escape() {
         !escapees.is_empty()
     });
     let escapee = escapees[0];
-    kill_and_reap(leader);
+    crash(&project, leader);
     let again = project.lichtara(&["start", "--", "sleep", "1000"]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     assert_says(&again, &format!("pid {escapee}: `sleep 600`"));
@@ -1441,7 +1483,7 @@ fn output_lost_to_a_full_device_is_an_error() {
 }
 
 #[test]
-fn a_slow_stop_never_removes_the_record_of_a_start_that_ran_meanwhile() {
+fn a_slow_stop_keeps_the_name_and_never_removes_the_record_of_a_start_that_ran_meanwhile() {
     let mut project = Project::new("slow-stop");
     // Without a cgroup (with one, start refuses while the old run's leaf is
     // populated: the next test's assertion).
@@ -1452,45 +1494,64 @@ fn a_slow_stop_never_removes_the_record_of_a_start_that_ran_meanwhile() {
         command.env("LICHTARA_CGROUP_BASE", "/proc/lichtara-no-cgroup-here");
         command
     };
-    // The leader dies at SIGTERM and so frees the lock; its child ignores
-    // SIGTERM and has closed every inherited descriptor, so stop waits out
-    // its timeout while the name is free to start again.
-    // ('re' 'ady': a traceback quoting the source does not say "ready".)
+    // The leader dies at SIGTERM; its child ignores SIGTERM and has closed
+    // every inherited descriptor (the lock too), so stop waits out its
+    // timeout. ('re' 'ady': a traceback quoting the source does not say
+    // "ready".)
     let child = "import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nos.closerange(3, 4096)\nprint('re' 'ady', flush=True)\ntime.sleep(1000)\n";
     std::fs::write(project.dir.join("child.py"), child).unwrap();
     let script = "python3 child.py & exec sleep 1000";
-    let started = no_cgroup(project.command(&["start", "--", "sh", "-c", script]))
-        .output()
-        .unwrap();
-    assert!(started.status.success(), "{}", text(&started));
-    let leader = pid_of(&started);
-    wait_for_log_file(&project, "ready");
-    let stop = no_cgroup(project.command(&["stop", "--timeout", "5s"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("the leader ended at SIGTERM", || {
-        reap_our_zombies();
-        !is_live(leader)
-    });
-    let again = no_cgroup(project.command(&["start", "--", "sleep", "1000"]))
-        .output()
-        .unwrap();
-    assert!(again.status.success(), "{}", text(&again));
-    let new = pid_of(&again);
-    let stopped = stop.wait_with_output().unwrap();
-    assert!(stopped.status.success(), "{}", text(&stopped));
-    assert_says(&stopped, "needed SIGKILL");
-    assert_eq!(
-        project.record("server")["pid"],
-        new,
-        "the new record is kept"
-    );
-    let status = no_cgroup(project.command(&["status"])).output().unwrap();
-    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
-    let stopped = no_cgroup(project.command(&["stop"])).output().unwrap();
-    assert!(stopped.status.success(), "{}", text(&stopped));
+    for supervised in [true, false] {
+        let _ = std::fs::remove_file(project.state().join("server.log"));
+        let started = no_cgroup(project.command(&["start", "--", "sh", "-c", script]))
+            .output()
+            .unwrap();
+        assert!(started.status.success(), "{}", text(&started));
+        let leader = pid_of(&started);
+        wait_for_log_file(&project, "ready");
+        if !supervised {
+            // Its supervisor is gone: stop works from the record, and
+            // nothing holds the name once the leader has died.
+            kill_and_reap(supervisor_of(&project, "server"));
+        }
+        let stop = no_cgroup(project.command(&["stop", "--timeout", "5s"]))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("the leader ended at SIGTERM", || {
+            reap_our_zombies();
+            !is_live(leader)
+        });
+        let again = no_cgroup(project.command(&["start", "--", "sleep", "1000"]))
+            .output()
+            .unwrap();
+        if supervised {
+            // The supervisor keeps the name until nothing of the run is
+            // left: no second run beside the stopping one.
+            assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+            assert_says(&again, "supervisor");
+        } else {
+            assert!(again.status.success(), "{}", text(&again));
+        }
+        let stopped = stop.wait_with_output().unwrap();
+        assert!(stopped.status.success(), "{}", text(&stopped));
+        assert_says(&stopped, "needed SIGKILL");
+        if supervised {
+            assert!(!project.state().join("server.pid").exists());
+            continue;
+        }
+        assert_says(&stopped, "did not stop it");
+        assert_eq!(
+            project.record("server")["pid"],
+            pid_of(&again),
+            "the new record is kept"
+        );
+        let status = no_cgroup(project.command(&["status"])).output().unwrap();
+        assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+        let stopped = no_cgroup(project.command(&["stop"])).output().unwrap();
+        assert!(stopped.status.success(), "{}", text(&stopped));
+    }
 }
 
 #[test]
@@ -1538,7 +1599,7 @@ fn a_cgroup_the_service_makes_below_its_own_is_contained_too_whatever_the_base_i
             let stopped = lichtara(&["stop"]);
             assert!(stopped.status.success(), "{}", text(&stopped));
         } else {
-            kill_and_reap(leader);
+            crash(&project, leader);
             let cleaned = lichtara(&["cleanup", "--yes"]);
             assert!(cleaned.status.success(), "{}", text(&cleaned));
         }
@@ -1555,19 +1616,49 @@ fn a_cgroup_the_service_makes_below_its_own_is_contained_too_whatever_the_base_i
 }
 
 #[test]
-fn a_start_that_fails_after_the_spawn_leaves_nothing_running() {
-    let project = Project::new("rollback");
-    project.make_state();
-    // The temporary name start writes the record through (it holds start's
-    // PID) is taken by a directory, so writing the record fails after the
-    // service started: a shell takes the name, then execs lichtara, which
-    // keeps its PID.
-    let shell = format!("mkdir .lichtara/.server.tmp$$ && exec \"{LICHTARA}\" start -- sleep 1000");
-    let mut command = project.environment(Command::new("sh"));
-    command.arg("-c").arg(&shell);
-    let failed = command.output().unwrap();
-    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
-    assert_says(&failed, "was ended, not left running unrecorded");
+fn a_start_interrupted_or_whose_supervisor_dies_leaves_a_recorded_service_that_stops_cleanly() {
+    let project = Project::new("interrupted");
+    // A long start grace: `start` is still waiting while this test acts.
+    std::fs::write(project.dir.join("Lichtara.toml"), "start_grace = \"10m\"\n").unwrap();
+    let mut start = project
+        .command(&["start", "--", "sleep", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The supervisor records the service before its grace begins.
+    let pid_file = project.state().join("server.pid");
+    wait_until("the record of the starting service", || pid_file.exists());
+    let leader = project.record("server")["pid"].as_i64().unwrap() as i32;
+    // cleanup never touches a service that is starting.
+    let cleaned = project.lichtara(&["cleanup", "--yes"]);
+    assert!(cleaned.status.success(), "{}", text(&cleaned));
+    assert_says(&cleaned, "no orphaned processes");
+    assert!(is_live(leader), "cleanup ended a starting service");
+    // Ctrl-C on start ends start only.
+    kill_process(Pid::from_raw(start.id() as i32).unwrap(), Signal::INT).unwrap();
+    let interrupted = start.wait().unwrap();
+    assert_eq!(
+        interrupted.signal(),
+        Some(Signal::INT.as_raw()),
+        "{interrupted:?}"
+    );
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_says(&status, "(starting;");
+    // Its supervisor dies: the service runs on, recorded; every command
+    // says so, and none starts a second copy.
+    kill_and_reap(supervisor_of(&project, "server"));
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_says(&status, "supervisor: missing");
+    let again = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert_says(&again, "without its supervisor");
+    assert_eq!(project.ours(), vec![leader]);
+    let stopped = project.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_says(&stopped, "did not stop it");
     reap_our_zombies();
     assert!(
         project.ours().is_empty(),

@@ -227,6 +227,16 @@ impl Leaf {
     }
 
     /// Whether any process is in the leaf or below it.
+    /// `memory.current` in bytes, where the v2 memory controller is
+    /// enabled for the leaf (not on hybrid hosts that keep it in v1).
+    pub(crate) fn memory_current(&self) -> Option<u64> {
+        fs::read_to_string(self.path.join("memory.current"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     pub(crate) fn populated(&self) -> bool {
         fs::read_to_string(self.path.join("cgroup.events"))
             .is_ok_and(|text| text.lines().any(|line| line.trim() == "populated 1"))

@@ -25,6 +25,8 @@ use clap::{Args, Parser, Subcommand};
 mod output;
 
 #[cfg(target_os = "linux")]
+mod client;
+#[cfg(target_os = "linux")]
 mod commands;
 #[cfg(target_os = "linux")]
 mod containment;
@@ -37,9 +39,13 @@ mod procfs;
 #[cfg(target_os = "linux")]
 mod project;
 #[cfg(target_os = "linux")]
+mod protocol;
+#[cfg(target_os = "linux")]
 mod record;
 #[cfg(target_os = "linux")]
 mod state;
+#[cfg(target_os = "linux")]
+mod supervisor;
 #[cfg(target_os = "linux")]
 mod terminate;
 
@@ -64,8 +70,8 @@ struct NameArg {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the command detached, in its own session, logging to
-    /// `.lichtara/<name>.log`.
+    /// Start the command under a supervisor of its own, detached, its
+    /// output in `.lichtara/<name>.log` (capped and rotated).
     Start {
         #[command(flatten)]
         name: NameArg,
@@ -73,8 +79,8 @@ enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
-    /// Stop the service: SIGTERM to its process group, SIGKILL after the
-    /// timeout.
+    /// Stop the service: its stop signal (SIGTERM) to each of its
+    /// processes, SIGKILL (or `cgroup.kill`) after the timeout.
     Stop {
         #[command(flatten)]
         name: NameArg,
@@ -139,6 +145,17 @@ enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Internal: the supervisor that `start` launches for one service.
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        #[arg(long)]
+        name: String,
+        /// The pipe to report to `start` on.
+        #[arg(long)]
+        report_fd: i32,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 /// The exit codes of every command but `status` (which has the LSB ones),
@@ -183,6 +200,10 @@ impl Failure {
 
     pub(crate) fn message(&self) -> &str {
         &self.message
+    }
+
+    pub(crate) fn code(&self) -> u8 {
+        self.code
     }
 }
 
@@ -271,6 +292,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             timeout,
             command,
         } => commands::run::run(&project, name.name.as_deref(), timeout, &command),
+        Command::Supervise {
+            name,
+            report_fd,
+            command,
+        } => Ok(supervisor::run(&project, &name, report_fd, &command)),
     }
 }
 

@@ -22,6 +22,12 @@ pub(crate) const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `start` watches a new process for an immediate death.
 pub(crate) const DEFAULT_START_GRACE: Duration = Duration::from_millis(300);
 
+/// The size at which a log is rotated, by default.
+pub(crate) const DEFAULT_LOG_MAX: u64 = 10 << 20;
+
+/// How many rotated logs are kept, by default.
+pub(crate) const DEFAULT_LOG_KEEP: u32 = 3;
+
 /// Settings from `Lichtara.toml`, all optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +43,10 @@ pub(crate) struct Settings {
     /// The signal `stop` sends first: `"SIGTERM"` (default), `"SIGINT"`,
     /// `"SIGQUIT"`, `"SIGHUP"`, `"SIGUSR1"`, `"SIGUSR2"`.
     pub(crate) stop_signal: Option<String>,
+    /// The size at which the supervisor rotates `<name>.log`: `"10MiB"`.
+    pub(crate) log_max: Option<String>,
+    /// How many rotated logs (`<name>.log.1` …) are kept: `3`.
+    pub(crate) log_keep: Option<u32>,
     /// Extra environment for the command.
     #[serde(default)]
     pub(crate) env: BTreeMap<String, String>,
@@ -71,6 +81,7 @@ impl Project {
         project.stop_timeout(None)?;
         project.start_grace()?;
         project.stop_signal()?;
+        project.log_limits()?;
         Ok(project)
     }
 
@@ -130,6 +141,26 @@ impl Project {
         })
     }
 
+    /// `(log_max in bytes, log_keep)`: from 1 KiB to 1 TiB, and at most
+    /// 100 rotated files.
+    pub(crate) fn log_limits(&self) -> Result<(u64, u32), Failure> {
+        let max = match &self.settings.log_max {
+            None => DEFAULT_LOG_MAX,
+            Some(text) => parse_size(text).filter(|size| (1 << 10..=1 << 40).contains(size)).ok_or_else(|| {
+                Failure::new(format!(
+                    "Lichtara.toml: `log_max = {text:?}` is not a size from 1KiB to 1TiB; write it like \"10MiB\""
+                ))
+            })?,
+        };
+        let keep = self.settings.log_keep.unwrap_or(DEFAULT_LOG_KEEP);
+        if keep > 100 {
+            return Err(Failure::new(format!(
+                "Lichtara.toml: `log_keep = {keep}` keeps too many files; at most 100"
+            )));
+        }
+        Ok((max, keep))
+    }
+
     pub(crate) fn stop_timeout(&self, given: Option<Duration>) -> Result<Duration, Failure> {
         match (given, &self.settings.stop_timeout) {
             (Some(timeout), _) => Ok(timeout),
@@ -170,6 +201,25 @@ fn parse_duration(key: &str, text: &str) -> Result<Duration, Failure> {
             "Lichtara.toml: `{key} = {text:?}` is not a duration ({err}); write it like \"10s\""
         ))
     })
+}
+
+/// Parses a size: a whole number and an optional unit, `B`, `KiB`, `MiB`,
+/// `GiB`, `TiB` (or `K`, `KB`, `M`, `MB`…, the same binary multiples).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().ok()?;
+    let shift = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
 }
 
 /// The most `Lichtara.toml` may hold: settings, not data.
@@ -241,6 +291,17 @@ mod tests {
         assert_ne!(a, project_id(Path::new("/srv/b"), 1, 2));
         assert_ne!(a, project_id(Path::new("/srv/a"), 1, 3), "a copy");
         assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("10MiB"), Some(10 << 20));
+        assert_eq!(parse_size(" 4 KiB "), Some(4096));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("10 parsecs"), None);
+        assert_eq!(parse_size("-1M"), None);
+        assert_eq!(parse_size("99999999999999999999T"), None);
     }
 
     #[test]

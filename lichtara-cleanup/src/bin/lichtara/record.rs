@@ -173,6 +173,10 @@ mod tests {
             started_at: 1_764_150_000,
             marker: "0123456789abcdef/server/1".into(),
             uid: Some(1000),
+            supervisor: Some(crate::pidfile::SupervisorId {
+                pid: 4241,
+                start_time: 98,
+            }),
         }
     }
 

@@ -115,6 +115,33 @@ impl StateDir {
         }
     }
 
+    /// A path to `name` through the folder's descriptor
+    /// (`/proc/self/fd/N/name`), for the calls that take a path only
+    /// (`bind`, `connect`): short whatever the folder's own path is (a
+    /// socket's is limited to 107 bytes), and never through a folder
+    /// swapped after the checks.
+    pub(crate) fn fd_path(&self, name: &str) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}/{name}", self.fd.as_raw_fd()))
+    }
+
+    /// Renames `from` to `to` in the folder; `false` when `from` does not
+    /// exist.
+    pub(crate) fn rename(&self, from: &str, to: &str) -> std::io::Result<bool> {
+        match rustix::fs::renameat(&*self.fd, from, &*self.fd, to) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Whether `name` is a socket (a supervisor's control socket).
+    pub(crate) fn is_socket(&self, name: &str) -> bool {
+        rustix::fs::statat(&*self.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Socket
+        })
+    }
+
     /// The names of the folder's entries (read through its descriptor).
     pub(crate) fn names(&self) -> Result<Vec<String>, Failure> {
         let fd = rustix::fs::openat(

@@ -10,6 +10,7 @@ use super::Marked;
 use crate::containment::Leaf;
 use crate::ownership::{self, Claim, Proof};
 use crate::project::{MARKER_VAR, Project};
+use crate::protocol::SUPERVISOR_VAR;
 use crate::record::{self, Liveness, Record};
 use crate::{Failure, procfs, terminate};
 
@@ -86,7 +87,10 @@ pub(crate) fn run(
             leaf.wait_empty(terminate::KILL_WAIT);
         }
     }
-    remove_empty_leaves(project);
+    remove_empty_leaves(
+        project,
+        &supervised(project, &procfs::all_stats().unwrap_or_default()),
+    );
     say!(
         "ended {} process(es): {} after SIGTERM, {} after SIGKILL",
         outcome.by_term + outcome.by_kill.len() + leaf_killed,
@@ -112,9 +116,13 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
         .filter(|record| matches!(record.liveness(project, &record.name), Liveness::Running(_)))
         .collect();
     let all = procfs::all_stats().unwrap_or_default();
+    // A run whose supervisor lives is not orphaned, whatever its record
+    // says: it is starting (not yet recorded), or being stopped.
+    let supervised = supervised(project, &all);
     let mut orphans: Vec<Orphan> = super::marked(&project.marker_prefix(), &all)
         .into_iter()
         .filter(|process| !live.iter().any(|record| record.marker == process.marker))
+        .filter(|process| !supervised.contains(&process.marker))
         .map(|process| {
             let name = process.marker.split('/').nth(1).unwrap_or("?").to_owned();
             let mut why = if live.iter().any(|record| record.name == name) {
@@ -137,7 +145,11 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
     // What the cgroups of services that are not running still hold: a
     // daemon that called setsid and cleared its environment is found here.
     for (name, leaf) in Leaf::of_project(project) {
-        if live.iter().any(|record| record.name == name) {
+        if live.iter().any(|record| record.name == name)
+            || supervised
+                .iter()
+                .any(|marker| marker.split('/').nth(1) == Some(name.as_str()))
+        {
             continue;
         }
         for pid in leaf.members() {
@@ -165,10 +177,28 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
     Ok(orphans)
 }
 
+/// The markers of this project's live supervisors (of this user).
+fn supervised(project: &Project, all: &[procfs::Stat]) -> Vec<String> {
+    let uid = ownership::current_uid();
+    let prefix = project.marker_prefix();
+    all.iter()
+        .filter(|stat| !stat.is_zombie() && procfs::uid(stat.pid).is_ok_and(|owner| owner == uid))
+        .filter_map(|stat| procfs::environ_var(stat.pid, SUPERVISOR_VAR).ok().flatten())
+        .filter(|marker| marker.starts_with(&prefix))
+        .collect()
+}
+
 /// Removes the cgroup leaves of services that are not running and hold
 /// nothing any more.
-fn remove_empty_leaves(project: &Project) {
+fn remove_empty_leaves(project: &Project, supervised: &[String]) {
     for (name, leaf) in Leaf::of_project(project) {
+        if supervised
+            .iter()
+            .any(|marker| marker.split('/').nth(1) == Some(name.as_str()))
+        {
+            // Starting: its supervisor made the leaf for it.
+            continue;
+        }
         let running = records(project).is_ok_and(|records| {
             records.iter().any(|record| {
                 record.name == name

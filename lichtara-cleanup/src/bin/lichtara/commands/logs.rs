@@ -1,17 +1,19 @@
 //! `lichtara logs [-n N] [-f]`: the end of the log, read from the end
-//! (memory independent of the log's size); `-f` follows until Ctrl-C or
-//! until stdout's reader goes away.
+//! (memory independent of the log's size), reaching back into the rotated
+//! logs when the current one holds fewer lines; `-f` follows across
+//! rotations until Ctrl-C or until stdout's reader goes away.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fs::inotify;
 
 use crate::project::Project;
-use crate::state::Access;
+use crate::state::{Access, StateDir};
 use crate::{Failure, output, record};
 
 pub(crate) fn run(
@@ -26,27 +28,55 @@ pub(crate) fn run(
             "`{name}` has no log yet: it was never started here"
         )));
     };
-    let path = record::log_path(&state, &name);
-    let io_err = |err: std::io::Error| Failure::new(format!("{}: {err}", path.path().display()));
-    let mut file = path.open(Access::Read, "read")?.ok_or_else(|| {
-        Failure::new(format!(
-            "`{name}` has no log yet: {} does not exist",
-            path.path().display()
-        ))
-    })?;
-    // Only the end is read: memory does not grow with the log.
-    let mut position = tail_start(&mut file, lines).map_err(io_err)?;
-    position += copy_from(&mut file, position).map_err(io_err)?;
+    let (_, keep) = project.log_limits()?;
+    let current = record::log_path(&state, &name);
+    let io_err = |err: std::io::Error| Failure::new(format!("{}: {err}", current.path().display()));
+    // The last lines, from the current log and as many rotated ones as
+    // they reach back into; each read from its end.
+    let mut pieces = Vec::new();
+    let mut needed = lines;
+    for index in 0..=keep {
+        let Some(mut file) = open_log(&state, &name, index)? else {
+            if index == 0 {
+                return Err(Failure::new(format!(
+                    "`{name}` has no log yet: {} does not exist",
+                    current.path().display()
+                )));
+            }
+            break;
+        };
+        let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
+        pieces.push((file, start));
+        needed -= found;
+        if needed == 0 {
+            break;
+        }
+    }
+    let mut position = 0;
+    let mut held = None;
+    for (index, (mut file, start)) in pieces.into_iter().enumerate().rev() {
+        let copied = copy_from(&mut file, start).map_err(io_err)?;
+        if index == 0 {
+            position = start + copied;
+            held = Some(file);
+        }
+    }
+    let mut file = held.expect("the current log was opened");
     if !follow || output::stdout_closed() {
         return Ok(ExitCode::SUCCESS);
     }
-    // Follow: sleep in the kernel until the file changes (inotify) or
-    // stdout's reader goes away (`logs -f | head -1`), then print what was
-    // appended. Ends with Ctrl-C, as `tail -f` does, or with the reader.
+    // Follow: sleep in the kernel until the folder changes (inotify: a
+    // write, or a rotation's new file) or stdout's reader goes away
+    // (`logs -f | head -1`), then print what was appended. Ends with
+    // Ctrl-C, as `tail -f` does, or with the reader.
     let watcher = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-        .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.path().display())))?;
-    inotify::add_watch(&watcher, path.path(), inotify::WatchFlags::MODIFY)
-        .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.path().display())))?;
+        .map_err(|err| Failure::new(format!("cannot watch {}: {err}", current.path().display())))?;
+    inotify::add_watch(
+        &watcher,
+        state.fd_path("."),
+        inotify::WatchFlags::MODIFY | inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO,
+    )
+    .map_err(|err| Failure::new(format!("cannot watch {}: {err}", current.path().display())))?;
     let stdout = std::io::stdout();
     let mut events = [std::mem::MaybeUninit::uninit(); 1024];
     loop {
@@ -61,14 +91,14 @@ pub(crate) fn run(
             Err(err) => {
                 return Err(Failure::new(format!(
                     "watching {}: {err}",
-                    path.path().display()
+                    current.path().display()
                 )));
             }
         }
         if fds[1].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
             return Ok(ExitCode::SUCCESS);
         }
-        // Drain the events; what changed is read from the file itself.
+        // Drain the events; what changed is read from the files themselves.
         let mut reader = inotify::Reader::new(watcher.as_fd(), &mut events);
         while reader.next().is_ok() {}
         let length = file.metadata().map(|m| m.len()).unwrap_or(position);
@@ -77,19 +107,50 @@ pub(crate) fn run(
             position = 0;
         }
         position += copy_from(&mut file, position).map_err(io_err)?;
+        // Rotated: what was written since into the files that followed the
+        // one held (they are newer, so lower-numbered), then the new one.
+        let held_inode = file.metadata().map(|m| m.ino()).ok();
+        let now = open_log(&state, &name, 0)?;
+        if let Some(now) = now
+            && now.metadata().map(|m| m.ino()).ok() != held_inode
+        {
+            let mut newer = Vec::new();
+            for index in 1..=keep {
+                match open_log(&state, &name, index)? {
+                    Some(rotated) if rotated.metadata().map(|m| m.ino()).ok() == held_inode => {
+                        break;
+                    }
+                    Some(rotated) => newer.push(rotated),
+                    None => break,
+                }
+            }
+            for mut rotated in newer.into_iter().rev() {
+                copy_from(&mut rotated, 0).map_err(io_err)?;
+            }
+            file = now;
+            position = copy_from(&mut file, 0).map_err(io_err)?;
+        }
         if output::stdout_closed() {
             return Ok(ExitCode::SUCCESS);
         }
     }
 }
 
+/// Log `index` of `name` (0: the current one, else a rotated one).
+fn open_log(state: &StateDir, name: &str, index: u32) -> Result<Option<File>, Failure> {
+    state
+        .file(&crate::supervisor::log::file_name(name, index))
+        .open(Access::Read, "read")
+}
+
 /// Where the last `lines` lines of `file` begin, reading backwards from
-/// the end in blocks: the memory used does not depend on the file's size.
-fn tail_start(file: &mut File, lines: usize) -> std::io::Result<u64> {
+/// the end in blocks (the memory used does not depend on the file's
+/// size), and how many lines that is (fewer when the file has fewer).
+fn tail_start(file: &mut File, lines: usize) -> std::io::Result<(u64, usize)> {
     const BLOCK: u64 = 64 * 1024;
     let length = file.metadata()?.len();
     if lines == 0 {
-        return Ok(length);
+        return Ok((length, 0));
     }
     let mut end = length;
     let mut block = vec![0u8; BLOCK as usize];
@@ -111,12 +172,13 @@ fn tail_start(file: &mut File, lines: usize) -> std::io::Result<u64> {
             }
             newlines += 1;
             if newlines == lines {
-                return Ok(start + offset as u64 + 1);
+                return Ok((start + offset as u64 + 1, lines));
             }
         }
         end = start;
     }
-    Ok(0)
+    // The first line has no newline before it.
+    Ok((0, if length > 0 { newlines + 1 } else { 0 }))
 }
 
 /// Copies `file` from `position` to its current end onto stdout, in
@@ -146,7 +208,7 @@ mod tests {
 
     fn start_of(text: &[u8], lines: usize) -> usize {
         let mut file = tempfile_with(text);
-        tail_start(&mut file, lines).unwrap() as usize
+        tail_start(&mut file, lines).unwrap().0 as usize
     }
 
     fn tempfile_with(text: &[u8]) -> std::fs::File {
@@ -173,6 +235,11 @@ mod tests {
         assert_eq!(tail(b"a\nb\n", 0), b"");
         assert_eq!(tail(b"", 3), b"");
         assert_eq!(tail(b"\n\n\n", 1), b"\n");
+        let counted = |text: &[u8], lines| tail_start(&mut tempfile_with(text), lines).unwrap().1;
+        assert_eq!(counted(b"a\nb\n", 5), 2);
+        assert_eq!(counted(b"a\nb", 5), 2);
+        assert_eq!(counted(b"a\nb\nc\n", 2), 2);
+        assert_eq!(counted(b"", 2), 0);
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub(crate) fn run(
             started_at: super::now_secs(),
             marker: marker.clone(),
             uid: Some(crate::ownership::current_uid()),
+            supervisor: None,
         };
         record::write(&pid_path, &record)?;
         let child = Command::new(&command[0])

@@ -1,19 +1,18 @@
-//! `lichtara start`: detached, in its own session and group, marked,
-//! logged, recorded and locked.
+//! `lichtara start`: launches the service's supervisor (`supervisor`),
+//! detached in a session of its own, and relays what it reports until the
+//! service has started (past its start grace) or failed to. Ctrl-C here
+//! ends only this command: the supervisor, in its own session, carries on
+//! and leaves a recorded running service, or nothing.
 
+use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustix::event::{PollFd, PollFlags, poll};
-use rustix::process::{Pid, PidfdFlags, pidfd_open};
-
-use crate::containment::{self, Containment};
-use crate::project::{MARKER_VAR, Project};
-use crate::record::{self, Liveness, Record};
-use crate::state::Access;
-use crate::{Failure, procfs};
+use crate::project::Project;
+use crate::protocol::{Report, SUPERVISOR_VAR};
+use crate::{Failure, exit};
 
 pub(crate) fn run(
     project: &Project,
@@ -27,172 +26,77 @@ pub(crate) fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts `command` as service `name`; returns its PID.
+/// Starts `command` as service `name` under a supervisor of its own;
+/// returns the service's PID.
 pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result<i32, Failure> {
-    let state = project.state_dir()?;
-    let pid_path = record::pid_path(&state, name);
-    let existing = record::read(&pid_path)?;
-    let Some(lock) = record::lock(&state, name)? else {
-        return Err(match existing {
-            Some(record) if matches!(record.liveness(project, name), Liveness::Running(_)) => {
-                Failure::new(format!("`{name}` is already running (pid {})", record.pid))
-            }
-            _ => Failure::new(format!(
-                "`{name}` is locked by processes of an earlier run{}; see `lichtara cleanup --dry-run`",
-                procfs::holders(record::lock_path(&state, name).path())
-                    .iter()
-                    .map(|pid| format!(" (pid {pid}: `{}`)", procfs::cmdline(*pid)))
-                    .collect::<String>()
-            )),
-        });
-    };
-    if let Some(record) = existing {
-        match record.liveness(project, name) {
-            Liveness::Running(_) => {
-                return Err(Failure::new(format!(
-                    "`{name}` is already running (pid {})",
-                    record.pid
-                )));
-            }
-            Liveness::Stale(why) => {
-                note!("removing the stale PID file of `{name}` ({why}); nothing was signalled");
-                record::remove(&pid_path)?;
-            }
-            Liveness::Foreign(why) => {
-                note!(
-                    "replacing a PID file that is not this project's ({why}); nothing was signalled"
-                );
-                record::remove(&pid_path)?;
-            }
-            Liveness::Refused(why) => {
-                return Err(Failure::refused(format!(
-                    "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
-                    pid_path.path().display()
-                )));
-            }
-        }
-    }
-    let log_path = record::log_path(&state, name);
-    let log = log_path
-        .open(Access::Append, "write")?
-        .ok_or_else(|| Failure::new(format!("cannot create {}", log_path.path().display())))?;
-    // Regular files ignore O_NONBLOCK; the service gets a plain descriptor.
-    rustix::fs::fcntl_setfl(&log, rustix::fs::OFlags::APPEND)
-        .map_err(|err| Failure::new(format!("{}: {err}", log_path.path().display())))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|err| Failure::new(format!("cannot open {}: {err}", log_path.path().display())))?;
+    // Checked here too, so that its errors come before anything is spawned.
+    project.state_dir()?;
+    let exe = std::env::current_exe()
+        .map_err(|err| Failure::new(format!("cannot find this program: {err}")))?;
+    let (report, report_in) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|err| Failure::new(format!("cannot make a pipe: {err}")))?;
+    let report_fd = report_in.as_raw_fd();
     let marker = format!("{}/{name}/{}", project.id, instance_token());
-    let containment = Containment::of(project, name, true);
-    let cgroup_procs =
-        match &containment {
-            Containment::Cgroup(leaf) if leaf.populated() => {
-                return Err(containment::still_populated(leaf, name));
-            }
-            Containment::Cgroup(leaf) => Some(leaf.procs_for_entry().map_err(|err| {
-                Failure::new(format!("cannot enter {}: {err}", leaf.path.display()))
-            })?),
-            Containment::GroupAndMarker(_) => None,
-        };
-    let cgroup_fd = cgroup_procs.as_ref().map(|file| file.as_raw_fd());
-    let lock_fd = lock.file.as_raw_fd();
-    let mut child = Command::new(&command[0]);
-    child
-        .args(&command[1..])
-        .current_dir(&project.dir)
-        .envs(&project.settings.env)
-        .env(MARKER_VAR, &marker)
+    let mut supervisor = Command::new(exe);
+    supervisor
+        .arg("--dir")
+        .arg(&project.dir)
+        .arg("__supervise")
+        .arg("--name")
+        .arg(name)
+        .arg("--report-fd")
+        .arg(report_fd.to_string())
+        .arg("--")
+        .args(command)
+        .env(SUPERVISOR_VAR, &marker)
         .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    // SAFETY: between fork and exec only async-signal-safe system calls
-    // run: setsid(2); write(2) of "0" to the leaf's cgroup.procs, so that
-    // the service and everything it ever forks live in its cgroup; and
-    // fcntl(2) to let the service inherit the lock so that it holds it for
-    // as long as it lives.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe system calls between fork and exec:
+    // setsid(2), so that the supervisor outlives this terminal and its
+    // Ctrl-C; fcntl(2), so that it inherits the report pipe.
     unsafe {
-        child.pre_exec(move || {
+        supervisor.pre_exec(move || {
             rustix::process::setsid()?;
-            if let Some(procs) = cgroup_fd {
-                containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;
-            }
-            let fd = std::os::fd::BorrowedFd::borrow_raw(lock_fd);
+            let fd = std::os::fd::BorrowedFd::borrow_raw(report_fd);
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
             Ok(())
         });
     }
-    let mut child = child
+    let mut child = supervisor
         .spawn()
-        .map_err(|err| Failure::new(format!("cannot start `{}`: {err}", command[0])))?;
-    let pid = child.id() as i32;
-    // Watch for an immediate death, by the kernel's word (pidfd), not by
-    // sleeping and looking.
-    let grace = project.start_grace()?;
-    if let Ok(pidfd) = pidfd_open(
-        Pid::from_raw(pid).expect("a child has a pid"),
-        PidfdFlags::empty(),
-    ) {
-        let timespec = rustix::time::Timespec {
-            tv_sec: grace.as_secs() as i64,
-            tv_nsec: i64::from(grace.subsec_nanos()),
-        };
-        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-        if poll(&mut fds, Some(&timespec)).unwrap_or(0) > 0 {
-            let status = child
-                .wait()
-                .map_err(|err| Failure::new(format!("wait for `{}`: {err}", command[0])))?;
-            let how = match (status.code(), status.signal()) {
-                (Some(code), _) => format!("exit code {code}"),
-                (None, Some(signal)) => format!("signal {signal}"),
-                _ => status.to_string(),
-            };
-            return Err(Failure::new(format!(
-                "`{}` ended at once ({how}); see {}",
-                command.join(" "),
-                log_path.path().display()
-            )));
+        .map_err(|err| Failure::new(format!("cannot start the supervisor: {err}")))?;
+    drop(supervisor);
+    drop(report_in);
+    // Its reports, until the last one; the pipe's end without one means
+    // the supervisor died.
+    for line in BufReader::new(std::fs::File::from(report)).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Report>(&line) {
+            Ok(Report::Note(text)) => note!("{text}"),
+            Ok(Report::Started { pid, containment }) => {
+                note!(
+                    "started `{name}` (pid {pid}, supervisor {}), contained by {containment}",
+                    child.id()
+                );
+                return Ok(pid);
+            }
+            Ok(Report::Failed { message, code }) => {
+                let _ = child.wait();
+                return Err(match code {
+                    exit::REFUSED => Failure::refused(message),
+                    _ => Failure::new(message),
+                });
+            }
+            Err(_) => note!("the supervisor said: {line}"),
         }
     }
-    // From here on a failure must not leave the service running with no
-    // record: it is ended (our own unreaped child, and its cgroup), then
-    // the failure is reported.
-    let recorded = (|| {
-        let stat = procfs::stat(pid)
-            .map_err(|err| Failure::new(format!("cannot read /proc/{pid}: {err}")))?;
-        let record = Record {
-            name: name.to_owned(),
-            pid,
-            pgid: pid,
-            start_time: stat.start_time,
-            boot_id: procfs::boot_id()
-                .map_err(|err| Failure::new(format!("cannot read the boot id: {err}")))?,
-            command: command.to_vec(),
-            started_at: super::now_secs(),
-            marker,
-            uid: Some(crate::ownership::current_uid()),
-        };
-        record::write(&pid_path, &record)
-    })();
-    if let Err(failure) = recorded {
-        let _ = child.kill();
-        let _ = child.wait();
-        if let Containment::Cgroup(leaf) = &containment {
-            let _ = leaf.kill();
-            leaf.wait_empty(crate::terminate::KILL_WAIT);
-            leaf.remove();
-        }
-        return Err(Failure::new(format!(
-            "{}; `{name}` was ended, not left running unrecorded",
-            failure.message()
-        )));
-    }
-    note!(
-        "started `{name}` (pid {pid}), contained by {}",
-        containment.describe()
-    );
-    // The service holds its inherited copy of the lock; ours closes here.
-    drop(lock);
-    Ok(pid)
+    let status = child
+        .wait()
+        .map_or_else(|err| err.to_string(), |status| status.to_string());
+    Err(Failure::new(format!(
+        "the supervisor of `{name}` ended before it reported ({status}); see `lichtara status -N {name}` and `lichtara cleanup --dry-run`"
+    )))
 }
 
 /// Tells one run of a service from the next.

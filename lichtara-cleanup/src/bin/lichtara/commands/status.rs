@@ -6,9 +6,13 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use crate::client::Connection;
 use crate::containment::Containment;
 use crate::project::Project;
+use crate::protocol::StatusReply;
+use crate::record::Record;
 use crate::record::{self, Liveness};
+use crate::state::StateDir;
 use crate::{Failure, exit, procfs};
 
 pub(crate) fn run(
@@ -17,11 +21,12 @@ pub(crate) fn run(
     as_json: bool,
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
-    let record = match project.existing_state_dir()? {
-        Some(state) => record::read(&record::pid_path(&state, &name))?,
+    let state_dir = project.existing_state_dir()?;
+    let record = match &state_dir {
+        Some(state) => record::read(&record::pid_path(state, &name))?,
         None => None,
     };
-    let Some(record) = record else {
+    let (Some(record), Some(state_dir)) = (record, state_dir) else {
         report(
             as_json,
             json!({"name": name, "state": "stopped"}),
@@ -75,11 +80,33 @@ pub(crate) fn run(
             )
         }
     };
-    let memory_kib: u64 = members.iter().filter_map(|pid| procfs::rss_kib(*pid)).sum();
+    // The cgroup's own count where the v2 memory controller is enabled for
+    // it (it includes the page cache); else the members' resident sets.
+    let memory_kib: u64 = match Containment::of(project, &name, false) {
+        Containment::Cgroup(leaf) if leaf.exists() => {
+            leaf.memory_current().map(|bytes| bytes / 1024)
+        }
+        _ => None,
+    }
+    .unwrap_or_else(|| members.iter().filter_map(|pid| procfs::rss_kib(*pid)).sum());
+    let supervisor = supervisor(&state_dir, &name, &record);
+    let supervisor_text = match &supervisor {
+        Supervisor::Live(status) => format!(
+            "pid {} ({}; {} logged, {} rotation(s))",
+            status.supervisor,
+            status.phase,
+            bytes(status.logged_bytes),
+            status.log_rotations
+        ),
+        Supervisor::Missing(why) => {
+            format!("missing ({why}): its output is no longer logged")
+        }
+        Supervisor::None => "none (`lichtara run` supervises it in the foreground)".to_owned(),
+    };
     let ports = procfs::listening_ports(&members);
     let uptime = procfs::age(record.start_time).unwrap_or_default();
     let text = format!(
-        "`{name}` is running: pid {}, up {}, memory {:.1} MiB, {} process(es), {} descendant(s), listening on {}\n  command: {}\n  contained by: {containment}",
+        "`{name}` is running: pid {}, up {}, memory {:.1} MiB, {} process(es), {} descendant(s), listening on {}\n  command: {}\n  contained by: {containment}\n  supervisor: {supervisor_text}",
         record.pid,
         super::short_duration(uptime),
         memory_kib as f64 / 1024.0,
@@ -110,10 +137,51 @@ pub(crate) fn run(
             "ports": ports,
             "command": record.command,
             "started_at": record.started_at,
+            "supervisor": match &supervisor {
+                Supervisor::Live(status) => json!({
+                    "pid": status.supervisor,
+                    "state": status.phase,
+                    "logged_bytes": status.logged_bytes,
+                    "log_rotations": status.log_rotations,
+                }),
+                Supervisor::Missing(why) => json!({
+                    "pid": record.supervisor.map(|s| s.pid),
+                    "state": "missing",
+                    "reason": why,
+                }),
+                Supervisor::None => serde_json::Value::Null,
+            },
         }),
         &text,
     );
     Ok(ExitCode::from(exit::STATUS_RUNNING))
+}
+
+/// What `status` knows of a service's supervisor.
+enum Supervisor {
+    Live(StatusReply),
+    Missing(String),
+    /// A `lichtara run` record: that command is its own supervisor.
+    None,
+}
+
+fn supervisor(state: &StateDir, name: &str, record: &Record) -> Supervisor {
+    if record.supervisor.is_none() {
+        return Supervisor::None;
+    }
+    match Connection::open(state, name, record).and_then(Connection::status) {
+        Ok(status) => Supervisor::Live(status),
+        Err(why) => Supervisor::Missing(why),
+    }
+}
+
+/// `512 B`, `3.1 KiB`, `12.0 MiB`.
+fn bytes(count: u64) -> String {
+    match count {
+        0..1024 => format!("{count} B"),
+        1024..1_048_576 => format!("{:.1} KiB", count as f64 / 1024.0),
+        _ => format!("{:.1} MiB", count as f64 / 1_048_576.0),
+    }
 }
 
 fn report(as_json: bool, value: serde_json::Value, text: &str) {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 
 use crate::Failure;
+use crate::client::Connection;
 use crate::containment::{Containment, Leaf};
 use crate::ownership::{self, Claim, Proof};
 use crate::project::Project;
@@ -72,17 +73,41 @@ pub(crate) fn stop(
     let Some(record) = record::read(&pid_path)? else {
         return Ok(StopOutcome::NotRunning);
     };
-    let leader = match record.liveness(project, name) {
+    let liveness = record.liveness(project, name);
+    if let Liveness::Foreign(why) | Liveness::Refused(why) = &liveness {
+        return Err(refuse(name, why, &pid_path));
+    }
+    // Its supervisor does the stop, if it lives; it removes the record.
+    if record.supervisor.is_some() {
+        match Connection::open(&state, name, &record).and_then(|c| c.stop(timeout)) {
+            Ok(stopped) => {
+                return Ok(StopOutcome::Done {
+                    record,
+                    elapsed: Duration::from_millis(stopped.elapsed_ms),
+                    killed: stopped.killed,
+                });
+            }
+            Err(why) => note!(
+                "the supervisor of `{name}` did not stop it ({why}); stopping it from the record{}",
+                if matches!(
+                    Containment::of(project, name, false),
+                    Containment::Cgroup(_)
+                ) {
+                    " and the cgroup"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+    let leader = match liveness {
         Liveness::Running(leader) => leader,
         Liveness::Stale(why) => {
             record::remove(&pid_path)?;
             return Ok(StopOutcome::Stale(why));
         }
         Liveness::Foreign(why) | Liveness::Refused(why) => {
-            return Err(Failure::refused(format!(
-                "not stopping `{name}`: {why}; nothing was signalled and {} is left as it is",
-                pid_path.path().display()
-            )));
+            return Err(refuse(name, &why, &pid_path));
         }
     };
     let started = Instant::now();
@@ -95,8 +120,8 @@ pub(crate) fn stop(
     };
     let claim = Claim::of(&record, leaf.as_ref());
     let killed = match &leaf {
-        Some(leaf) => stop_contained(leaf, leader, &record, claim, stop_signal, timeout),
-        None => stop_by_proof(leader, &record, claim, stop_signal, timeout),
+        Some(leaf) => stop_contained(leaf, vec![leader], &record, claim, stop_signal, timeout),
+        None => stop_by_proof(vec![leader], &record, claim, stop_signal, timeout),
     }
     .map_err(|survivors| {
         Failure::new(format!(
@@ -113,21 +138,27 @@ pub(crate) fn stop(
     })
 }
 
+fn refuse(name: &str, why: &str, pid_path: &crate::state::StateFile) -> Failure {
+    Failure::refused(format!(
+        "not stopping `{name}`: {why}; nothing was signalled and {} is left as it is",
+        pid_path.path().display()
+    ))
+}
+
 /// In its cgroup: the stop signal to every member (and to marked processes
 /// outside it); their pidfds say when they have ended, and the leaf's
 /// `populated 0` (inotify on `cgroup.events`) when whatever they forked
 /// meanwhile has too; `cgroup.kill` past the timeout; the leaf removed.
 /// Returns how many needed SIGKILL, or the survivors.
-fn stop_contained(
+pub(crate) fn stop_contained(
     leaf: &Leaf,
-    leader: Pinned,
+    mut targets: Vec<Pinned>,
     record: &Record,
     claim: Claim<'_>,
     stop_signal: Signal,
     timeout: Duration,
 ) -> Result<usize, Vec<i32>> {
     let started = Instant::now();
-    let mut targets = vec![leader];
     let pinned: Vec<i32> = targets.iter().map(|target| target.pid).collect();
     targets.extend(members(record, claim, &pinned));
     for target in &targets {
@@ -166,14 +197,13 @@ fn stop_contained(
 /// in rounds, so that what it forks while it stops (which carries its
 /// marker) is found by the next look. Bounded: a run that forks faster
 /// than it dies is ended by SIGKILL within the first rounds.
-fn stop_by_proof(
-    leader: Pinned,
+pub(crate) fn stop_by_proof(
+    mut targets: Vec<Pinned>,
     record: &Record,
     claim: Claim<'_>,
     stop_signal: Signal,
     timeout: Duration,
 ) -> Result<usize, Vec<i32>> {
-    let mut targets = vec![leader];
     let mut killed = 0;
     for _ in 0..4 {
         let pinned: Vec<i32> = targets.iter().map(|target| target.pid).collect();

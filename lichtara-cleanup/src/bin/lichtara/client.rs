@@ -1,0 +1,126 @@
+//! The CLI's side of a supervisor's socket. A socket is trusted only when
+//! the process at its other end (the kernel says which, `SO_PEERCRED`) is
+//! the supervisor the record names: that PID, started at the recorded
+//! time, as the recorded user, carrying the record's marker as the
+//! supervisor's. Anything else, a socket planted in `.lichtara/` say, is
+//! never believed: the command works from the record and the cgroup
+//! instead, as it does when the supervisor is gone.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use crate::protocol::{Reply, Request, SUPERVISOR_VAR, StatusReply, StopReply, socket_name};
+use crate::record::Record;
+use crate::state::StateDir;
+use crate::{procfs, terminate};
+
+/// Whether the supervisor `record` names is alive and is that supervisor.
+pub(crate) fn supervisor_alive(record: &Record) -> bool {
+    check_supervisor(record, None).is_ok()
+}
+
+/// Why the process `peer` (or the recorded one) is not `record`'s
+/// supervisor, if it is not.
+fn check_supervisor(record: &Record, peer: Option<(i32, u32)>) -> Result<(), String> {
+    let Some(supervisor) = record.supervisor else {
+        return Err("the record names no supervisor".into());
+    };
+    let uid = record.uid.unwrap_or_else(crate::ownership::current_uid);
+    if let Some((pid, peer_uid)) = peer {
+        if pid != supervisor.pid {
+            return Err(format!(
+                "its socket is served by pid {pid}, not by the recorded supervisor {}",
+                supervisor.pid
+            ));
+        }
+        if peer_uid != uid {
+            return Err(format!("its socket is served by uid {peer_uid}, not {uid}"));
+        }
+    }
+    match procfs::stat(supervisor.pid) {
+        Ok(stat) if stat.start_time == supervisor.start_time && !stat.is_zombie() => {}
+        _ => return Err(format!("its supervisor (pid {}) is gone", supervisor.pid)),
+    }
+    if procfs::uid(supervisor.pid).ok() != Some(uid) {
+        return Err(format!("pid {} runs as another user", supervisor.pid));
+    }
+    match procfs::environ_var(supervisor.pid, SUPERVISOR_VAR) {
+        Ok(Some(marker)) if marker == record.marker => Ok(()),
+        _ => Err(format!(
+            "pid {} does not carry the marker of this run's supervisor",
+            supervisor.pid
+        )),
+    }
+}
+
+/// A connection to the live supervisor of a service.
+pub(crate) struct Connection {
+    stream: UnixStream,
+}
+
+/// How long a status request may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Connection {
+    /// Connects to `record`'s supervisor; the error says why not (it is
+    /// gone, or the socket is not its).
+    pub(crate) fn open(state: &StateDir, name: &str, record: &Record) -> Result<Self, String> {
+        check_supervisor(record, None)?;
+        let stream = UnixStream::connect(state.fd_path(&socket_name(name)))
+            .map_err(|err| format!("cannot reach its supervisor's socket: {err}"))?;
+        let peer = rustix::net::sockopt::socket_peercred(&stream)
+            .map_err(|err| format!("cannot read its socket's peer: {err}"))?;
+        check_supervisor(
+            record,
+            Some((peer.pid.as_raw_nonzero().get(), peer.uid.as_raw())),
+        )?;
+        Ok(Self { stream })
+    }
+
+    pub(crate) fn status(self) -> Result<StatusReply, String> {
+        match self.ask(&Request::Status, STATUS_TIMEOUT)? {
+            Reply::Status(status) => Ok(status),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks for a stop and waits until the supervisor says the service
+    /// has ended (its timeout, SIGKILL, and a margin for a busy machine).
+    pub(crate) fn stop(self, timeout: Duration) -> Result<StopReply, String> {
+        let wait = timeout + terminate::KILL_WAIT * 3 + STATUS_TIMEOUT;
+        let request = Request::Stop {
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        match self.ask(&request, wait)? {
+            Reply::Stopped(stopped) => Ok(stopped),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn ask(mut self, request: &Request, wait: Duration) -> Result<Reply, String> {
+        let mut line = serde_json::to_string(request).map_err(|err| err.to_string())?;
+        line.push('\n');
+        self.stream
+            .set_write_timeout(Some(STATUS_TIMEOUT))
+            .and_then(|()| self.stream.write_all(line.as_bytes()))
+            .map_err(|err| format!("cannot ask its supervisor: {err}"))?;
+        self.stream
+            .set_read_timeout(Some(wait))
+            .map_err(|err| err.to_string())?;
+        let mut answer = String::new();
+        match BufReader::new((&self.stream).take(64 * 1024)).read_line(&mut answer) {
+            Ok(0) => return Err("its supervisor closed the connection without an answer".into()),
+            Ok(_) => {}
+            Err(err) => return Err(format!("no answer from its supervisor: {err}")),
+        }
+        serde_json::from_str(&answer).map_err(|err| format!("its supervisor's answer: {err}"))
+    }
+}
+
+fn unexpected(reply: &Reply) -> String {
+    match reply {
+        Reply::Error(message) => format!("its supervisor said: {message}"),
+        other => format!("its supervisor answered something else: {other:?}"),
+    }
+}

@@ -1,0 +1,77 @@
+//! What the CLI and a service's supervisor say to each other, over the
+//! supervisor's socket `.lichtara/<name>.sock`: one JSON request line from
+//! the CLI, one JSON reply line from the supervisor. And what a supervisor
+//! reports to the `start` that launched it, over a pipe, until the service
+//! has started or failed to.
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that marks a supervisor: the marker of the
+/// service it supervises. `cleanup` leaves a service alone while a live
+/// supervisor of this project carries its marker (it is starting, or
+/// being stopped), and never counts the supervisor itself as an orphan.
+pub(crate) const SUPERVISOR_VAR: &str = "LICHTARA_SUPERVISES";
+
+/// The socket's name in the state folder.
+pub(crate) fn socket_name(name: &str) -> String {
+    format!("{name}.sock")
+}
+
+/// A request to a supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Request {
+    /// How the service is.
+    Status,
+    /// Stop the service (stop signal, up to `timeout_ms`, then SIGKILL) and
+    /// answer when nothing of it is left; the supervisor then exits.
+    Stop { timeout_ms: u64 },
+}
+
+/// A supervisor's answer to [`Request::Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StatusReply {
+    pub(crate) supervisor: i32,
+    pub(crate) pid: i32,
+    /// `starting`, `running` or `stopping`.
+    pub(crate) phase: String,
+    pub(crate) containment: String,
+    /// Bytes of output logged since the supervisor started.
+    pub(crate) logged_bytes: u64,
+    pub(crate) log_rotations: u64,
+}
+
+/// A supervisor's answer to [`Request::Stop`], once the service has ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StopReply {
+    pub(crate) pid: i32,
+    pub(crate) elapsed_ms: u64,
+    /// How many processes needed SIGKILL.
+    pub(crate) killed: usize,
+    /// How the service's main process ended: `exit code 0`, `signal 15`.
+    pub(crate) ended: String,
+    /// Whether it had ended on its own before the request came.
+    pub(crate) by_itself: bool,
+}
+
+/// Any reply.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Reply {
+    Status(StatusReply),
+    Stopped(StopReply),
+    /// The request was refused or failed.
+    Error(String),
+}
+
+/// What a supervisor reports to `start`, one line each.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Report {
+    /// Something `start` should tell the user.
+    Note(String),
+    /// The service runs, past its start grace.
+    Started { pid: i32, containment: String },
+    /// It did not start; nothing of it is left.
+    Failed { message: String, code: u8 },
+}

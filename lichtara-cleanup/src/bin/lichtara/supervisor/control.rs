@@ -1,0 +1,263 @@
+//! The supervisor's control socket, `.lichtara/<name>.sock`: the CLI's
+//! `status` and `stop` arrive here, each connection on a thread of its own
+//! so that a slow stop never blocks a `status`. Only the supervisor's own
+//! user and root are answered (the peer's credentials, from the kernel).
+//! A stop is carried out by the supervisor's main thread, woken through an
+//! eventfd; every client that asked for it gets the same answer once
+//! nothing of the service is left.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rustix::event::{EventfdFlags, eventfd};
+
+use super::log::RotatingLog;
+use crate::Failure;
+use crate::protocol::{Reply, Request, StatusReply, StopReply, socket_name};
+use crate::state::StateDir;
+
+/// Where the service is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Starting,
+    Running,
+    Stopping,
+}
+
+impl Phase {
+    fn word(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+        }
+    }
+}
+
+/// At most this many connections are served at once; more are closed.
+const MAX_CLIENTS: usize = 32;
+
+/// How long a client may take to send its request, or to take the reply.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The socket and what its clients may see and ask.
+pub(crate) struct Control {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Mutex<Shared>,
+    changed: Condvar,
+    /// Readable once a stop has been asked for.
+    wake: OwnedFd,
+    log: Arc<Mutex<RotatingLog>>,
+    containment: String,
+    clients: AtomicUsize,
+}
+
+struct Shared {
+    phase: Phase,
+    pid: i32,
+    /// The stop asked for, with its timeout.
+    stop: Option<Duration>,
+    /// The answer to every stop, once the service has ended.
+    outcome: Option<StopReply>,
+    /// Clients given the outcome that have not yet sent it.
+    replying: usize,
+}
+
+impl Control {
+    /// Binds the socket (a stale one of an earlier supervisor, which
+    /// cannot be alive while this one holds the name's lock, is replaced)
+    /// and starts answering on a thread of its own.
+    pub(crate) fn listen(
+        state: &StateDir,
+        name: &str,
+        log: Arc<Mutex<RotatingLog>>,
+        containment: String,
+    ) -> Result<Self, Failure> {
+        let socket = socket_name(name);
+        let shown = state.file(&socket).path().display().to_string();
+        if state.is_socket(&socket) {
+            let _ = state.file(&socket).unlink();
+        }
+        let listener = UnixListener::bind(state.fd_path(&socket))
+            .map_err(|err| Failure::new(format!("cannot listen on {shown}: {err}")))?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map_err(|err| Failure::new(format!("cannot make an eventfd: {err}")))?;
+        let inner = Arc::new(Inner {
+            shared: Mutex::new(Shared {
+                phase: Phase::Starting,
+                pid: 0,
+                stop: None,
+                outcome: None,
+                replying: 0,
+            }),
+            changed: Condvar::new(),
+            wake,
+            log,
+            containment,
+            clients: AtomicUsize::new(0),
+        });
+        let accepting = inner.clone();
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || accept(&listener, &accepting))
+            .map_err(|err| Failure::new(format!("cannot start the control thread: {err}")))?;
+        Ok(Self { inner })
+    }
+
+    /// Readable when a stop has been asked for.
+    pub(crate) fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.inner.wake.as_fd()
+    }
+
+    /// The stop asked for, if any.
+    pub(crate) fn stop_asked(&self) -> Option<Duration> {
+        let mut buffer = [0u8; 8];
+        let _ = rustix::io::read(&self.inner.wake, &mut buffer);
+        self.lock().stop
+    }
+
+    pub(crate) fn set(&self, phase: Phase, pid: i32) {
+        let mut shared = self.lock();
+        shared.phase = phase;
+        shared.pid = pid;
+    }
+
+    /// Gives `outcome` to every client that asked for a stop, and waits
+    /// (a little) until they have been sent it.
+    pub(crate) fn finish(&self, outcome: StopReply) {
+        let mut shared = self.lock();
+        shared.outcome = Some(outcome);
+        self.inner.changed.notify_all();
+        let (_shared, _) = self
+            .inner
+            .changed
+            .wait_timeout_while(shared, CLIENT_TIMEOUT, |shared| shared.replying > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.inner.lock()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A panicking client thread must not take the supervisor with it.
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn accept(listener: &UnixListener, inner: &Arc<Inner>) {
+    let me = rustix::process::getuid().as_raw();
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let peer = rustix::net::sockopt::socket_peercred(&stream);
+        match peer {
+            Ok(peer) if peer.uid.as_raw() == me || peer.uid.is_root() => {}
+            Ok(peer) => {
+                let _ = send(
+                    &mut stream,
+                    &Reply::Error(format!(
+                        "refused: uid {} is neither the supervisor's user nor root",
+                        peer.uid.as_raw()
+                    )),
+                );
+                continue;
+            }
+            Err(_) => continue,
+        }
+        if inner.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            inner.clients.fetch_sub(1, Ordering::SeqCst);
+            let _ = send(&mut stream, &Reply::Error("busy: too many clients".into()));
+            continue;
+        }
+        let serving = inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("client".into())
+            .spawn(move || {
+                serve(stream, &serving);
+                serving.clients.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            inner.clients.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn serve(mut stream: UnixStream, inner: &Inner) {
+    let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+    let mut line = String::new();
+    let read = stream
+        .try_clone()
+        .map(|reader| BufReader::new(reader.take(4096)).read_line(&mut line));
+    if !matches!(read, Ok(Ok(n)) if n > 0) {
+        return;
+    }
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(request) => request,
+        Err(err) => {
+            let _ = send(&mut stream, &Reply::Error(format!("bad request: {err}")));
+            return;
+        }
+    };
+    match request {
+        Request::Status => {
+            let (phase, pid) = {
+                let shared = inner.lock();
+                (shared.phase, shared.pid)
+            };
+            let (logged_bytes, log_rotations) = {
+                let log = inner
+                    .log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (log.written, log.rotations)
+            };
+            let reply = StatusReply {
+                supervisor: std::process::id() as i32,
+                pid,
+                phase: phase.word().to_owned(),
+                containment: inner.containment.clone(),
+                logged_bytes,
+                log_rotations,
+            };
+            let _ = send(&mut stream, &Reply::Status(reply));
+        }
+        Request::Stop { timeout_ms } => {
+            let mut shared = inner.lock();
+            if shared.stop.is_none() && shared.outcome.is_none() {
+                shared.stop = Some(Duration::from_millis(timeout_ms).min(crate::MAX_DURATION));
+                let _ = rustix::io::write(&inner.wake, &1u64.to_ne_bytes());
+            }
+            shared.replying += 1;
+            let mut shared = inner
+                .changed
+                .wait_while(shared, |shared| shared.outcome.is_none())
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let outcome = shared.outcome.clone();
+            drop(shared);
+            if let Some(outcome) = outcome {
+                let _ = send(&mut stream, &Reply::Stopped(outcome));
+            }
+            shared = inner.lock();
+            shared.replying -= 1;
+            inner.changed.notify_all();
+        }
+    }
+}
+
+fn send(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(reply).map_err(std::io::Error::other)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes())
+}

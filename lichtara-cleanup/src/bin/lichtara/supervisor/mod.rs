@@ -1,0 +1,549 @@
+//! The per-service supervisor. `lichtara start` runs this same binary in an
+//! internal mode (`lichtara __supervise`), detached in a session of its
+//! own, as s6-supervise and runit's runsv supervise theirs; it owns the
+//! service for the service's whole life:
+//!
+//! 1. it takes the name's lock (and keeps it: a second start of the name
+//!    is refused while it lives; the service inherits the lock too, so a
+//!    service whose supervisor was killed still holds it);
+//! 2. spawns the service in its cgroup leaf (`containment`) or, without
+//!    one, its own process group, with the run's marker, its stdout and
+//!    stderr a pipe that the supervisor reads;
+//! 3. writes the record (the PID file, naming itself as supervisor),
+//!    reports to `start` once the start grace has passed (or why the
+//!    service did not start), and answers `status` and `stop` on its
+//!    socket (`control`);
+//! 4. writes what the service prints into the capped, rotated log (`log`);
+//! 5. when the service's main process ends, or a stop is asked for, ends
+//!    whatever is left of the run (the stop signal, the timeout, SIGKILL,
+//!    the cgroup removed), removes the record it wrote, writes the last
+//!    log line, answers, and exits.
+//!
+//! Signals go only to its own unreaped child (whose PID cannot be
+//! recycled) and to processes that pass the ownership proofs; never to a
+//! group.
+
+mod control;
+pub(crate) mod log;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::process::{Pid, PidfdFlags, pidfd_open};
+
+use self::control::{Control, Phase};
+use self::log::RotatingLog;
+use crate::commands::stop;
+use crate::containment::{self, Containment};
+use crate::ownership::Claim;
+use crate::project::{MARKER_VAR, Project};
+use crate::protocol::{Report, SUPERVISOR_VAR, StopReply, socket_name};
+use crate::record::{self, Liveness, Lock, Record};
+use crate::state::{StateDir, StateFile};
+use crate::terminate::Pinned;
+use crate::{Failure, exit, procfs};
+
+/// The supervisor's entry: `report_fd` is the pipe `start` reads.
+pub(crate) fn run(project: &Project, name: &str, report_fd: i32, command: &[String]) -> ExitCode {
+    let mut report = Reporter::adopt(report_fd);
+    let marker = match std::env::var(SUPERVISOR_VAR) {
+        Ok(marker)
+            if marker.starts_with(&project.marker_prefix())
+                && marker.split('/').nth(1) == Some(name) =>
+        {
+            marker
+        }
+        _ => {
+            report.send(&Report::Failed {
+                message: format!(
+                    "the supervisor of `{name}` was not given this project's marker (was the project directory moved or replaced during `start`?)"
+                ),
+                code: exit::FAILURE,
+            });
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match Service::start(project, name, command, marker, &mut report) {
+        Ok(service) => service.supervise(project, report),
+        Err(failure) => {
+            let code = failure.code();
+            report.send(&Report::Failed {
+                message: failure.message().to_owned(),
+                code,
+            });
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The pipe to `start`: closed once the service has started or failed.
+struct Reporter(Option<File>);
+
+impl Reporter {
+    fn adopt(fd: i32) -> Self {
+        if fd < 3 {
+            return Self(None);
+        }
+        // SAFETY: `start` passed this descriptor open, for this process
+        // alone; nothing else in this process owns it.
+        let file = unsafe { File::from_raw_fd(fd) };
+        // The service must not inherit it: `start` waits for its end.
+        let _ = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC);
+        Self(Some(file))
+    }
+
+    fn send(&mut self, report: &Report) {
+        let final_one = !matches!(report, Report::Note(_));
+        if let Some(file) = &mut self.0
+            && let Ok(mut line) = serde_json::to_string(report)
+        {
+            line.push('\n');
+            // `start` may be gone (Ctrl-C): the service runs on anyway.
+            let _ = file.write_all(line.as_bytes());
+        }
+        if final_one {
+            self.0 = None;
+        }
+    }
+}
+
+/// A running service and what its supervisor holds for it.
+struct Service {
+    name: String,
+    child: Child,
+    pidfd: OwnedFd,
+    record: Record,
+    pid_path: StateFile,
+    state: StateDir,
+    containment: Containment,
+    log: Arc<Mutex<RotatingLog>>,
+    /// Says when the pipe from the service has been read to its end.
+    pump_done: std::sync::mpsc::Receiver<()>,
+    control: Control,
+    lock: Lock,
+}
+
+/// Why the supervision ended.
+enum Ending {
+    /// The main process ended by itself.
+    Exited,
+    /// A stop was asked for.
+    Stop(Duration),
+}
+
+impl Service {
+    fn start(
+        project: &Project,
+        name: &str,
+        command: &[String],
+        marker: String,
+        report: &mut Reporter,
+    ) -> Result<Self, Failure> {
+        let state = project.state_dir()?;
+        let pid_path = record::pid_path(&state, name);
+        let lock = take_lock(project, &state, name, &pid_path, report)?;
+        let (log_max, log_keep) = project.log_limits()?;
+        let log = Arc::new(Mutex::new(RotatingLog::open(
+            &state, name, log_max, log_keep,
+        )?));
+        let containment = Containment::of(project, name, true);
+        let cgroup_procs = match &containment {
+            Containment::Cgroup(leaf) if leaf.populated() => {
+                return Err(containment::still_populated(leaf, name));
+            }
+            Containment::Cgroup(leaf) => Some(leaf.procs_for_entry().map_err(|err| {
+                Failure::new(format!("cannot enter {}: {err}", leaf.path.display()))
+            })?),
+            Containment::GroupAndMarker(_) => None,
+        };
+        // Listening before the service exists: a stop may come at once.
+        let control = Control::listen(&state, name, log.clone(), containment.describe())?;
+        let (output, output_in) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|err| Failure::new(format!("cannot make the output pipe: {err}")))?;
+        let child = spawn(
+            project,
+            command,
+            &marker,
+            output_in,
+            cgroup_procs.as_ref().map(|file| file.as_raw_fd()),
+            lock.file.as_raw_fd(),
+        )?;
+        drop(cgroup_procs);
+        let pid = child.id() as i32;
+        let pidfd = match pidfd_open(
+            Pid::from_raw(pid).expect("a child has a pid"),
+            PidfdFlags::empty(),
+        ) {
+            Ok(pidfd) => pidfd,
+            Err(err) => {
+                end_unrecorded(child, &containment);
+                return Err(Failure::new(format!(
+                    "cannot watch `{}` (pidfd: {err}); it was ended",
+                    command[0]
+                )));
+            }
+        };
+        let supervisor = procfs::stat(std::process::id() as i32)
+            .map(|stat| crate::pidfile::SupervisorId {
+                pid: stat.pid,
+                start_time: stat.start_time,
+            })
+            .map_err(|err| Failure::new(format!("cannot read this process's /proc: {err}")));
+        let recorded = supervisor.and_then(|supervisor| {
+            let stat = procfs::stat(pid)
+                .map_err(|err| Failure::new(format!("cannot read /proc/{pid}: {err}")))?;
+            let record = Record {
+                name: name.to_owned(),
+                pid,
+                pgid: pid,
+                start_time: stat.start_time,
+                boot_id: procfs::boot_id()
+                    .map_err(|err| Failure::new(format!("cannot read the boot id: {err}")))?,
+                command: command.to_vec(),
+                started_at: crate::commands::now_secs(),
+                marker,
+                uid: Some(crate::ownership::current_uid()),
+                supervisor: Some(supervisor),
+            };
+            record::write(&pid_path, &record)?;
+            Ok(record)
+        });
+        let record = match recorded {
+            Ok(record) => record,
+            Err(failure) => {
+                end_unrecorded(child, &containment);
+                return Err(Failure::new(format!(
+                    "{}; `{name}` was ended, not left running unrecorded",
+                    failure.message()
+                )));
+            }
+        };
+        control.set(Phase::Starting, pid);
+        lock_log(&log).note(&format!(
+            "started `{name}` (pid {pid}, supervisor {}): {}; contained by {}",
+            std::process::id(),
+            command.join(" "),
+            containment.describe()
+        ));
+        let pump_done = pump(File::from(output), log.clone());
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            pidfd,
+            record,
+            pid_path,
+            state,
+            containment,
+            log,
+            pump_done,
+            control,
+            lock,
+        })
+    }
+
+    /// Watches the service until it ends or is stopped; then ends what is
+    /// left of it, cleans up, answers and returns the supervisor's exit.
+    fn supervise(mut self, project: &Project, mut report: Reporter) -> ExitCode {
+        let pid = self.record.pid;
+        let grace = project
+            .start_grace()
+            .unwrap_or(crate::project::DEFAULT_START_GRACE);
+        let grace_ends = Instant::now() + grace;
+        let mut started = false;
+        let ending = loop {
+            let timeout = (!started).then(|| {
+                let left = grace_ends.saturating_duration_since(Instant::now());
+                rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                }
+            });
+            let mut fds = [
+                PollFd::new(&self.pidfd, PollFlags::IN),
+                PollFd::from_borrowed_fd(self.control.wake_fd(), PollFlags::IN),
+            ];
+            let _ = poll(&mut fds, timeout.as_ref());
+            let (exited, woken) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+            if exited {
+                break Ending::Exited;
+            }
+            if woken && let Some(timeout) = self.control.stop_asked() {
+                break Ending::Stop(timeout);
+            }
+            if !started && Instant::now() >= grace_ends {
+                started = true;
+                self.control.set(Phase::Running, pid);
+                report.send(&Report::Started {
+                    pid,
+                    containment: self.containment.describe(),
+                });
+            }
+        };
+        self.control.set(Phase::Stopping, pid);
+        let began = Instant::now();
+        let (timeout, by_itself) = match ending {
+            Ending::Stop(timeout) => (timeout, false),
+            Ending::Exited => (
+                project
+                    .stop_timeout(None)
+                    .unwrap_or(crate::project::DEFAULT_STOP_TIMEOUT),
+                true,
+            ),
+        };
+        // The main process (pinned: it is our unreaped child, ended or
+        // not) and whatever is left of its run.
+        let stop_signal = project
+            .stop_signal()
+            .unwrap_or(rustix::process::Signal::TERM);
+        let leaf = match &self.containment {
+            Containment::Cgroup(leaf) => Some(leaf.clone()),
+            Containment::GroupAndMarker(_) => None,
+        };
+        let claim = Claim::of(&self.record, leaf.as_ref());
+        let targets: Vec<Pinned> = Pinned::open(pid).into_iter().collect();
+        let stopped = match &leaf {
+            Some(leaf) => {
+                stop::stop_contained(leaf, targets, &self.record, claim, stop_signal, timeout)
+            }
+            None => stop::stop_by_proof(targets, &self.record, claim, stop_signal, timeout),
+        };
+        let status = self.child.wait();
+        let ended = status
+            .as_ref()
+            .map_or_else(|err| format!("unknown ({err})"), describe);
+        let killed = match &stopped {
+            Ok(killed) => *killed,
+            Err(_) => 0,
+        };
+        // Whatever the service wrote before it ended, then the last line.
+        let _ = self.pump_done.recv_timeout(PUMP_WAIT);
+        {
+            let mut log = lock_log(&self.log);
+            match (&stopped, by_itself) {
+                (Err(survivors), _) => log.note(&format!(
+                    "`{}` (pid {pid}) ended ({ended}), but processes {survivors:?} of its run survived SIGKILL; the PID file is kept",
+                    self.name
+                )),
+                (Ok(_), true) => log.note(&format!(
+                    "`{}` (pid {pid}) ended by itself: {ended}",
+                    self.name
+                )),
+                (Ok(killed), false) => log.note(&format!(
+                    "stopped `{}` (pid {pid}) in {:.0?}: {ended}{}",
+                    self.name,
+                    began.elapsed(),
+                    if *killed > 0 {
+                        format!("; {killed} process(es) needed SIGKILL")
+                    } else {
+                        String::new()
+                    }
+                )),
+            }
+        }
+        // In this order: the socket and the record go while the lock is
+        // held, so a `start` that wins the lock next finds neither.
+        let _ = self.state.file(&socket_name(&self.name)).unlink();
+        if stopped.is_ok() {
+            let _ = record::remove_if_still(&self.pid_path, &self.record);
+        }
+        drop(self.lock);
+        if !started {
+            let message = if by_itself {
+                format!(
+                    "`{}` ended at once ({ended}); see {}",
+                    self.record.command.join(" "),
+                    record::log_path(&self.state, &self.name).path().display()
+                )
+            } else {
+                format!("`{}` was stopped while it started", self.name)
+            };
+            report.send(&Report::Failed {
+                message,
+                code: exit::FAILURE,
+            });
+        }
+        self.control.finish(StopReply {
+            pid,
+            elapsed_ms: began.elapsed().as_millis() as u64,
+            killed,
+            ended,
+            by_itself,
+        });
+        ExitCode::SUCCESS
+    }
+}
+
+/// How long the supervisor waits, once the run has ended, for the rest of
+/// its output (a process outside the cgroup may still hold the pipe).
+const PUMP_WAIT: Duration = Duration::from_secs(5);
+
+fn lock_log(log: &Mutex<RotatingLog>) -> std::sync::MutexGuard<'_, RotatingLog> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `exit code 0`, `signal 9`.
+fn describe(status: &ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Takes the lock of `name` and clears the way: a stale or foreign record
+/// is removed (nothing signalled), a live one refused.
+fn take_lock(
+    project: &Project,
+    state: &StateDir,
+    name: &str,
+    pid_path: &StateFile,
+    report: &mut Reporter,
+) -> Result<Lock, Failure> {
+    let existing = record::read(pid_path)?;
+    let Some(lock) = record::lock(state, name)? else {
+        return Err(match existing {
+            Some(record) if matches!(record.liveness(project, name), Liveness::Running(_)) => {
+                already_running(&record, name)
+            }
+            Some(record) if crate::client::supervisor_alive(&record) => Failure::new(format!(
+                "`{name}` is still held by its supervisor (pid {}), which is ending its last run; start it again once `lichtara stop` has returned",
+                record.supervisor.map_or(0, |supervisor| supervisor.pid)
+            )),
+            _ => Failure::new(format!(
+                "`{name}` is locked by processes of an earlier run{}; see `lichtara cleanup --dry-run`",
+                procfs::holders(record::lock_path(state, name).path())
+                    .iter()
+                    .map(|pid| format!(" (pid {pid}: `{}`)", procfs::cmdline(*pid)))
+                    .collect::<String>()
+            )),
+        });
+    };
+    if let Some(record) = existing {
+        match record.liveness(project, name) {
+            Liveness::Running(_) => return Err(already_running(&record, name)),
+            Liveness::Stale(why) => {
+                report.send(&Report::Note(format!(
+                    "removing the stale PID file of `{name}` ({why}); nothing was signalled"
+                )));
+                record::remove(pid_path)?;
+            }
+            Liveness::Foreign(why) => {
+                report.send(&Report::Note(format!(
+                    "replacing a PID file that is not this project's ({why}); nothing was signalled"
+                )));
+                record::remove(pid_path)?;
+            }
+            Liveness::Refused(why) => {
+                return Err(Failure::refused(format!(
+                    "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
+                    pid_path.path().display()
+                )));
+            }
+        }
+    }
+    Ok(lock)
+}
+
+fn already_running(record: &Record, name: &str) -> Failure {
+    match record.supervisor {
+        Some(supervisor) if !crate::client::supervisor_alive(record) => Failure::new(format!(
+            "`{name}` is running (pid {}) without its supervisor (pid {} is gone): its output is no longer logged. `lichtara stop -N {name}`, then start it again",
+            record.pid, supervisor.pid
+        )),
+        _ => Failure::new(format!("`{name}` is already running (pid {})", record.pid)),
+    }
+}
+
+/// Spawns the service: its own session, its cgroup leaf entered before
+/// exec, the marker set, output into the pipe, the lock inherited.
+fn spawn(
+    project: &Project,
+    command: &[String],
+    marker: &str,
+    output: OwnedFd,
+    cgroup_fd: Option<i32>,
+    lock_fd: i32,
+) -> Result<Child, Failure> {
+    let output_err = output
+        .try_clone()
+        .map_err(|err| Failure::new(format!("cannot share the output pipe: {err}")))?;
+    let mut child = Command::new(&command[0]);
+    child
+        .args(&command[1..])
+        .current_dir(&project.dir)
+        .env_remove(SUPERVISOR_VAR)
+        .envs(&project.settings.env)
+        .env(MARKER_VAR, marker)
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(output_err);
+    // SAFETY: between fork and exec only async-signal-safe system calls
+    // run: setsid(2); write(2) of "0" to the leaf's cgroup.procs, so that
+    // the service and everything it ever forks live in its cgroup; and
+    // fcntl(2) to let the service inherit the lock so that it holds it for
+    // as long as it lives.
+    unsafe {
+        child.pre_exec(move || {
+            rustix::process::setsid()?;
+            if let Some(procs) = cgroup_fd {
+                containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;
+            }
+            let fd = std::os::fd::BorrowedFd::borrow_raw(lock_fd);
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
+    // `child` (and with it this process's copies of the pipe's write end)
+    // is dropped on return, so the pipe ends when the service's copies do.
+    child
+        .spawn()
+        .map_err(|err| Failure::new(format!("cannot start `{}`: {err}", command[0])))
+}
+
+/// Ends a service that could not be recorded: our own unreaped child, and
+/// its cgroup.
+fn end_unrecorded(mut child: Child, containment: &Containment) {
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Containment::Cgroup(leaf) = containment {
+        let _ = leaf.kill();
+        leaf.wait_empty(crate::terminate::KILL_WAIT);
+        leaf.remove();
+    }
+}
+
+/// Copies the service's output into the log on a thread of its own, so
+/// that the service never waits on the supervisor's other work; the
+/// receiver hears when the pipe has been read to its end (every process
+/// holding its write end has ended).
+fn pump(mut output: File, log: Arc<Mutex<RotatingLog>>) -> std::sync::mpsc::Receiver<()> {
+    let (done, done_rx) = std::sync::mpsc::channel();
+    let log_for_note = log.clone();
+    let spawned = std::thread::Builder::new()
+        .name("log".into())
+        .spawn(move || {
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                match output.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(read) => lock_log(&log).write(&buffer[..read]),
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = done.send(());
+        });
+    if spawned.is_err() {
+        // No thread: the read end is closed with the closure, so the
+        // service's writes fail (EPIPE) rather than block.
+        lock_log(&log_for_note).note("cannot start the log thread: the service's output is lost");
+    }
+    done_rx
+}

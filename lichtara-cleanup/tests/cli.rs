@@ -616,7 +616,12 @@ impl TestUser {
             eprintln!("SKIPPED: {test} creates a user, which needs root");
             return None;
         }
-        let name = format!("lcht{}", std::process::id());
+        static USERS: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "lcht{}x{}",
+            std::process::id(),
+            USERS.fetch_add(1, Ordering::Relaxed)
+        );
         let added = Command::new("useradd")
             .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
             .output()
@@ -1666,4 +1671,219 @@ fn a_start_interrupted_or_whose_supervisor_dies_leaves_a_recorded_service_that_s
         project.ours()
     );
     assert!(project.leaves().is_empty(), "its cgroup is removed");
+}
+
+/// Reads `child`'s stdout lines on a thread of its own until `last` (a
+/// line equal to it) or its end, bounded by [`PATIENCE`]; the child is then
+/// ended and reaped either way.
+fn lines_until(mut child: Child, last: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, lines) = std::sync::mpsc::channel();
+    let last = last.to_owned();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let done = line == last;
+            if sender.send(line).is_err() || done {
+                break;
+            }
+        }
+    });
+    let began = Instant::now();
+    let mut seen = Vec::new();
+    let finished = loop {
+        let left = PATIENCE.saturating_sub(began.elapsed());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break true,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        finished,
+        "no end within {PATIENCE:?}; got {} lines",
+        seen.len()
+    );
+    seen
+}
+
+#[test]
+fn the_supervisor_caps_and_rotates_the_log_between_lines_and_logs_follows_every_line() {
+    let project = Project::new("rotate");
+    // 4 KiB files, enough of them kept that none is dropped here.
+    std::fs::write(
+        project.dir.join("Lichtara.toml"),
+        "log_max = \"4KiB\"\nlog_keep = 100\n",
+    )
+    .unwrap();
+    let count = 1000;
+    let script = format!(
+        "import os, time\nwhile not os.path.exists('go'): time.sleep(0.01)\nfor i in range({count}): print(f'line {{i:05}} ' + 'x' * (i % 61), flush=True)\nprint('done', flush=True)\ntime.sleep(1000)\n"
+    );
+    std::fs::write(project.dir.join("talk.py"), script).unwrap();
+    let started = project.lichtara(&["start", "--", "python3", "talk.py"]);
+    assert!(started.status.success(), "{}", text(&started));
+    // Following from the first line, across every rotation to come.
+    let follow = project
+        .command(&["logs", "-f", "-n", "1000000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(project.dir.join("go"), "").unwrap();
+    let followed: Vec<String> = lines_until(follow, "done")
+        .into_iter()
+        .filter(|line| !line.starts_with("-- lichtara:"))
+        .collect();
+    let expected: Vec<String> = (0..count)
+        .map(|i| format!("line {i:05} {}", "x".repeat(i % 61)))
+        .chain(["done".to_owned()])
+        .collect();
+    assert_eq!(
+        followed.len(),
+        expected.len(),
+        "logs -f lost or repeated lines"
+    );
+    assert_eq!(followed, expected, "logs -f: every line once, in order");
+
+    // On disk: capped files, each ending between two lines, that hold
+    // every line once, in order.
+    let mut files = vec![project.state().join("server.log")];
+    for index in 1.. {
+        let rotated = project.state().join(format!("server.log.{index}"));
+        if !rotated.exists() {
+            break;
+        }
+        files.push(rotated);
+    }
+    assert!(files.len() >= 5, "{} files: not rotated", files.len());
+    let mut on_disk = String::new();
+    for file in files.iter().rev() {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.ends_with('\n'),
+            "{} ends inside a line",
+            file.display()
+        );
+        let longest = 11 + 61 + 1;
+        assert!(
+            text.len() <= 4096 + longest,
+            "{}: {} bytes, over the cap",
+            file.display(),
+            text.len()
+        );
+        on_disk.push_str(&text);
+    }
+    let kept: Vec<&str> = on_disk
+        .lines()
+        .filter(|line| !line.starts_with("-- lichtara:"))
+        .collect();
+    assert_eq!(kept, expected, "the rotated files lost or split lines");
+    // `logs -n` reaches back into the rotated files, from their ends.
+    let tail = project.lichtara(&["logs", "-n", "300"]);
+    assert!(tail.status.success(), "{}", text(&tail));
+    let tail = String::from_utf8_lossy(&tail.stdout).to_string();
+    let tail: Vec<&str> = tail.lines().collect();
+    assert_eq!(tail.len(), 300);
+    assert_eq!(
+        tail,
+        kept[kept.len() - 300..],
+        "logs -n 300 across rotated files"
+    );
+    let status = project.lichtara(&["status"]);
+    assert_says(&status, "rotation(s)");
+    stop_leaving_nothing(&project);
+}
+
+#[test]
+fn when_the_main_process_ends_by_itself_its_supervisor_ends_the_rest_and_logs_how() {
+    let project = Project::new("ended");
+    // The main process leaves a child behind and exits 3 when told to.
+    let script = "sleep 1000 & echo forked; while [ ! -e go ]; do sleep 0.01; done; exit 3";
+    let started = project.lichtara(&["start", "--", "sh", "-c", script]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    wait_for_log_file(&project, "forked");
+    let child = project
+        .ours()
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x001000\x00")
+        })
+        .expect("the child it leaves behind");
+    let run = [leader, child];
+    let supervisor = supervisor_of(&project, "server");
+    std::fs::write(project.dir.join("go"), "").unwrap();
+    wait_until("the supervisor's exit", || {
+        reap_our_zombies();
+        !is_live(supervisor)
+    });
+    reap_our_zombies();
+    assert!(run.iter().all(|pid| !is_live(*pid)), "left behind: {run:?}");
+    assert!(!project.state().join("server.pid").exists());
+    assert!(!project.state().join("server.sock").exists());
+    assert!(project.leaves().is_empty(), "its cgroup is removed");
+    wait_for_log_file(
+        &project,
+        &format!("(pid {leader}) ended by itself: exit code 3"),
+    );
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+}
+
+#[test]
+fn the_control_socket_answers_only_its_user_and_a_socket_planted_in_its_place_is_not_believed() {
+    let project = Project::new("socket");
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    let socket = project.state().join("server.sock");
+    if let Some(user) = TestUser::create(
+        "the_control_socket_answers_only_its_user_and_a_socket_planted_in_its_place_is_not_believed",
+    ) {
+        // Let the user reach the socket at all (the folder may be 0711;
+        // the socket file writable by all): only the supervisor's own
+        // check of the peer's uid is left to refuse them.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(project.state(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let ask = "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ntry:\n    s.sendall(b'{\"op\":\"stop\",\"timeout_ms\":0}\\n')\nexcept BrokenPipeError:\n    pass\nprint(s.makefile().readline().strip())\n";
+        let answer = Command::new("python3")
+            .args(["-c", ask])
+            .arg(&socket)
+            .uid(user.uid)
+            .env(TOKEN_VAR, &project.token)
+            .output()
+            .unwrap();
+        assert!(answer.status.success(), "{}", text(&answer));
+        assert_says(&answer, &format!("refused: uid {}", user.uid));
+        assert!(is_live(leader), "another user stopped the service");
+        std::fs::set_permissions(project.state(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    // A stranger (of the same user) takes the socket's name from the live
+    // supervisor and answers every request with "stopped".
+    let fake = "import os, socket, sys\ntry: os.unlink(sys.argv[1])\nexcept FileNotFoundError: pass\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen()\nprint('listening', flush=True)\nwhile True:\n    c, _ = s.accept()\n    try:\n        c.recv(4096)\n        c.sendall(b'{\"stopped\":{\"pid\":1,\"elapsed_ms\":0,\"killed\":0,\"ended\":\"fake\",\"by_itself\":false}}\\n')\n    except OSError:\n        pass\n    c.close()\n";
+    let mut stranger = project
+        .environment(Command::new("python3"))
+        .args(["-c", fake])
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(first_line_then_close(&mut stranger).trim(), "listening");
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_says(&status, "supervisor: unreachable");
+    assert_says(&status, "not by the recorded supervisor");
+    let stopped = project.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_says(&stopped, "did not stop it");
+    reap_our_zombies();
+    assert!(
+        !is_live(leader),
+        "the stranger's word was taken: still running"
+    );
+    still_running_then_end(stranger, "the stranger is not the service's");
 }

@@ -34,6 +34,7 @@ pub(crate) fn run(
     // The last lines, from the current log and as many rotated ones as
     // they reach back into; each read from its end.
     let mut pieces = Vec::new();
+    let mut seen = Vec::new();
     let mut needed = lines;
     for index in 0..=keep {
         let Some(mut file) = open_log(&state, &name, index)? else {
@@ -45,6 +46,13 @@ pub(crate) fn run(
             }
             break;
         };
+        // A rotation while we look shifts every name by one: the file
+        // just read shows up again under the next name, and is skipped.
+        let inode = file.metadata().map(|m| m.ino()).map_err(io_err)?;
+        if seen.contains(&inode) {
+            continue;
+        }
+        seen.push(inode);
         let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
         pieces.push((file, start));
         needed -= found;
@@ -80,6 +88,51 @@ pub(crate) fn run(
     let stdout = std::io::stdout();
     let mut events = [std::mem::MaybeUninit::uninit(); 1024];
     loop {
+        let length = file.metadata().map(|m| m.len()).unwrap_or(position);
+        if length < position {
+            // Truncated: start over from the beginning.
+            position = 0;
+        }
+        position += copy_from(&mut file, position).map_err(io_err)?;
+        // Rotated: the files that followed the one held, newest first,
+        // each once (a rotation while we look shifts every name by one, so
+        // a file can show up twice); the newest is held next.
+        let held_inode = file.metadata().map(|m| m.ino()).map_err(io_err)?;
+        let mut newer = Vec::new();
+        let mut seen = vec![held_inode];
+        for index in 0..=keep {
+            let Some(next) = open_log(&state, &name, index)? else {
+                // Between a rotation's rename and its new file, no
+                // current one: the next look finds it.
+                if index == 0 {
+                    continue;
+                }
+                break;
+            };
+            let inode = next.metadata().map(|m| m.ino()).map_err(io_err)?;
+            if inode == held_inode {
+                break;
+            }
+            if !seen.contains(&inode) {
+                seen.push(inode);
+                newer.push(next);
+            }
+        }
+        if !newer.is_empty() {
+            // What was written to the held file before it was rotated.
+            copy_from(&mut file, position).map_err(io_err)?;
+            let mut newest = newer.remove(0);
+            for mut rotated in newer.into_iter().rev() {
+                copy_from(&mut rotated, 0).map_err(io_err)?;
+            }
+            position = copy_from(&mut newest, 0).map_err(io_err)?;
+            file = newest;
+        }
+        if output::stdout_closed() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Caught up (first, for what came between the tail and the
+        // watch); now sleep until something changes.
         let mut fds = [
             PollFd::new(&watcher, PollFlags::IN),
             // No events asked: poll still reports POLLERR / POLLHUP, which
@@ -101,38 +154,6 @@ pub(crate) fn run(
         // Drain the events; what changed is read from the files themselves.
         let mut reader = inotify::Reader::new(watcher.as_fd(), &mut events);
         while reader.next().is_ok() {}
-        let length = file.metadata().map(|m| m.len()).unwrap_or(position);
-        if length < position {
-            // Truncated: start over from the beginning.
-            position = 0;
-        }
-        position += copy_from(&mut file, position).map_err(io_err)?;
-        // Rotated: what was written since into the files that followed the
-        // one held (they are newer, so lower-numbered), then the new one.
-        let held_inode = file.metadata().map(|m| m.ino()).ok();
-        let now = open_log(&state, &name, 0)?;
-        if let Some(now) = now
-            && now.metadata().map(|m| m.ino()).ok() != held_inode
-        {
-            let mut newer = Vec::new();
-            for index in 1..=keep {
-                match open_log(&state, &name, index)? {
-                    Some(rotated) if rotated.metadata().map(|m| m.ino()).ok() == held_inode => {
-                        break;
-                    }
-                    Some(rotated) => newer.push(rotated),
-                    None => break,
-                }
-            }
-            for mut rotated in newer.into_iter().rev() {
-                copy_from(&mut rotated, 0).map_err(io_err)?;
-            }
-            file = now;
-            position = copy_from(&mut file, 0).map_err(io_err)?;
-        }
-        if output::stdout_closed() {
-            return Ok(ExitCode::SUCCESS);
-        }
     }
 }
 

@@ -101,6 +101,7 @@ pub(crate) fn run(
         Supervisor::Missing(why) => {
             format!("missing ({why}): its output is no longer logged")
         }
+        Supervisor::Unreachable(why) => format!("unreachable ({why})"),
         Supervisor::None => "none (`lichtara run` supervises it in the foreground)".to_owned(),
     };
     let ports = procfs::listening_ports(&members);
@@ -144,9 +145,9 @@ pub(crate) fn run(
                     "logged_bytes": status.logged_bytes,
                     "log_rotations": status.log_rotations,
                 }),
-                Supervisor::Missing(why) => json!({
+                Supervisor::Missing(why) | Supervisor::Unreachable(why) => json!({
                     "pid": record.supervisor.map(|s| s.pid),
-                    "state": "missing",
+                    "state": if matches!(supervisor, Supervisor::Missing(_)) { "missing" } else { "unreachable" },
                     "reason": why,
                 }),
                 Supervisor::None => serde_json::Value::Null,
@@ -160,7 +161,10 @@ pub(crate) fn run(
 /// What `status` knows of a service's supervisor.
 enum Supervisor {
     Live(StatusReply),
+    /// Gone: killed, say.
     Missing(String),
+    /// Alive, but its socket does not answer as it should.
+    Unreachable(String),
     /// A `lichtara run` record: that command is its own supervisor.
     None,
 }
@@ -171,6 +175,7 @@ fn supervisor(state: &StateDir, name: &str, record: &Record) -> Supervisor {
     }
     match Connection::open(state, name, record).and_then(Connection::status) {
         Ok(status) => Supervisor::Live(status),
+        Err(why) if crate::client::supervisor_alive(record) => Supervisor::Unreachable(why),
         Err(why) => Supervisor::Missing(why),
     }
 }

@@ -814,7 +814,7 @@ fn run_supervises_in_the_foreground_and_leaves_no_descendant() {
             "--",
             "sh",
             "-c",
-            "sleep 1000 & setsid sleep 1000 & echo ready; wait",
+            "sleep 1000 & setsid sleep 1000 & (setsid env -i sleep 600 &); echo ready; wait",
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -823,8 +823,18 @@ fn run_supervises_in_the_foreground_and_leaves_no_descendant() {
     wait_until("all four started", || project.ours().len() >= 4);
     let record = project.record("server");
     assert_eq!(record["pid"], run.id());
-    let status = project.lichtara(&["status"]);
+    let status = project.lichtara(&["status", "--json"]);
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    // Where a cgroup can hold the command, the daemon that cleared its
+    // environment is in it too.
+    let mut escapee = None;
+    if let [leaf] = &project.leaves()[..] {
+        wait_until("the escapee in the command's cgroup", || {
+            escapee = leaf_members(leaf).into_iter().find(|pid| is_escapee(*pid));
+            escapee.is_some()
+        });
+        assert_contained(&project.lichtara(&["status", "--json"]), escapee.unwrap());
+    }
     kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::TERM).unwrap();
     let exit = wait_bounded(run, Duration::from_secs(30));
     // sh died of the forwarded SIGTERM: 128 + 15
@@ -835,6 +845,12 @@ fn run_supervises_in_the_foreground_and_leaves_no_descendant() {
         project.ours()
     );
     assert!(!project.state().join("server.pid").exists());
+    reap_our_zombies();
+    assert!(
+        escapee.is_none_or(|pid| !is_live(pid)),
+        "the escapee outlived run"
+    );
+    assert!(project.leaves().is_empty(), "its cgroup is removed");
 }
 
 #[test]

@@ -37,14 +37,16 @@ pub(crate) fn run(
     let mut seen = Vec::new();
     let mut needed = lines;
     for index in 0..=keep {
+        // A rotation renames the files one by one, from the oldest: a
+        // name may be missing for a moment, so every one is looked at.
         let Some(mut file) = open_log(&state, &name, index)? else {
-            if index == 0 {
+            if index == 0 && open_log(&state, &name, 1)?.is_none() {
                 return Err(Failure::new(format!(
                     "`{name}` has no log yet: {} does not exist",
                     current.path().display()
                 )));
             }
-            break;
+            continue;
         };
         // A rotation while we look shifts every name by one: the file
         // just read shows up again under the next name, and is skipped.
@@ -69,7 +71,12 @@ pub(crate) fn run(
             held = Some(file);
         }
     }
-    let mut file = held.expect("the current log was opened");
+    let Some(mut file) = held else {
+        return Err(Failure::new(format!(
+            "{} vanished while it was read (rotated twice at once?); try again",
+            current.path().display()
+        )));
+    };
     if !follow || output::stdout_closed() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -101,13 +108,10 @@ pub(crate) fn run(
         let mut newer = Vec::new();
         let mut seen = vec![held_inode];
         for index in 0..=keep {
+            // A name may be missing for a moment while a rotation renames
+            // the files (and the current one until it makes the new one).
             let Some(next) = open_log(&state, &name, index)? else {
-                // Between a rotation's rename and its new file, no
-                // current one: the next look finds it.
-                if index == 0 {
-                    continue;
-                }
-                break;
+                continue;
             };
             let inode = next.metadata().map(|m| m.ino()).map_err(io_err)?;
             if inode == held_inode {

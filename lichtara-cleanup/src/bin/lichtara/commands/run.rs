@@ -13,6 +13,7 @@ use rustix::process::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::containment::{self, Containment, Leaf};
 use crate::ownership::{self, Claim, Proof};
 use crate::project::{MARKER_VAR, Project};
 use crate::record::{self, Liveness, Record};
@@ -58,6 +59,17 @@ pub(crate) fn run(
             }
         }
     }
+    let containment = Containment::of(project, &name, true);
+    let cgroup_procs =
+        match &containment {
+            Containment::Cgroup(leaf) if leaf.populated() => {
+                return Err(containment::still_populated(leaf, &name));
+            }
+            Containment::Cgroup(leaf) => Some(leaf.procs_for_entry().map_err(|err| {
+                Failure::new(format!("cannot enter {}: {err}", leaf.path.display()))
+            })?),
+            Containment::GroupAndMarker(_) => None,
+        };
     set_child_subreaper(Some(getpid()))
         .map_err(|err| Failure::new(format!("cannot become a child subreaper: {err}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -84,17 +96,30 @@ pub(crate) fn run(
             supervisor: None,
         };
         record::write(&pid_path, &record)?;
-        let child = Command::new(&command[0])
+        let mut child = Command::new(&command[0]);
+        child
             .args(&command[1..])
             .current_dir(&project.dir)
             .envs(&project.settings.env)
             .env(MARKER_VAR, &marker)
-            .process_group(0)
-            .spawn()
-            .map_err(|err| {
-                let _ = record::remove(&pid_path);
-                Failure::new(format!("cannot start `{}`: {err}", command[0]))
-            })?;
+            .process_group(0);
+        let cgroup_fd = cgroup_procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        // SAFETY: only write(2) of "0" to the leaf's cgroup.procs runs
+        // between fork and exec (async-signal-safe), so that the command
+        // and everything it forks live in the leaf.
+        unsafe {
+            child.pre_exec(move || {
+                if let Some(procs) = cgroup_fd {
+                    containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;
+                }
+                Ok(())
+            });
+        }
+        let child = child.spawn().map_err(|err| {
+            let _ = record::remove(&pid_path);
+            Failure::new(format!("cannot start `{}`: {err}", command[0]))
+        })?;
+        drop(cgroup_procs);
         let child = child.id() as i32;
         record.pgid = child;
         record::write(&pid_path, &record)?;
@@ -110,11 +135,31 @@ pub(crate) fn run(
         .filter_map(|pid| all.iter().find(|stat| stat.pid == pid))
         .filter_map(|stat| ownership::pin_descendant(stat.pid, stat.start_time))
         .collect();
+    let leaf = match &containment {
+        Containment::Cgroup(leaf) => Some(leaf),
+        Containment::GroupAndMarker(_) => None,
+    };
     let claim = Claim {
         marker: &marker,
-        leaf: None,
+        leaf,
         uid: ownership::current_uid(),
     };
+    // What is left in the command's cgroup: a daemon that cleared its
+    // environment and left the session is there too.
+    for pid in leaf.map(Leaf::members).unwrap_or_default() {
+        if leftovers.iter().any(|p| p.pid == pid) {
+            continue;
+        }
+        let Ok(stat) = procfs::stat(pid) else {
+            continue;
+        };
+        match ownership::prove(pid, stat.start_time, claim) {
+            Proof::Proven(pinned) => leftovers.push(pinned),
+            Proof::Gone => {}
+            // Ended with the cgroup below, whatever it runs as.
+            Proof::Refused(_) => {}
+        }
+    }
     for process in super::marked(&marker, &all) {
         if process.marker == marker && !leftovers.iter().any(|p| p.pid == process.stat.pid) {
             match ownership::prove(process.stat.pid, process.stat.start_time, claim) {
@@ -130,6 +175,14 @@ pub(crate) fn run(
             leftovers.len()
         );
         terminate::terminate(leftovers, Signal::TERM, timeout);
+    }
+    if let Some(leaf) = leaf {
+        if leaf.populated() {
+            let _ = leaf.kill();
+        }
+        leaf.wait_empty(terminate::KILL_WAIT);
+        reap_all();
+        leaf.remove();
     }
     reap_all();
     record::remove(&pid_path)?;

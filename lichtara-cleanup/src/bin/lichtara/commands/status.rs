@@ -64,7 +64,10 @@ pub(crate) fn run(
     let all = procfs::all_stats().unwrap_or_default();
     let descendants = procfs::descendants(record.pid, &all);
     let (containment, members) = match Containment::of(project, &name, false) {
-        Containment::Cgroup(leaf) if leaf.exists() && leaf.holds(record.pid) => {
+        // `run` stays outside its command's leaf (it is its supervisor).
+        Containment::Cgroup(leaf)
+            if leaf.exists() && (leaf.holds(record.pid) || record.supervisor.is_none()) =>
+        {
             (format!("cgroup v2 {}", leaf.path.display()), leaf.members())
         }
         other => {

@@ -157,6 +157,7 @@ fn main() {
     if wanted("Manager") {
         manager::stop_latency(&dir, runs);
         manager::stop_descendants(&dir, runs);
+        manager::log_throughput(&dir, runs, if quick { 200_000 } else { 2_000_000 });
         manager::cleanup_scan(&dir, if quick { 200 } else { 2_000 });
     }
 }
@@ -507,6 +508,96 @@ mod manager {
             println!("\ncgroup / group + marker: {ratio:.2}x");
         }
         println!();
+    }
+
+    /// Log throughput: `seq` writes `lines` lines of 61 bytes, timed by
+    /// the shell around it, straight into a file, and into the pipe that
+    /// the supervisor reads and writes (and rotates, at the default 10 MiB)
+    /// into the log; alternately, run by run. Through the pipe the writer
+    /// finishes at most one pipe buffer (64 KiB) ahead of the log.
+    pub(super) fn log_throughput(dir: &Path, runs: usize, lines: usize) {
+        let project = TempProject::new("logs");
+        let cgroups = CgroupBase::new();
+        let timed = |target: &str| {
+            format!(
+                "a=$(date +%s%N); seq -f %060g 1 {lines}{target}; b=$(date +%s%N); echo elapsed $((b - a))"
+            )
+        };
+        let mut direct = Vec::new();
+        let mut supervised = Vec::new();
+        for _ in 0..runs.max(3) {
+            let out = project.0.join("direct.log");
+            let output = Command::new("sh")
+                .arg("-c")
+                .arg(timed(&format!(" > '{}'", out.display())))
+                .output()
+                .expect("run the writer");
+            let _ = std::fs::remove_file(&out);
+            direct.push(elapsed_ns(&String::from_utf8_lossy(&output.stdout)));
+
+            let _ = std::fs::remove_dir_all(project.0.join(".lichtara"));
+            let script = format!("{}; exec sleep 1000", timed(""));
+            let (_, started) = lichtara(
+                dir,
+                &project,
+                &cgroups,
+                &["start", "--", "sh", "-c", &script],
+            );
+            assert!(started.status.success(), "start failed: {started:?}");
+            let log = project.0.join(".lichtara/server.log");
+            let until = Instant::now() + Duration::from_secs(300);
+            let said = loop {
+                let tail = tail_of(&log);
+                if let Some(line) = tail.lines().find(|line| line.starts_with("elapsed ")) {
+                    break line.to_owned();
+                }
+                assert!(Instant::now() < until, "the writer never finished");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            supervised.push(elapsed_ns(&said));
+            let (_, stopped) = lichtara(dir, &project, &cgroups, &["stop"]);
+            assert!(stopped.status.success(), "stop failed: {stopped:?}");
+        }
+        let rate = |seconds: f64| lines as f64 / seconds / 1e6;
+        let (d, d_min, d_max) = super::stats(direct);
+        let (p, p_min, p_max) = super::stats(supervised);
+        println!("## Manager: log throughput, {lines} lines of 61 bytes\n");
+        println!("| the service writes | lines/s, median (min-max) |\n|---|---|");
+        println!(
+            "| straight to a file | {:.2} M ({:.2}-{:.2}) |",
+            rate(d),
+            rate(d_max),
+            rate(d_min)
+        );
+        println!(
+            "| to its supervisor (pipe, capped and rotated log) | {:.2} M ({:.2}-{:.2}) |",
+            rate(p),
+            rate(p_max),
+            rate(p_min)
+        );
+        println!("\nsupervised / straight to a file: {:.2}x\n", d / p);
+    }
+
+    /// Seconds, from the writer's `elapsed <nanoseconds>`.
+    fn elapsed_ns(said: &str) -> f64 {
+        said.trim()
+            .strip_prefix("elapsed ")
+            .and_then(|ns| ns.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("the writer said {said:?}"))
+            / 1e9
+    }
+
+    /// The last 4 KiB of a file (empty if it is not there yet).
+    fn tail_of(path: &Path) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return String::new();
+        };
+        let length = file.metadata().map_or(0, |m| m.len());
+        let _ = file.seek(SeekFrom::Start(length.saturating_sub(4096)));
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        text
     }
 
     /// `lichtara cleanup --dry-run` with `count` unrelated processes

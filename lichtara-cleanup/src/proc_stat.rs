@@ -49,7 +49,11 @@ pub(crate) fn parse_stat(line: &str) -> Option<Stat> {
 
 /// The stat of one process.
 pub(crate) fn stat(pid: i32) -> io::Result<Stat> {
-    let line = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    use std::io::Read;
+    // procfs files say they are empty, so `fs::read_to_string` reads in
+    // small probes; a stat line fits in one read of this size.
+    let mut line = String::with_capacity(1024);
+    fs::File::open(format!("/proc/{pid}/stat"))?.read_to_string(&mut line)?;
     parse_stat(&line).ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/stat")))
 }
 

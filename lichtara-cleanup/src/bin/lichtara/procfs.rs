@@ -54,7 +54,10 @@ pub(crate) fn cmdline(pid: i32) -> String {
 
 /// The value of `name` in the environment `pid` started with.
 pub(crate) fn environ_var(pid: i32, name: &str) -> io::Result<Option<String>> {
-    let raw = fs::read(format!("/proc/{pid}/environ"))?;
+    use std::io::Read;
+    // procfs files say they are empty: read in large steps, not probes.
+    let mut raw = Vec::with_capacity(16 * 1024);
+    fs::File::open(format!("/proc/{pid}/environ"))?.read_to_end(&mut raw)?;
     let prefix = format!("{name}=");
     Ok(raw
         .split(|byte| *byte == 0)

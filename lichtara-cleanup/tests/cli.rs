@@ -1893,13 +1893,135 @@ fn the_control_socket_answers_only_its_user_and_a_socket_planted_in_its_place_is
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     assert_says(&status, "supervisor: unreachable");
     assert_says(&status, "not by the recorded supervisor");
+    // stop asks the live supervisor by SIGTERM instead, and it stops its
+    // run as it would have over the socket.
     let stopped = project.lichtara(&["stop"]);
     assert!(stopped.status.success(), "{}", text(&stopped));
-    assert_says(&stopped, "did not stop it");
+    assert_says(&stopped, "asking it by SIGTERM");
     reap_our_zombies();
     assert!(
         !is_live(leader),
         "the stranger's word was taken: still running"
     );
+    assert!(project.supervisors().is_empty());
     still_running_then_end(stranger, "the stranger is not the service's");
+}
+
+#[test]
+fn clients_that_hold_the_socket_idle_never_keep_a_stop_from_its_supervisor() {
+    let project = Project::new("idle");
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    // More idle connections than the supervisor serves at once.
+    let socket = project.state().join("server.sock");
+    let idle: Vec<_> = (0..140)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).expect("connect"))
+        .collect();
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert!(!text(&status).contains("missing"), "{}", text(&status));
+    let stopped = project.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    reap_our_zombies();
+    assert!(!is_live(leader), "still running");
+    assert!(project.supervisors().is_empty());
+    assert!(!project.state().join("server.pid").exists());
+    drop(idle);
+}
+
+#[test]
+fn the_service_inherits_nothing_that_starts_caller_held_open_nor_a_blocked_signal() {
+    let project = Project::new("fds");
+    // A pipe left open across exec by whoever runs `start` (a script
+    // waiting for EOF on it, a lock it holds).
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    let started = project
+        .command(&["start", "--", "sleep", "1000"])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    drop(writer);
+    // EOF only once no process holds the write end: not the service, not
+    // its supervisor.
+    let mut buffer = [0u8; 1];
+    let mut fds = [rustix::event::PollFd::new(
+        &reader,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::time::Timespec {
+        tv_sec: PATIENCE.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let ready = rustix::event::poll(&mut fds, Some(&timeout)).unwrap();
+    assert_eq!(
+        ready, 1,
+        "no EOF within {PATIENCE:?}: the service or its supervisor holds the pipe"
+    );
+    assert_eq!(
+        rustix::io::read(&reader, &mut buffer).unwrap(),
+        0,
+        "the pipe's write end lives on in the service or its supervisor"
+    );
+    // The supervisor blocks its stop signals; the service starts with
+    // none blocked or ignored.
+    let status = std::fs::read_to_string(format!("/proc/{leader}/status")).unwrap();
+    for mask in ["SigBlk:", "SigIgn:"] {
+        let line = status.lines().find(|line| line.starts_with(mask)).unwrap();
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+    stop_leaving_nothing(&project);
+}
+
+#[test]
+fn a_supervisor_stops_its_run_at_sigterm_and_one_cut_off_from_its_state_is_found_by_cleanup() {
+    let project = Project::new("sigterm");
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    kill_process(
+        Pid::from_raw(supervisor_of(&project, "server")).unwrap(),
+        Signal::TERM,
+    )
+    .unwrap();
+    wait_until("the supervisor's exit", || {
+        reap_our_zombies();
+        project.supervisors().is_empty()
+    });
+    reap_our_zombies();
+    assert!(!is_live(leader));
+    assert!(!project.state().join("server.pid").exists());
+    wait_for_log_file(&project, "the supervisor got signal 15");
+
+    // Its PID file removed by hand: stop and status still reach it.
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    std::fs::remove_file(project.state().join("server.pid")).unwrap();
+    let status = project.lichtara(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_says(&status, "PID file is missing");
+    let listed = project.lichtara(&["cleanup", "--dry-run"]);
+    assert_says(&listed, "no orphaned processes");
+    let stopped = project.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_says(&stopped, &format!("stopped `server` (pid {leader})"));
+    reap_our_zombies();
+    assert!(!is_live(leader) && project.supervisors().is_empty());
+
+    // The whole state folder removed: only cleanup can find the run, by
+    // its supervisor, which it asks to stop it.
+    let started = project.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let leader = pid_of(&started);
+    std::fs::remove_dir_all(project.state()).unwrap();
+    let listed = project.lichtara(&["cleanup", "--dry-run"]);
+    assert_says(&listed, "the supervisor of `server`, with no PID file");
+    let cleaned = project.lichtara(&["cleanup", "--yes"]);
+    assert!(cleaned.status.success(), "{}", text(&cleaned));
+    reap_our_zombies();
+    assert!(!is_live(leader), "the run outlived its supervisor's stop");
+    assert!(project.supervisors().is_empty());
+    assert!(project.leaves().is_empty(), "its cgroup is removed");
 }

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use crate::project::Project;
 use crate::protocol::{Reply, Request, SUPERVISOR_VAR, StatusReply, StopReply, socket_name};
 use crate::record::Record;
 use crate::state::StateDir;
@@ -54,13 +55,38 @@ fn check_supervisor(record: &Record, peer: Option<(i32, u32)>) -> Result<(), Str
     }
 }
 
+/// Asks `record`'s supervisor to stop its service by signal (SIGTERM: it
+/// stops the run as `stop` would) when its socket cannot be used, and
+/// waits until it has exited. The supervisor is pinned by a pidfd, then
+/// proved (PID, start time, user, marker), then signalled.
+pub(crate) fn stop_by_signal(record: &Record, timeout: Duration) -> Result<(), String> {
+    let supervisor = record
+        .supervisor
+        .ok_or_else(|| "the record names no supervisor".to_owned())?;
+    let pinned = terminate::Pinned::open(supervisor.pid)
+        .ok_or_else(|| format!("its supervisor (pid {}) is gone", supervisor.pid))?;
+    check_supervisor(record, None)?;
+    pinned.signal(rustix::process::Signal::TERM);
+    let wait = timeout + terminate::KILL_WAIT * 3 + STATUS_TIMEOUT;
+    if terminate::wait_exit(vec![pinned], wait).is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "its supervisor (pid {}) did not finish within {} of SIGTERM",
+            supervisor.pid,
+            humantime::format_duration(wait)
+        ))
+    }
+}
+
 /// A connection to the live supervisor of a service.
 pub(crate) struct Connection {
     stream: UnixStream,
 }
 
-/// How long a status request may take.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a status request may take (a supervisor answers from memory,
+/// at once; one that is stopped, SIGSTOP, does not).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Connection {
     /// Connects to `record`'s supervisor; the error says why not (it is
@@ -75,6 +101,35 @@ impl Connection {
             record,
             Some((peer.pid.as_raw_nonzero().get(), peer.uid.as_raw())),
         )?;
+        Ok(Self { stream })
+    }
+
+    /// Connects to the supervisor of `name` when there is no record to
+    /// name it: believed only if the kernel says the process at the
+    /// socket's other end runs as this user and carries this project's
+    /// and name's supervisor marker.
+    pub(crate) fn find(project: &Project, state: &StateDir, name: &str) -> Result<Self, String> {
+        let socket = socket_name(name);
+        if !state.is_socket(&socket) {
+            return Err("no supervisor socket".into());
+        }
+        let stream = UnixStream::connect(state.fd_path(&socket))
+            .map_err(|err| format!("cannot reach the supervisor's socket: {err}"))?;
+        let peer = rustix::net::sockopt::socket_peercred(&stream)
+            .map_err(|err| format!("cannot read its socket's peer: {err}"))?;
+        let pid = peer.pid.as_raw_nonzero().get();
+        let prefix = format!("{}{name}/", project.marker_prefix());
+        let ours = peer.uid.as_raw() == crate::ownership::current_uid()
+            && procfs::uid(pid).ok() == Some(peer.uid.as_raw())
+            && procfs::environ_var(pid, SUPERVISOR_VAR)
+                .ok()
+                .flatten()
+                .is_some_and(|marker| marker.starts_with(&prefix));
+        if !ours {
+            return Err(format!(
+                "the socket is served by pid {pid}, which is not a supervisor of `{name}` here"
+            ));
+        }
         Ok(Self { stream })
     }
 
@@ -101,18 +156,33 @@ impl Connection {
     fn ask(mut self, request: &Request, wait: Duration) -> Result<Reply, String> {
         let mut line = serde_json::to_string(request).map_err(|err| err.to_string())?;
         line.push('\n');
-        self.stream
+        // A supervisor that refuses (too many clients) answers and closes
+        // before reading: its answer is read even if the write failed.
+        let sent = self
+            .stream
             .set_write_timeout(Some(STATUS_TIMEOUT))
-            .and_then(|()| self.stream.write_all(line.as_bytes()))
-            .map_err(|err| format!("cannot ask its supervisor: {err}"))?;
+            .and_then(|()| self.stream.write_all(line.as_bytes()));
         self.stream
             .set_read_timeout(Some(wait))
             .map_err(|err| err.to_string())?;
         let mut answer = String::new();
-        match BufReader::new((&self.stream).take(64 * 1024)).read_line(&mut answer) {
-            Ok(0) => return Err("its supervisor closed the connection without an answer".into()),
-            Ok(_) => {}
-            Err(err) => return Err(format!("no answer from its supervisor: {err}")),
+        let read = BufReader::new((&self.stream).take(64 * 1024)).read_line(&mut answer);
+        match (read, sent) {
+            (Ok(n), _) if n > 0 => {}
+            (_, Err(err)) => return Err(format!("cannot ask its supervisor: {err}")),
+            (Ok(_), Ok(())) => {
+                return Err("its supervisor closed the connection without an answer".into());
+            }
+            (Err(err), Ok(()))
+                if err.kind() == std::io::ErrorKind::WouldBlock
+                    || err.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Err(format!(
+                    "no answer from its supervisor within {} (is it stopped, or the machine overloaded?)",
+                    humantime::format_duration(wait)
+                ));
+            }
+            (Err(err), Ok(())) => return Err(format!("no answer from its supervisor: {err}")),
         }
         serde_json::from_str(&answer).map_err(|err| format!("its supervisor's answer: {err}"))
     }

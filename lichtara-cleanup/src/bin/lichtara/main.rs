@@ -153,6 +153,9 @@ enum Command {
         /// The pipe to report to `start` on.
         #[arg(long)]
         report_fd: i32,
+        /// The name's lock, taken by `start`.
+        #[arg(long)]
+        lock_fd: i32,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -295,8 +298,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Supervise {
             name,
             report_fd,
+            lock_fd,
             command,
-        } => Ok(supervisor::run(&project, &name, report_fd, &command)),
+        } => Ok(supervisor::run(
+            &project, &name, report_fd, lock_fd, &command,
+        )),
     }
 }
 

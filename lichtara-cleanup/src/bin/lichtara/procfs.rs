@@ -96,6 +96,18 @@ pub(crate) fn descendants(root: i32, all: &[Stat]) -> Vec<i32> {
     found
 }
 
+/// Whether `pid` holds `path` open (the file there now: a removed one
+/// shows as "… (deleted)").
+pub(crate) fn holds(pid: i32, path: &std::path::Path) -> bool {
+    let Ok(target) = fs::canonicalize(path) else {
+        return false;
+    };
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|link| link == target))
+    })
+}
+
 /// Processes of this user holding `path` open: who holds a lock file.
 pub(crate) fn holders(path: &std::path::Path) -> Vec<i32> {
     let Ok(target) = fs::canonicalize(path) else {

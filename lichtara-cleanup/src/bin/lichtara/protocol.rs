@@ -39,6 +39,9 @@ pub(crate) struct StatusReply {
     /// Bytes of output logged since the supervisor started.
     pub(crate) logged_bytes: u64,
     pub(crate) log_rotations: u64,
+    /// Why the log is not being written, if it is not (a full disk).
+    #[serde(default)]
+    pub(crate) log_error: Option<String>,
 }
 
 /// A supervisor's answer to [`Request::Stop`], once the service has ended.

@@ -127,10 +127,11 @@ pub(crate) fn remove(file: &StateFile) -> Result<(), Failure> {
 /// Removes the PID file only if it still holds `record`: a `start` that
 /// ran while a slow `stop` waited has written its own, which is not this
 /// command's to remove.
-pub(crate) fn remove_if_still(file: &StateFile, record: &Record) -> Result<(), Failure> {
+/// Whether it was removed.
+pub(crate) fn remove_if_still(file: &StateFile, record: &Record) -> Result<bool, Failure> {
     match read(file) {
-        Ok(Some(now)) if now == *record => remove(file),
-        Ok(_) | Err(_) => Ok(()),
+        Ok(Some(now)) if now == *record => remove(file).map(|()| true),
+        Ok(_) | Err(_) => Ok(false),
     }
 }
 

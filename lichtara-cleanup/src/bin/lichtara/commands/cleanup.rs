@@ -21,6 +21,10 @@ pub(crate) struct Orphan {
     /// The cgroup leaf it was found in, when it was found there.
     pub(crate) leaf: Option<Leaf>,
     pub(crate) why: String,
+    /// A supervisor whose run has no record (its PID file or its state
+    /// folder was removed): asked to stop its run by SIGTERM. Its marker
+    /// is in `process.marker`.
+    pub(crate) supervisor: bool,
 }
 
 pub(crate) fn run(
@@ -57,7 +61,32 @@ pub(crate) fn run(
     }
     let uid = ownership::current_uid();
     let mut pinned = Vec::new();
-    for orphan in &orphans {
+    let mut supervisors = Vec::new();
+    for orphan in orphans.iter().filter(|orphan| orphan.supervisor) {
+        // Pinned, then proved by what it is: its start time, its user, and
+        // the supervisor's marker it carries.
+        let stat = &orphan.process.stat;
+        let Some(process) = terminate::Pinned::open(stat.pid) else {
+            continue;
+        };
+        let proved = procfs::stat(stat.pid).is_ok_and(|now| now.start_time == stat.start_time)
+            && procfs::uid(stat.pid).is_ok_and(|owner| owner == uid)
+            && procfs::environ_var(stat.pid, SUPERVISOR_VAR)
+                .ok()
+                .flatten()
+                .is_some_and(|marker| marker == orphan.process.marker);
+        if proved {
+            supervisors.push(process);
+        }
+    }
+    // A supervisor stops its run (stop signal, timeout, SIGKILL) before it
+    // exits: it gets that long, and then some, before SIGKILL.
+    let stopped = terminate::terminate(
+        supervisors,
+        rustix::process::Signal::TERM,
+        project.stop_timeout(None)? + terminate::KILL_WAIT * 2,
+    );
+    for orphan in orphans.iter().filter(|orphan| !orphan.supervisor) {
         let claim = Claim {
             marker: &orphan.process.marker,
             leaf: orphan.leaf.as_ref(),
@@ -91,13 +120,13 @@ pub(crate) fn run(
         project,
         &supervised(project, &procfs::all_stats().unwrap_or_default()),
     );
+    let by_term = outcome.by_term + stopped.by_term;
+    let by_kill = outcome.by_kill.len() + stopped.by_kill.len() + leaf_killed;
     say!(
-        "ended {} process(es): {} after SIGTERM, {} after SIGKILL",
-        outcome.by_term + outcome.by_kill.len() + leaf_killed,
-        outcome.by_term,
-        outcome.by_kill.len() + leaf_killed
+        "ended {} process(es): {by_term} after SIGTERM, {by_kill} after SIGKILL",
+        by_term + by_kill
     );
-    if outcome.survivors.is_empty() {
+    if outcome.survivors.is_empty() && stopped.survivors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(Failure::new(format!(
@@ -139,6 +168,7 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
                 process,
                 leaf: None,
                 why,
+                supervisor: false,
             }
         })
         .collect();
@@ -171,20 +201,62 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
                 },
                 leaf: Some(leaf.clone()),
                 why: format!("in the cgroup of `{name}`, which is not running"),
+                supervisor: false,
             });
         }
+    }
+    // Supervisors whose run no record names: nothing else can reach them
+    // (without a record, `stop` finds one only by its socket).
+    let state = project.existing_state_dir()?;
+    for process in supervisors(project, &all) {
+        if records.iter().any(|record| record.marker == process.marker) {
+            continue;
+        }
+        let name = process.marker.split('/').nth(1).unwrap_or("?").to_owned();
+        // One that holds its name's lock is starting (no record yet), or
+        // lost only its PID file: `stop` and `status` reach it by its
+        // socket. Only one cut off from its state folder is an orphan.
+        let reachable = state.as_ref().is_some_and(|state| {
+            procfs::holds(process.stat.pid, record::lock_path(state, &name).path())
+        });
+        if reachable {
+            continue;
+        }
+        orphans.push(Orphan {
+            process,
+            leaf: None,
+            why: format!(
+                "the supervisor of `{name}`, with no PID file: SIGTERM makes it stop its run"
+            ),
+            supervisor: true,
+        });
     }
     Ok(orphans)
 }
 
 /// The markers of this project's live supervisors (of this user).
 fn supervised(project: &Project, all: &[procfs::Stat]) -> Vec<String> {
+    supervisors(project, all)
+        .into_iter()
+        .map(|process| process.marker)
+        .collect()
+}
+
+/// This project's live supervisors (of this user), with their markers.
+fn supervisors(project: &Project, all: &[procfs::Stat]) -> Vec<Marked> {
     let uid = ownership::current_uid();
     let prefix = project.marker_prefix();
     all.iter()
         .filter(|stat| !stat.is_zombie() && procfs::uid(stat.pid).is_ok_and(|owner| owner == uid))
-        .filter_map(|stat| procfs::environ_var(stat.pid, SUPERVISOR_VAR).ok().flatten())
-        .filter(|marker| marker.starts_with(&prefix))
+        .filter_map(|stat| {
+            let marker = procfs::environ_var(stat.pid, SUPERVISOR_VAR)
+                .ok()
+                .flatten()?;
+            marker.starts_with(&prefix).then(|| Marked {
+                stat: stat.clone(),
+                marker,
+            })
+        })
         .collect()
 }
 

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::project::Project;
 use crate::protocol::{Report, SUPERVISOR_VAR};
-use crate::{Failure, exit};
+use crate::{Failure, exit, record};
 
 pub(crate) fn run(
     project: &Project,
@@ -29,8 +29,13 @@ pub(crate) fn run(
 /// Starts `command` as service `name` under a supervisor of its own;
 /// returns the service's PID.
 pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result<i32, Failure> {
-    // Checked here too, so that its errors come before anything is spawned.
-    project.state_dir()?;
+    // The name's lock, taken here and held by the supervisor from its
+    // first instruction on: no moment of a start holds nothing.
+    let state = project.state_dir()?;
+    let Some(lock) = record::lock(&state, name)? else {
+        return Err(crate::supervisor::locked(project, &state, name));
+    };
+    let lock_fd = lock.file.as_raw_fd();
     let exe = std::env::current_exe()
         .map_err(|err| Failure::new(format!("cannot find this program: {err}")))?;
     let (report, report_in) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -46,6 +51,8 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         .arg(name)
         .arg("--report-fd")
         .arg(report_fd.to_string())
+        .arg("--lock-fd")
+        .arg(lock_fd.to_string())
         .arg("--")
         .args(command)
         .env(SUPERVISOR_VAR, &marker)
@@ -54,12 +61,14 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         .stderr(Stdio::null());
     // SAFETY: only async-signal-safe system calls between fork and exec:
     // setsid(2), so that the supervisor outlives this terminal and its
-    // Ctrl-C; fcntl(2), so that it inherits the report pipe.
+    // Ctrl-C; fcntl(2), so that it inherits the report pipe and the lock.
     unsafe {
         supervisor.pre_exec(move || {
             rustix::process::setsid()?;
-            let fd = std::os::fd::BorrowedFd::borrow_raw(report_fd);
-            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            for fd in [report_fd, lock_fd] {
+                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            }
             Ok(())
         });
     }
@@ -68,6 +77,8 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         .map_err(|err| Failure::new(format!("cannot start the supervisor: {err}")))?;
     drop(supervisor);
     drop(report_in);
+    // The supervisor holds it now.
+    drop(lock);
     // Its reports, until the last one; the pipe's end without one means
     // the supervisor died.
     for line in BufReader::new(std::fs::File::from(report)).lines() {

@@ -26,6 +26,20 @@ pub(crate) fn run(
         Some(state) => record::read(&record::pid_path(state, &name))?,
         None => None,
     };
+    if record.is_none()
+        && let Some(state) = &state_dir
+        && let Ok(live) = Connection::find(project, state, &name).and_then(Connection::status)
+    {
+        report(
+            as_json,
+            json!({"name": name, "state": "running", "pid": live.pid, "supervisor": {"pid": live.supervisor, "state": live.phase}, "reason": "no PID file"}),
+            &format!(
+                "`{name}` is running (pid {}) under its supervisor (pid {}), but its PID file is missing: `lichtara stop` still works",
+                live.pid, live.supervisor
+            ),
+        );
+        return Ok(ExitCode::from(exit::STATUS_RUNNING));
+    }
     let (Some(record), Some(state_dir)) = (record, state_dir) else {
         report(
             as_json,
@@ -95,11 +109,16 @@ pub(crate) fn run(
     let supervisor = supervisor(&state_dir, &name, &record);
     let supervisor_text = match &supervisor {
         Supervisor::Live(status) => format!(
-            "pid {} ({}; {} logged, {} rotation(s))",
+            "pid {} ({}; {} logged, {} rotation(s)){}",
             status.supervisor,
             status.phase,
             bytes(status.logged_bytes),
-            status.log_rotations
+            status.log_rotations,
+            status
+                .log_error
+                .as_ref()
+                .map(|error| format!("\n  log: NOT WRITTEN: {error}"))
+                .unwrap_or_default()
         ),
         Supervisor::Missing(why) => {
             format!("missing ({why}): its output is no longer logged")
@@ -147,6 +166,7 @@ pub(crate) fn run(
                     "state": status.phase,
                     "logged_bytes": status.logged_bytes,
                     "log_rotations": status.log_rotations,
+                    "log_error": status.log_error,
                 }),
                 Supervisor::Missing(why) | Supervisor::Unreachable(why) => json!({
                     "pid": record.supervisor.map(|s| s.pid),

@@ -20,7 +20,8 @@ pub(crate) enum StopOutcome {
     NotRunning,
     Stale(String),
     Done {
-        record: Record,
+        /// The service's main process.
+        pid: i32,
         elapsed: Duration,
         killed: usize,
     },
@@ -39,7 +40,7 @@ pub(crate) fn run(
             "`{name}` was not running: removed its stale PID file ({why}); nothing was signalled"
         ),
         StopOutcome::Done {
-            record,
+            pid,
             elapsed,
             killed,
         } => {
@@ -48,11 +49,7 @@ pub(crate) fn run(
             } else {
                 String::new()
             };
-            say!(
-                "stopped `{name}` (pid {}) in {:.0?}{how}",
-                record.pid,
-                elapsed
-            );
+            say!("stopped `{name}` (pid {pid}) in {elapsed:.0?}{how}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -71,7 +68,20 @@ pub(crate) fn stop(
     };
     let pid_path = record::pid_path(&state, name);
     let Some(record) = record::read(&pid_path)? else {
-        return Ok(StopOutcome::NotRunning);
+        // No record, but perhaps a supervisor (its PID file was removed
+        // by hand): found by its socket, and proved by what it carries.
+        return match Connection::find(project, &state, name) {
+            Ok(connection) => {
+                note!("`{name}` has no PID file, but its supervisor answers: asking it to stop");
+                let stopped = connection.stop(timeout).map_err(Failure::new)?;
+                Ok(StopOutcome::Done {
+                    pid: stopped.pid,
+                    elapsed: Duration::from_millis(stopped.elapsed_ms),
+                    killed: stopped.killed,
+                })
+            }
+            Err(_) => Ok(StopOutcome::NotRunning),
+        };
     };
     let liveness = record.liveness(project, name);
     if let Liveness::Foreign(why) | Liveness::Refused(why) = &liveness {
@@ -82,10 +92,28 @@ pub(crate) fn stop(
         match Connection::open(&state, name, &record).and_then(|c| c.stop(timeout)) {
             Ok(stopped) => {
                 return Ok(StopOutcome::Done {
-                    record,
+                    pid: stopped.pid,
                     elapsed: Duration::from_millis(stopped.elapsed_ms),
                     killed: stopped.killed,
                 });
+            }
+            // Alive but not answering on its socket (too busy, or the
+            // socket is not its own): SIGTERM asks it for the same stop.
+            Err(why) if crate::client::supervisor_alive(&record) => {
+                note!(
+                    "cannot ask the supervisor of `{name}` over its socket ({why}); asking it by SIGTERM"
+                );
+                let started = Instant::now();
+                match crate::client::stop_by_signal(&record, timeout) {
+                    Ok(()) => {
+                        return Ok(StopOutcome::Done {
+                            pid: record.pid,
+                            elapsed: started.elapsed(),
+                            killed: 0,
+                        });
+                    }
+                    Err(why) => note!("{why}; stopping `{name}` from the record"),
+                }
             }
             Err(why) => note!(
                 "the supervisor of `{name}` did not stop it ({why}); stopping it from the record{}",
@@ -129,10 +157,15 @@ pub(crate) fn stop(
         ))
     })?;
     // Only the record this stop proved: a start that ran meanwhile wrote
-    // its own.
-    record::remove_if_still(&pid_path, &record)?;
+    // its own. The dead supervisor's socket goes with it.
+    if record::remove_if_still(&pid_path, &record)? {
+        let socket = crate::protocol::socket_name(name);
+        if state.is_socket(&socket) {
+            let _ = state.file(&socket).unlink();
+        }
+    }
     Ok(StopOutcome::Done {
-        record,
+        pid: record.pid,
         elapsed: started.elapsed(),
         killed,
     })

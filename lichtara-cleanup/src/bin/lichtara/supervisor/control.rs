@@ -38,11 +38,13 @@ impl Phase {
     }
 }
 
-/// At most this many connections are served at once; more are closed.
-const MAX_CLIENTS: usize = 32;
+/// At most this many connections are served at once; more are told so
+/// and closed.
+const MAX_CLIENTS: usize = 128;
 
-/// How long a client may take to send its request, or to take the reply.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request (ours sends it at
+/// once), or to take the reply.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The socket and what its clients may see and ask.
 pub(crate) struct Control {
@@ -216,12 +218,12 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                 let shared = inner.lock();
                 (shared.phase, shared.pid)
             };
-            let (logged_bytes, log_rotations) = {
+            let (logged_bytes, log_rotations, log_error) = {
                 let log = inner
                     .log
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                (log.written, log.rotations)
+                (log.written, log.rotations, log.error.clone())
             };
             let reply = StatusReply {
                 supervisor: std::process::id() as i32,
@@ -230,6 +232,7 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                 containment: inner.containment.clone(),
                 logged_bytes,
                 log_rotations,
+                log_error,
             };
             let _ = send(&mut stream, &Reply::Status(reply));
         }

@@ -1,10 +1,16 @@
 //! The service's log, `.lichtara/<name>.log`, written by its supervisor
 //! from the service's stdout and stderr: capped at `log_max` and rotated
-//! (`<name>.log.1` … `<name>.log.<log_keep>`, the oldest dropped), only
-//! ever between two lines, so that no line is lost or split across files
-//! by a rotation. A file exceeds `log_max` by at most one line: the one
-//! that was being written when the cap was reached, or one longer than
-//! the cap.
+//! (`<name>.log.1` … `<name>.log.<log_keep>`, the oldest dropped), between
+//! two lines, so that no line is lost or split across files by a
+//! rotation. A file exceeds `log_max` only to finish the line being
+//! written, and never by more than `log_max`: a line longer than that (a
+//! progress bar redrawn with `\r`, binary output) is cut there, so the logs
+//! never hold more than `(log_keep + 1) × 2 × log_max`.
+//!
+//! When a write fails (a full disk), what could not be written is lost and
+//! no rotation happens until a write succeeds again: rotating then would
+//! push the kept history out for files that stay empty. The failure is
+//! shown by `status`.
 
 use std::fs::File;
 use std::io::Write;
@@ -27,8 +33,11 @@ pub(crate) struct RotatingLog {
     pub(crate) written: u64,
     /// Rotations since the supervisor started.
     pub(crate) rotations: u64,
-    /// The last error writing or rotating, reported once per kind.
-    failed: Option<String>,
+    /// The last error writing or rotating, for `status`; cleared by the
+    /// next write that succeeds.
+    pub(crate) error: Option<String>,
+    /// Whether the last write failed (no rotation until one succeeds).
+    failing: bool,
 }
 
 /// The file name of rotated log `index` (0: the current one).
@@ -51,11 +60,12 @@ impl RotatingLog {
             keep,
             file,
             size,
-            // A supervisor ends its log with a line of its own.
-            at_line_start: true,
+            // A run killed in the middle of a line left it unfinished.
+            at_line_start: size == 0 || ends_with_newline(state, name),
             written: 0,
             rotations: 0,
-            failed: None,
+            error: None,
+            failing: false,
         })
     }
 
@@ -63,6 +73,11 @@ impl RotatingLog {
     /// current file would pass `log_max`.
     pub(crate) fn write(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
+            if self.failing {
+                // Try again, without rotating: see the module's comment.
+                self.append(data);
+                return;
+            }
             let room = self.max.saturating_sub(self.size);
             if data.len() as u64 <= room {
                 self.append(data);
@@ -79,16 +94,24 @@ impl RotatingLog {
                 self.rotate();
             } else {
                 // In the middle of a line, or a line longer than the cap:
-                // it is finished here, then the file is rotated.
-                match data.iter().position(|byte| *byte == b'\n') {
+                // it is finished here, up to the hard cap, then the file is
+                // rotated.
+                let hard_room = (2 * self.max).saturating_sub(self.size) as usize;
+                let reach = &data[..data.len().min(hard_room)];
+                match reach.iter().position(|byte| *byte == b'\n') {
                     Some(end) => {
                         self.append(&data[..=end]);
                         data = &data[end + 1..];
                         self.rotate();
                     }
-                    None => {
+                    None if data.len() < hard_room => {
                         self.append(data);
                         return;
+                    }
+                    None => {
+                        self.append(reach);
+                        data = &data[reach.len()..];
+                        self.rotate();
                     }
                 }
             }
@@ -108,19 +131,33 @@ impl RotatingLog {
         self.write(line.as_bytes());
     }
 
-    fn append(&mut self, data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
-        match self.file.write_all(data) {
-            Ok(()) => {
-                self.size += data.len() as u64;
-                self.written += data.len() as u64;
-                self.at_line_start = data.ends_with(b"\n");
+    fn append(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match self.file.write(data) {
+                Ok(0) => {
+                    self.failed(format!(
+                        "cannot write the log: {}",
+                        std::io::ErrorKind::WriteZero
+                    ));
+                    return;
+                }
+                Ok(written) => {
+                    let done = &data[..written];
+                    self.size += written as u64;
+                    self.written += written as u64;
+                    self.at_line_start = done.ends_with(b"\n");
+                    self.failing = false;
+                    self.error = None;
+                    data = &data[written..];
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                // Full disk, say: what could not be written is lost, and the
+                // supervisor keeps reading, so the service is never blocked.
+                Err(err) => {
+                    self.failed(format!("cannot write the log: {err}"));
+                    return;
+                }
             }
-            // Full disk, say: what could not be written is lost, and the
-            // supervisor keeps reading, so the service is never blocked.
-            Err(err) => self.failed(format!("cannot write the log: {err}")),
         }
     }
 
@@ -158,20 +195,32 @@ impl RotatingLog {
                 self.rotations += 1;
             }
             Err(why) => {
-                self.failed(format!("cannot rotate the log: {why}"));
                 // Keep writing where we are rather than lose lines; try
                 // again at the next cap.
+                self.error = Some(format!("cannot rotate the log: {why}"));
                 self.size = 0;
             }
         }
     }
 
     fn failed(&mut self, why: String) {
-        if self.failed.as_deref() != Some(why.as_str()) {
-            eprintln!("lichtara supervisor of `{}`: {why}", self.name);
-            self.failed = Some(why);
-        }
+        self.failing = true;
+        self.error = Some(why);
     }
+}
+
+/// Whether the log left by an earlier run ends with a whole line.
+fn ends_with_newline(state: &StateDir, name: &str) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(Some(file)) = state.file(&file_name(name, 0)).open(Access::Read, "read") else {
+        return true;
+    };
+    let length = file.metadata().map_or(0, |m| m.len());
+    let mut last = [0u8; 1];
+    length == 0
+        || file
+            .read_at(&mut last, length - 1)
+            .is_ok_and(|n| n == 1 && last[0] == b'\n')
 }
 
 fn open_current(state: &StateDir, name: &str) -> Result<File, Failure> {
@@ -244,17 +293,64 @@ mod tests {
     }
 
     #[test]
-    fn a_line_longer_than_the_cap_is_kept_whole() {
+    fn a_line_longer_than_the_cap_is_finished_up_to_twice_the_cap_then_cut() {
         let (_folder, state) = folder("long");
         let mut log = RotatingLog::open(&state, "s", 1024, 1).unwrap();
         log.write(b"short\n");
-        let long = format!("{}\n", "y".repeat(3000));
+        let long = format!("{}\n", "y".repeat(1500));
         log.write(long.as_bytes());
-        log.write(b"after\n");
-        assert_eq!(read(&state, "s.log"), "after\n");
+        // Finished whole (1.5 times the cap) in a file of its own.
         assert_eq!(read(&state, "s.log.1"), long);
+        assert_eq!(read(&state, "s.log"), "");
+        // A line with no end in sight is cut at twice the cap.
+        let endless = "z".repeat(5000);
+        log.write(endless.as_bytes());
+        log.write(b"\nafter\n");
+        assert_eq!(read(&state, "s.log.1").len(), 2048);
+        assert_eq!(
+            read(&state, "s.log"),
+            format!("{}\nafter\n", "z".repeat(5000 - 4096))
+        );
         log.note("stopped");
-        assert_eq!(read(&state, "s.log"), "after\n-- lichtara: stopped\n");
+        assert!(read(&state, "s.log").ends_with("after\n-- lichtara: stopped\n"));
+    }
+
+    #[test]
+    fn a_full_disk_loses_what_cannot_be_written_but_never_rotates_the_history_away() {
+        let (_folder, state) = folder("full");
+        let mut log = RotatingLog::open(&state, "s", 1024, 2).unwrap();
+        log.write(format!("{}\n", "a".repeat(1019)).as_bytes());
+        log.write(b"rotated\n");
+        assert_eq!(log.rotations, 1);
+        // The disk is full from here on.
+        log.file = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        for _ in 0..50 {
+            log.write(format!("{}\n", "b".repeat(700)).as_bytes());
+        }
+        assert_eq!(log.rotations, 1, "rotated while nothing could be written");
+        assert!(
+            log.error
+                .as_deref()
+                .unwrap()
+                .contains("cannot write the log"),
+            "{:?}",
+            log.error
+        );
+        assert_eq!(read(&state, "s.log.1").len(), 1020, "the history was kept");
+        assert_eq!(read(&state, "s.log"), "rotated\n");
+        assert!(!state.file("s.log.2").path().exists());
+    }
+
+    #[test]
+    fn a_log_left_inside_a_line_is_continued_on_a_line_of_its_own() {
+        let (_folder, state) = folder("reopen");
+        std::fs::write(state.file("s.log").path(), "cut sho").unwrap();
+        let mut log = RotatingLog::open(&state, "s", 1 << 20, 3).unwrap();
+        log.note("started");
+        assert_eq!(read(&state, "s.log"), "cut sho\n-- lichtara: started\n");
     }
 
     #[test]

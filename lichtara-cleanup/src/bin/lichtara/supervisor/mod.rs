@@ -34,6 +34,8 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
 
@@ -49,9 +51,39 @@ use crate::state::{StateDir, StateFile};
 use crate::terminate::Pinned;
 use crate::{Failure, exit, procfs};
 
-/// The supervisor's entry: `report_fd` is the pipe `start` reads.
-pub(crate) fn run(project: &Project, name: &str, report_fd: i32, command: &[String]) -> ExitCode {
+/// The supervisor's entry: `report_fd` is the pipe `start` reads,
+/// `lock_fd` the name's lock, which `start` took.
+pub(crate) fn run(
+    project: &Project,
+    name: &str,
+    report_fd: i32,
+    lock_fd: i32,
+    command: &[String],
+) -> ExitCode {
+    // Whatever `start`'s caller left open (a script's lock, a pipe it
+    // waits on) is not the service's to keep.
+    close_inherited(&[report_fd, lock_fd]);
     let mut report = Reporter::adopt(report_fd);
+    let Some(lock) = adopt_lock(lock_fd) else {
+        report.send(&Report::Failed {
+            message: format!("the supervisor of `{name}` was not given its lock"),
+            code: exit::FAILURE,
+        });
+        return ExitCode::from(exit::FAILURE);
+    };
+    // SIGTERM, SIGINT and SIGHUP ask for a stop, as `lichtara stop` does:
+    // blocked in every thread (none has started yet) and read from a
+    // signalfd by the main loop. The service starts with an empty mask.
+    let signals = match stop_signals() {
+        Ok(signals) => signals,
+        Err(err) => {
+            report.send(&Report::Failed {
+                message: format!("the supervisor cannot take its signals: {err}"),
+                code: exit::FAILURE,
+            });
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
     let marker = match std::env::var(SUPERVISOR_VAR) {
         Ok(marker)
             if marker.starts_with(&project.marker_prefix())
@@ -69,8 +101,8 @@ pub(crate) fn run(project: &Project, name: &str, report_fd: i32, command: &[Stri
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match Service::start(project, name, command, marker, &mut report) {
-        Ok(service) => service.supervise(project, report),
+    match Service::start(project, name, command, marker, lock, &mut report) {
+        Ok(service) => service.supervise(project, report, &signals),
         Err(failure) => {
             let code = failure.code();
             report.send(&Report::Failed {
@@ -143,11 +175,12 @@ impl Service {
         name: &str,
         command: &[String],
         marker: String,
+        lock: Lock,
         report: &mut Reporter,
     ) -> Result<Self, Failure> {
         let state = project.state_dir()?;
         let pid_path = record::pid_path(&state, name);
-        let lock = take_lock(project, &state, name, &pid_path, report)?;
+        clear_the_way(project, name, &pid_path, report)?;
         let (log_max, log_keep) = project.log_limits()?;
         let log = Arc::new(Mutex::new(RotatingLog::open(
             &state, name, log_max, log_keep,
@@ -249,7 +282,12 @@ impl Service {
 
     /// Watches the service until it ends or is stopped; then ends what is
     /// left of it, cleans up, answers and returns the supervisor's exit.
-    fn supervise(mut self, project: &Project, mut report: Reporter) -> ExitCode {
+    fn supervise(
+        mut self,
+        project: &Project,
+        mut report: Reporter,
+        signals: &SignalFd,
+    ) -> ExitCode {
         let pid = self.record.pid;
         let grace = project
             .start_grace()
@@ -267,14 +305,26 @@ impl Service {
             let mut fds = [
                 PollFd::new(&self.pidfd, PollFlags::IN),
                 PollFd::from_borrowed_fd(self.control.wake_fd(), PollFlags::IN),
+                PollFd::new(signals, PollFlags::IN),
             ];
             let _ = poll(&mut fds, timeout.as_ref());
-            let (exited, woken) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+            let [exited, woken, signalled] = fds.map(|fd| !fd.revents().is_empty());
             if exited {
                 break Ending::Exited;
             }
             if woken && let Some(timeout) = self.control.stop_asked() {
                 break Ending::Stop(timeout);
+            }
+            if signalled && let Ok(Some(info)) = signals.read_signal() {
+                lock_log(&self.log).note(&format!(
+                    "the supervisor got signal {}: stopping `{}`",
+                    info.ssi_signo, self.name
+                ));
+                break Ending::Stop(
+                    project
+                        .stop_timeout(None)
+                        .unwrap_or(crate::project::DEFAULT_STOP_TIMEOUT),
+                );
             }
             if !started && Instant::now() >= grace_ends {
                 started = true;
@@ -379,6 +429,49 @@ impl Service {
     }
 }
 
+/// The lock `start` took and passed down (an open file description that
+/// holds the flock): close-on-exec here; the service inherits it on
+/// purpose, between fork and exec.
+fn adopt_lock(fd: i32) -> Option<Lock> {
+    if fd < 3 {
+        return None;
+    }
+    // SAFETY: `start` passed this descriptor open for this process alone.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let _ = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC);
+    Some(Lock { file })
+}
+
+/// Closes every descriptor this process inherited but stdin, stdout,
+/// stderr and `keep` (it runs before this process opens any of its own).
+fn close_inherited(keep: &[i32]) {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2 && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: nothing in this process owns these descriptors: they
+        // were inherited, and this runs before anything here opens its
+        // own. The one that listed them is among them, closed by now:
+        // closing it again fails (EBADF), and nothing reused its number.
+        let _ = unsafe { rustix::io::try_close(fd) };
+    }
+}
+
+/// Blocks the signals that ask for a stop and returns a signalfd for them.
+fn stop_signals() -> nix::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(signal);
+    }
+    mask.thread_block()?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
 /// How long the supervisor waits, once the run has ended, for the rest of
 /// its output (a process outside the cgroup may still hold the pipe).
 const PUMP_WAIT: Duration = Duration::from_secs(5);
@@ -397,64 +490,78 @@ fn describe(status: &ExitStatus) -> String {
     }
 }
 
-/// Takes the lock of `name` and clears the way: a stale or foreign record
-/// is removed (nothing signalled), a live one refused.
-fn take_lock(
+/// Why `name` cannot be started while its lock is held by another.
+pub(crate) fn locked(project: &Project, state: &StateDir, name: &str) -> Failure {
+    let existing = match record::read(&record::pid_path(state, name)) {
+        Ok(existing) => existing,
+        Err(failure) => return failure,
+    };
+    let holders = procfs::holders(record::lock_path(state, name).path());
+    let prefix = format!("{}{name}/", project.marker_prefix());
+    let supervisor = holders.iter().copied().find(|pid| {
+        procfs::environ_var(*pid, SUPERVISOR_VAR)
+            .ok()
+            .flatten()
+            .is_some_and(|marker| marker.starts_with(&prefix))
+    });
+    let liveness = existing
+        .as_ref()
+        .map(|record| record.liveness(project, name));
+    match (existing, liveness, supervisor) {
+        (Some(record), Some(Liveness::Running(_)), _) => already_running(&record, name),
+        (Some(record), Some(Liveness::Foreign(_)), _) => Failure::new(format!(
+            "`{name}` is held by a run (pid {}) recorded for another project directory: if this directory was moved since it started, move it back to stop it (projects are told apart by where they are)",
+            record.pid
+        )),
+        (_, _, Some(pid)) => Failure::new(format!(
+            "`{name}` is held by its supervisor (pid {pid}), which is starting it or ending its last run; see `lichtara status -N {name}`"
+        )),
+        _ => Failure::new(format!(
+            "`{name}` is locked by processes of an earlier run{}; see `lichtara cleanup --dry-run`",
+            holders
+                .iter()
+                .map(|pid| format!(" (pid {pid}: `{}`)", procfs::cmdline(*pid)))
+                .collect::<String>()
+        )),
+    }
+}
+
+/// With the name's lock held: a stale or foreign record is removed
+/// (nothing signalled), a live one refused.
+fn clear_the_way(
     project: &Project,
-    state: &StateDir,
     name: &str,
     pid_path: &StateFile,
     report: &mut Reporter,
-) -> Result<Lock, Failure> {
-    let existing = record::read(pid_path)?;
-    let Some(lock) = record::lock(state, name)? else {
-        return Err(match existing {
-            Some(record) if matches!(record.liveness(project, name), Liveness::Running(_)) => {
-                already_running(&record, name)
-            }
-            Some(record) if crate::client::supervisor_alive(&record) => Failure::new(format!(
-                "`{name}` is still held by its supervisor (pid {}), which is ending its last run; start it again once `lichtara stop` has returned",
-                record.supervisor.map_or(0, |supervisor| supervisor.pid)
-            )),
-            _ => Failure::new(format!(
-                "`{name}` is locked by processes of an earlier run{}; see `lichtara cleanup --dry-run`",
-                procfs::holders(record::lock_path(state, name).path())
-                    .iter()
-                    .map(|pid| format!(" (pid {pid}: `{}`)", procfs::cmdline(*pid)))
-                    .collect::<String>()
-            )),
-        });
+) -> Result<(), Failure> {
+    let Some(record) = record::read(pid_path)? else {
+        return Ok(());
     };
-    if let Some(record) = existing {
-        match record.liveness(project, name) {
-            Liveness::Running(_) => return Err(already_running(&record, name)),
-            Liveness::Stale(why) => {
-                report.send(&Report::Note(format!(
-                    "removing the stale PID file of `{name}` ({why}); nothing was signalled"
-                )));
-                record::remove(pid_path)?;
-            }
-            Liveness::Foreign(why) => {
-                report.send(&Report::Note(format!(
-                    "replacing a PID file that is not this project's ({why}); nothing was signalled"
-                )));
-                record::remove(pid_path)?;
-            }
-            Liveness::Refused(why) => {
-                return Err(Failure::refused(format!(
-                    "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
-                    pid_path.path().display()
-                )));
-            }
+    match record.liveness(project, name) {
+        Liveness::Running(_) => Err(already_running(&record, name)),
+        Liveness::Stale(why) => {
+            report.send(&Report::Note(format!(
+                "removing the stale PID file of `{name}` ({why}); nothing was signalled"
+            )));
+            record::remove(pid_path)
         }
+        Liveness::Foreign(why) => {
+            report.send(&Report::Note(format!(
+                "replacing a PID file that is not this project's ({why}); nothing was signalled"
+            )));
+            record::remove(pid_path)
+        }
+        Liveness::Refused(why) => Err(Failure::refused(format!(
+            "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
+            pid_path.path().display()
+        ))),
     }
-    Ok(lock)
 }
 
 fn already_running(record: &Record, name: &str) -> Failure {
     match record.supervisor {
         Some(supervisor) if !crate::client::supervisor_alive(record) => Failure::new(format!(
-            "`{name}` is running (pid {}) without its supervisor (pid {} is gone): its output is no longer logged. `lichtara stop -N {name}`, then start it again",
+            "`{name}` is running (pid {}) without its supervisor (pid {} is gone): its output is no longer logged (its next write to stdout or stderr fails). `lichtara stop -N {name}`, then start it again",
             record.pid, supervisor.pid
         )),
         _ => Failure::new(format!("`{name}` is already running (pid {})", record.pid)),
@@ -485,12 +592,35 @@ fn spawn(
         .stdout(output)
         .stderr(output_err);
     // SAFETY: between fork and exec only async-signal-safe system calls
-    // run: setsid(2); write(2) of "0" to the leaf's cgroup.procs, so that
-    // the service and everything it ever forks live in its cgroup; and
-    // fcntl(2) to let the service inherit the lock so that it holds it for
-    // as long as it lives.
+    // run: sigaction(2) and sigprocmask(2), so that the service starts with
+    // every signal at its default and none blocked (an ignored signal and
+    // the mask are inherited across exec: the supervisor blocks its stop
+    // signals, and whoever ran `start` may have ignored some); setsid(2); write(2) of
+    // "0" to the leaf's cgroup.procs, so that the service and everything
+    // it ever forks live in its cgroup; and fcntl(2) to let the service
+    // inherit the lock so that it holds it for as long as it lives.
     unsafe {
         child.pre_exec(move || {
+            // The kernel's own call, so that the C library's few reserved
+            // signals are reset too; a zeroed kernel `sigaction` is
+            // SIG_DFL with no flags and an empty mask on every Linux.
+            let default = [0u64; 4];
+            for signal in 1..=64 {
+                if signal != nix::libc::SIGKILL && signal != nix::libc::SIGSTOP {
+                    nix::libc::syscall(
+                        nix::libc::SYS_rt_sigaction,
+                        signal,
+                        default.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8usize,
+                    );
+                }
+            }
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&SigSet::empty()),
+                None,
+            )?;
             rustix::process::setsid()?;
             if let Some(procs) = cgroup_fd {
                 containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;

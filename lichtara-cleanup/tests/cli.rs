@@ -1766,14 +1766,20 @@ fn the_supervisor_caps_and_rotates_the_log_between_lines_and_logs_follows_every_
 
     // On disk: capped files, each ending between two lines, that hold
     // every line once, in order.
+    // Newest first: the current one, then the rotated ones (numbered in
+    // the order they were written) from the highest number down.
+    let mut rotated: Vec<(u64, PathBuf)> = std::fs::read_dir(project.state())
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let number = name.strip_prefix("server.log.")?.parse().ok()?;
+            Some((number, entry.path()))
+        })
+        .collect();
+    rotated.sort();
     let mut files = vec![project.state().join("server.log")];
-    for index in 1.. {
-        let rotated = project.state().join(format!("server.log.{index}"));
-        if !rotated.exists() {
-            break;
-        }
-        files.push(rotated);
-    }
+    files.extend(rotated.into_iter().rev().map(|(_, path)| path));
     assert!(files.len() >= 5, "{} files: not rotated", files.len());
     let mut on_disk = String::new();
     for file in files.iter().rev() {

@@ -41,6 +41,9 @@ pub(crate) struct StateFile {
 pub(crate) enum Access {
     /// To read; `None` when it does not exist.
     Read,
+    /// To read a log: as `Read`, but two links are allowed, as a rotation
+    /// gives the current log its number before the new one takes its name.
+    ReadLog,
     /// To append to, created 0600 if missing (the log).
     Append,
     /// To lock, created 0600 if missing.
@@ -135,6 +138,12 @@ impl StateDir {
         }
     }
 
+    /// Gives the file `from` a second name, `to`, in the folder.
+    pub(crate) fn link(&self, from: &str, to: &str) -> std::io::Result<()> {
+        rustix::fs::linkat(&*self.fd, from, &*self.fd, to, AtFlags::empty())?;
+        Ok(())
+    }
+
     /// Whether `name` is a socket (a supervisor's control socket).
     pub(crate) fn is_socket(&self, name: &str) -> bool {
         rustix::fs::statat(&*self.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|stat| {
@@ -175,7 +184,7 @@ impl StateFile {
     pub(crate) fn open(&self, access: Access, verb: &str) -> Result<Option<File>, Failure> {
         let base = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let flags = match access {
-            Access::Read => base | OFlags::RDONLY,
+            Access::Read | Access::ReadLog => base | OFlags::RDONLY,
             Access::Append => base | OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE,
             Access::Lock => base | OFlags::RDWR | OFlags::CREATE,
         };
@@ -206,7 +215,16 @@ impl StateFile {
                 self.path.display()
             )));
         }
-        if meta.nlink() != 1 {
+        if meta.nlink() == 0 {
+            // Removed between the open and this look: as good as absent.
+            return Ok(None);
+        }
+        let links = if matches!(access, Access::ReadLog) {
+            2
+        } else {
+            1
+        };
+        if meta.nlink() > links {
             return Err(Failure::new(format!(
                 "{} has {} hard links (another file shares it); refusing to {verb} it",
                 self.path.display(),

@@ -14,6 +14,7 @@ use rustix::fs::inotify;
 
 use crate::project::Project;
 use crate::state::{Access, StateDir};
+use crate::supervisor::log;
 use crate::{Failure, output, record};
 
 pub(crate) fn run(
@@ -28,39 +29,41 @@ pub(crate) fn run(
             "`{name}` has no log yet: it was never started here"
         )));
     };
-    let (_, keep) = project.log_limits()?;
     let current = record::log_path(&state, &name);
     let io_err = |err: std::io::Error| Failure::new(format!("{}: {err}", current.path().display()));
     // The last lines, from the current log and as many rotated ones as
-    // they reach back into; each read from its end.
+    // they reach back into (newest first), each read from its end. The
+    // current one is opened first: if it is rotated meanwhile, it shows
+    // up again among the rotated ones, and is skipped by its inode.
+    let mut next = open_log(&state, &name, None)?;
+    let mut older = log::rotated(&state, &name).into_iter().rev();
     let mut pieces = Vec::new();
     let mut seen = Vec::new();
     let mut needed = lines;
-    for index in 0..=keep {
-        // A rotation renames the files one by one, from the oldest: a
-        // name may be missing for a moment, so every one is looked at.
-        let Some(mut file) = open_log(&state, &name, index)? else {
-            if index == 0 && open_log(&state, &name, 1)?.is_none() {
-                return Err(Failure::new(format!(
-                    "`{name}` has no log yet: {} does not exist",
-                    current.path().display()
-                )));
+    loop {
+        if let Some(mut file) = next.take() {
+            let inode = file.metadata().map(|m| m.ino()).map_err(io_err)?;
+            if !seen.contains(&inode) {
+                seen.push(inode);
+                let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
+                needed -= found;
+                pieces.push((file, start));
             }
-            continue;
-        };
-        // A rotation while we look shifts every name by one: the file
-        // just read shows up again under the next name, and is skipped.
-        let inode = file.metadata().map(|m| m.ino()).map_err(io_err)?;
-        if seen.contains(&inode) {
-            continue;
         }
-        seen.push(inode);
-        let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
-        pieces.push((file, start));
-        needed -= found;
         if needed == 0 {
             break;
         }
+        match older.next() {
+            // Removed meanwhile (it was the oldest kept): `None`, skipped.
+            Some((sequence, _)) => next = open_log(&state, &name, Some(sequence))?,
+            None => break,
+        }
+    }
+    if pieces.is_empty() {
+        return Err(Failure::new(format!(
+            "`{name}` has no log yet: {} does not exist",
+            current.path().display()
+        )));
     }
     let mut position = 0;
     let mut held = None;
@@ -71,15 +74,13 @@ pub(crate) fn run(
             held = Some(file);
         }
     }
-    let Some(mut file) = held else {
-        return Err(Failure::new(format!(
-            "{} vanished while it was read (rotated twice at once?); try again",
-            current.path().display()
-        )));
-    };
+    let mut file = held.expect("pieces is not empty");
     if !follow || output::stdout_closed() {
         return Ok(ExitCode::SUCCESS);
     }
+    // The number the held file has, or will get when it is rotated: what
+    // follows it is every rotated file numbered higher, in order.
+    let mut held_number = number_of(&state, &name, &file).map_err(io_err)?;
     // Follow: sleep in the kernel until the folder changes (inotify: a
     // write, or a rotation's new file) or stdout's reader goes away
     // (`logs -f | head -1`), then print what was appended. Ends with
@@ -101,36 +102,71 @@ pub(crate) fn run(
             position = 0;
         }
         position += copy_from(&mut file, position).map_err(io_err)?;
-        // Rotated: the files that followed the one held, newest first,
-        // each once (a rotation while we look shifts every name by one, so
-        // a file can show up twice); the newest is held next.
+        // Rotated: what follows the held file is the rotated files
+        // numbered higher, in order, then the current one. The current one
+        // is opened only after a look at the rotated ones, and is held only
+        // once a second look finds no rotated file between it and the last
+        // one printed (else those are printed first, and it is opened
+        // again): the order is the order of writing, whatever rotations
+        // happen meanwhile.
         let held_inode = file.metadata().map(|m| m.ino()).map_err(io_err)?;
-        let mut newer = Vec::new();
-        let mut seen = vec![held_inode];
-        for index in 0..=keep {
-            // A name may be missing for a moment while a rotation renames
-            // the files (and the current one until it makes the new one).
-            let Some(next) = open_log(&state, &name, index)? else {
-                continue;
-            };
-            let inode = next.metadata().map(|m| m.ino()).map_err(io_err)?;
-            if inode == held_inode {
-                break;
-            }
-            if !seen.contains(&inode) {
-                seen.push(inode);
-                newer.push(next);
-            }
-        }
-        if !newer.is_empty() {
+        let rotated_away = open_log(&state, &name, None)?
+            .is_some_and(|now| now.metadata().is_ok_and(|m| m.ino() != held_inode));
+        if rotated_away {
             // What was written to the held file before it was rotated.
             copy_from(&mut file, position).map_err(io_err)?;
-            let mut newest = newer.remove(0);
-            for mut rotated in newer.into_iter().rev() {
-                copy_from(&mut rotated, 0).map_err(io_err)?;
+            let mut printed = held_number;
+            // The inode of the last file printed, and how much of it.
+            let mut last = None;
+            for _ in 0..1000 {
+                for (number, _) in log::rotated(&state, &name) {
+                    if number <= printed {
+                        continue;
+                    }
+                    // Removed meanwhile: lost to log_keep before it was read.
+                    if let Some(mut next) = open_log(&state, &name, Some(number))? {
+                        let copied = copy_from(&mut next, 0).map_err(io_err)?;
+                        last = Some((next.metadata().map(|m| m.ino()).map_err(io_err)?, copied));
+                    }
+                    printed = number;
+                }
+                let Some(mut now) = open_log(&state, &name, None)? else {
+                    break;
+                };
+                let now_inode = now.metadata().map(|m| m.ino()).map_err(io_err)?;
+                // The current file was given its number as the rotated ones
+                // were read, and printed as one of them: held from there.
+                if let Some((inode, copied)) = last
+                    && inode == now_inode
+                {
+                    held_number = printed;
+                    position = copied + copy_from(&mut now, copied).map_err(io_err)?;
+                    file = now;
+                    break;
+                }
+                let newer: Vec<u64> = log::rotated(&state, &name)
+                    .into_iter()
+                    .map(|(number, _)| number)
+                    .filter(|number| *number > printed)
+                    .collect();
+                let now_number = match newer[..] {
+                    [] => Some(printed + 1),
+                    // It was given its number just now.
+                    [only]
+                        if open_log(&state, &name, Some(only))?
+                            .is_some_and(|f| f.metadata().is_ok_and(|m| m.ino() == now_inode)) =>
+                    {
+                        Some(only)
+                    }
+                    _ => None,
+                };
+                if let Some(number) = now_number {
+                    held_number = number;
+                    file = now;
+                    position = copy_from(&mut file, 0).map_err(io_err)?;
+                    break;
+                }
             }
-            position = copy_from(&mut newest, 0).map_err(io_err)?;
-            file = newest;
         }
         if output::stdout_closed() {
             return Ok(ExitCode::SUCCESS);
@@ -161,11 +197,40 @@ pub(crate) fn run(
     }
 }
 
-/// Log `index` of `name` (0: the current one, else a rotated one).
-fn open_log(state: &StateDir, name: &str, index: u32) -> Result<Option<File>, Failure> {
-    state
-        .file(&crate::supervisor::log::file_name(name, index))
-        .open(Access::Read, "read")
+/// The number `file` (opened as the current log) has among the rotated
+/// logs, or will get when it is rotated: listed first, then the current
+/// log looked at, so that a rotation in between cannot be missed.
+fn number_of(state: &StateDir, name: &str, file: &File) -> std::io::Result<u64> {
+    let inode = file.metadata()?.ino();
+    let rotated = log::rotated(state, name);
+    let still_current = open_log(state, name, None)
+        .ok()
+        .flatten()
+        .is_some_and(|now| now.metadata().is_ok_and(|m| m.ino() == inode));
+    // Still current, it may have its number already (a rotation links it
+    // under the number before the new file takes the name): the newest.
+    let candidates = if still_current {
+        &rotated[rotated.len().saturating_sub(1)..]
+    } else {
+        &rotated[..]
+    };
+    for (number, _) in candidates.iter().rev() {
+        if let Ok(Some(rotated)) = open_log(state, name, Some(*number))
+            && rotated.metadata()?.ino() == inode
+        {
+            return Ok(*number);
+        }
+    }
+    Ok(rotated.last().map_or(0, |(last, _)| *last) + 1)
+}
+
+/// The current log of `name` (`None`), or rotated log `sequence`.
+fn open_log(state: &StateDir, name: &str, sequence: Option<u64>) -> Result<Option<File>, Failure> {
+    let file = match sequence {
+        None => log::current_name(name),
+        Some(sequence) => log::rotated_name(name, sequence),
+    };
+    state.file(&file).open(Access::ReadLog, "read")
 }
 
 /// Where the last `lines` lines of `file` begin, reading backwards from

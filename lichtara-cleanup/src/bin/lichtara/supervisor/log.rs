@@ -1,6 +1,7 @@
 //! The service's log, `.lichtara/<name>.log`, written by its supervisor
 //! from the service's stdout and stderr: capped at `log_max` and rotated
-//! (`<name>.log.1` … `<name>.log.<log_keep>`, the oldest dropped), between
+//! (to `<name>.log.000001`, `.000002` …, numbered in the order they were
+//! written and never renamed again, the newest `log_keep` kept), between
 //! two lines, so that no line is lost or split across files by a
 //! rotation. A file exceeds `log_max` only to finish the line being
 //! written, and never by more than `log_max`: a line longer than that (a
@@ -33,6 +34,8 @@ pub(crate) struct RotatingLog {
     pub(crate) written: u64,
     /// Rotations since the supervisor started.
     pub(crate) rotations: u64,
+    /// The number the next rotated log gets.
+    next: u64,
     /// The last error writing or rotating, for `status`; cleared by the
     /// next write that succeeds.
     pub(crate) error: Option<String>,
@@ -40,12 +43,33 @@ pub(crate) struct RotatingLog {
     failing: bool,
 }
 
-/// The file name of rotated log `index` (0: the current one).
-pub(crate) fn file_name(name: &str, index: u32) -> String {
-    match index {
-        0 => format!("{name}.log"),
-        _ => format!("{name}.log.{index}"),
-    }
+/// The current log's file name.
+pub(crate) fn current_name(name: &str) -> String {
+    format!("{name}.log")
+}
+
+/// Rotated log `sequence`'s file name.
+pub(crate) fn rotated_name(name: &str, sequence: u64) -> String {
+    format!("{name}.log.{sequence:06}")
+}
+
+/// The rotated logs of `name` in the folder, oldest first: `(sequence,
+/// file name)`. A rotated log keeps its name until it is removed, so a
+/// reader can tell which file follows which from the names alone.
+pub(crate) fn rotated(state: &StateDir, name: &str) -> Vec<(u64, String)> {
+    let prefix = format!("{name}.log.");
+    let mut found: Vec<(u64, String)> = state
+        .names()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|file| {
+            let digits = file.strip_prefix(&prefix)?;
+            let valid = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            Some((digits.parse().ok().filter(|_| valid)?, file))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 impl RotatingLog {
@@ -64,6 +88,7 @@ impl RotatingLog {
             at_line_start: size == 0 || ends_with_newline(state, name),
             written: 0,
             rotations: 0,
+            next: rotated(state, name).last().map_or(1, |(last, _)| last + 1),
             error: None,
             failing: false,
         })
@@ -161,31 +186,39 @@ impl RotatingLog {
         }
     }
 
-    /// `<name>.log.<k>` becomes `.<k+1>` (the oldest is replaced), the
-    /// current one `.1`, and a new current one is opened. If the new one
-    /// cannot be opened, writing goes on in the old one.
+    /// The current log becomes the next rotated one, a new current one
+    /// takes its place, and the rotated ones past the newest `log_keep`
+    /// are removed. The old file gets its number first (a second link),
+    /// then the new one is renamed over the current name: at no moment is
+    /// the current log missing, nor the old one without its number.
+    /// If the new one cannot be made, writing goes on in the old one.
     fn rotate(&mut self) {
         let result = (|| {
-            if self.keep == 0 {
-                // Nothing kept: the current file goes.
+            let current = current_name(&self.name);
+            let fresh = format!(".{}.log.new", self.name);
+            let _ = self.state.file(&fresh).unlink();
+            let new = self
+                .state
+                .file(&current)
+                .create_new(&fresh)
+                .map_err(|err| err.to_string())?;
+            let _ = rustix::fs::fcntl_setfl(&new, rustix::fs::OFlags::APPEND);
+            if self.keep > 0 {
                 self.state
-                    .file(&file_name(&self.name, 0))
-                    .unlink()
+                    .link(&current, &rotated_name(&self.name, self.next))
                     .map_err(|err| err.to_string())?;
-            } else {
-                for index in (1..self.keep).rev() {
-                    self.state
-                        .rename(
-                            &file_name(&self.name, index),
-                            &file_name(&self.name, index + 1),
-                        )
-                        .map_err(|err| err.to_string())?;
-                }
-                self.state
-                    .rename(&file_name(&self.name, 0), &file_name(&self.name, 1))
-                    .map_err(|err| err.to_string())?;
+                self.next += 1;
             }
-            open_current(&self.state, &self.name).map_err(|failure| failure.message().to_owned())
+            // With nothing kept, the old file goes with this rename.
+            self.state
+                .rename(&fresh, &current)
+                .map_err(|err| err.to_string())?;
+            let all = rotated(&self.state, &self.name);
+            let surplus = all.len().saturating_sub(self.keep as usize);
+            for (_, gone) in &all[..surplus] {
+                let _ = self.state.file(gone).unlink();
+            }
+            Ok::<File, String>(new)
         })();
         match result {
             Ok(file) => {
@@ -212,7 +245,7 @@ impl RotatingLog {
 /// Whether the log left by an earlier run ends with a whole line.
 fn ends_with_newline(state: &StateDir, name: &str) -> bool {
     use std::os::unix::fs::FileExt;
-    let Ok(Some(file)) = state.file(&file_name(name, 0)).open(Access::Read, "read") else {
+    let Ok(Some(file)) = state.file(&current_name(name)).open(Access::Read, "read") else {
         return true;
     };
     let length = file.metadata().map_or(0, |m| m.len());
@@ -224,7 +257,7 @@ fn ends_with_newline(state: &StateDir, name: &str) -> bool {
 }
 
 fn open_current(state: &StateDir, name: &str) -> Result<File, Failure> {
-    let path = state.file(&file_name(name, 0));
+    let path = state.file(&current_name(name));
     let file = path
         .open(Access::Append, "write")?
         .ok_or_else(|| Failure::new(format!("cannot create {}", path.path().display())))?;
@@ -274,7 +307,17 @@ mod tests {
         log.write(pending.as_bytes());
         all.push_str(&pending);
         assert!(log.rotations >= 3, "{} rotations", log.rotations);
-        let files: Vec<String> = (0..=3).map(|i| read(&state, &file_name("s", i))).collect();
+        let names = rotated(&state, "s");
+        assert_eq!(names.len(), 3, "{names:?}: not log_keep of them");
+        assert!(
+            names.windows(2).all(|pair| pair[0].0 + 1 == pair[1].0),
+            "{names:?}"
+        );
+        // Newest first: the current one, then the rotated ones from the
+        // highest number down.
+        let files: Vec<String> = std::iter::once(read(&state, "s.log"))
+            .chain(names.iter().rev().map(|(_, file)| read(&state, file)))
+            .collect();
         for (index, text) in files.iter().enumerate() {
             assert!(text.ends_with('\n'), "file {index} ends inside a line");
             assert!(
@@ -286,10 +329,6 @@ mod tests {
         // The kept files are the newest lines, whole and in order.
         let kept: String = files.iter().rev().map(String::as_str).collect();
         assert!(all.ends_with(&kept), "lines lost or reordered");
-        assert!(
-            read(&state, &file_name("s", 4)).is_empty(),
-            "more kept than log_keep"
-        );
     }
 
     #[test]
@@ -300,13 +339,14 @@ mod tests {
         let long = format!("{}\n", "y".repeat(1500));
         log.write(long.as_bytes());
         // Finished whole (1.5 times the cap) in a file of its own.
-        assert_eq!(read(&state, "s.log.1"), long);
+        assert_eq!(read(&state, "s.log.000002"), long);
         assert_eq!(read(&state, "s.log"), "");
         // A line with no end in sight is cut at twice the cap.
         let endless = "z".repeat(5000);
         log.write(endless.as_bytes());
         log.write(b"\nafter\n");
-        assert_eq!(read(&state, "s.log.1").len(), 2048);
+        assert_eq!(read(&state, "s.log.000004").len(), 2048);
+        assert!(!state.file("s.log.000003").path().exists(), "log_keep 1");
         assert_eq!(
             read(&state, "s.log"),
             format!("{}\nafter\n", "z".repeat(5000 - 4096))
@@ -339,9 +379,13 @@ mod tests {
             "{:?}",
             log.error
         );
-        assert_eq!(read(&state, "s.log.1").len(), 1020, "the history was kept");
+        assert_eq!(
+            read(&state, "s.log.000001").len(),
+            1020,
+            "the history was kept"
+        );
         assert_eq!(read(&state, "s.log"), "rotated\n");
-        assert!(!state.file("s.log.2").path().exists());
+        assert_eq!(rotated(&state, "s").len(), 1);
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! own, as s6-supervise and runit's runsv supervise theirs; it owns the
 //! service for the service's whole life:
 //!
-//! 1. it takes the name's lock (and keeps it: a second start of the name
-//!    is refused while it lives; the service inherits the lock too, so a
-//!    service whose supervisor was killed still holds it);
-//! 2. spawns the service in its cgroup leaf (`containment`) or, without
-//!    one, its own process group, with the run's marker, its stdout and
-//!    stderr a pipe that the supervisor reads;
+//! 1. it holds the name's lock, which `start` took and handed down (a
+//!    second start of the name is refused while it lives; the service
+//!    inherits the lock too, so a service whose supervisor was killed
+//!    still holds it), and clears a stale record away (`claim`);
+//! 2. spawns the service (`child`) in its cgroup leaf (`containment`) or,
+//!    without one, its own process group, with the run's marker, its
+//!    stdout and stderr a pipe that the supervisor reads;
 //! 3. writes the record (the PID file, naming itself as supervisor),
 //!    reports to `start` once the start grace has passed (or why the
 //!    service did not start), and answers `status` and `stop` on its
@@ -19,23 +20,29 @@
 //!    the cgroup removed), removes the record it wrote, writes the last
 //!    log line, answers, and exits.
 //!
-//! Signals go only to its own unreaped child (whose PID cannot be
+//! Its own process (`setup`) keeps only what `start` handed down, and
+//! takes SIGTERM, SIGINT and SIGHUP as a stop. Signals go only to its own
+//! unreaped child (whose PID cannot be
 //! recycled) and to processes that pass the ownership proofs; never to a
 //! group.
 
+mod child;
+mod claim;
 mod control;
 pub(crate) mod log;
+mod setup;
+
+pub(crate) use self::claim::locked;
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ExitCode, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signalfd::SignalFd;
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
 
@@ -44,9 +51,9 @@ use self::log::RotatingLog;
 use crate::commands::stop;
 use crate::containment::{self, Containment};
 use crate::ownership::Claim;
-use crate::project::{MARKER_VAR, Project};
+use crate::project::Project;
 use crate::protocol::{Report, SUPERVISOR_VAR, StopReply, socket_name};
-use crate::record::{self, Liveness, Lock, Record};
+use crate::record::{self, Lock, Record};
 use crate::state::{StateDir, StateFile};
 use crate::terminate::Pinned;
 use crate::{Failure, exit, procfs};
@@ -62,9 +69,9 @@ pub(crate) fn run(
 ) -> ExitCode {
     // Whatever `start`'s caller left open (a script's lock, a pipe it
     // waits on) is not the service's to keep.
-    close_inherited(&[report_fd, lock_fd]);
+    setup::close_inherited(&[report_fd, lock_fd]);
     let mut report = Reporter::adopt(report_fd);
-    let Some(lock) = adopt_lock(lock_fd) else {
+    let Some(lock) = setup::adopt_lock(lock_fd) else {
         report.send(&Report::Failed {
             message: format!("the supervisor of `{name}` was not given its lock"),
             code: exit::FAILURE,
@@ -74,7 +81,7 @@ pub(crate) fn run(
     // SIGTERM, SIGINT and SIGHUP ask for a stop, as `lichtara stop` does:
     // blocked in every thread (none has started yet) and read from a
     // signalfd by the main loop. The service starts with an empty mask.
-    let signals = match stop_signals() {
+    let signals = match setup::stop_signals() {
         Ok(signals) => signals,
         Err(err) => {
             report.send(&Report::Failed {
@@ -180,7 +187,7 @@ impl Service {
     ) -> Result<Self, Failure> {
         let state = project.state_dir()?;
         let pid_path = record::pid_path(&state, name);
-        clear_the_way(project, name, &pid_path, report)?;
+        claim::clear_the_way(project, name, &pid_path, report)?;
         let (log_max, log_keep) = project.log_limits()?;
         let log = Arc::new(Mutex::new(RotatingLog::open(
             &state, name, log_max, log_keep,
@@ -199,7 +206,7 @@ impl Service {
         let control = Control::listen(&state, name, log.clone(), containment.describe())?;
         let (output, output_in) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|err| Failure::new(format!("cannot make the output pipe: {err}")))?;
-        let child = spawn(
+        let child = child::spawn(
             project,
             command,
             &marker,
@@ -215,7 +222,7 @@ impl Service {
         ) {
             Ok(pidfd) => pidfd,
             Err(err) => {
-                end_unrecorded(child, &containment);
+                child::end_unrecorded(child, &containment);
                 return Err(Failure::new(format!(
                     "cannot watch `{}` (pidfd: {err}); it was ended",
                     command[0]
@@ -250,7 +257,7 @@ impl Service {
         let record = match recorded {
             Ok(record) => record,
             Err(failure) => {
-                end_unrecorded(child, &containment);
+                child::end_unrecorded(child, &containment);
                 return Err(Failure::new(format!(
                     "{}; `{name}` was ended, not left running unrecorded",
                     failure.message()
@@ -429,49 +436,6 @@ impl Service {
     }
 }
 
-/// The lock `start` took and passed down (an open file description that
-/// holds the flock): close-on-exec here; the service inherits it on
-/// purpose, between fork and exec.
-fn adopt_lock(fd: i32) -> Option<Lock> {
-    if fd < 3 {
-        return None;
-    }
-    // SAFETY: `start` passed this descriptor open for this process alone.
-    let file = unsafe { File::from_raw_fd(fd) };
-    let _ = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC);
-    Some(Lock { file })
-}
-
-/// Closes every descriptor this process inherited but stdin, stdout,
-/// stderr and `keep` (it runs before this process opens any of its own).
-fn close_inherited(keep: &[i32]) {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2 && !keep.contains(fd))
-        .collect();
-    for fd in fds {
-        // SAFETY: nothing in this process owns these descriptors: they
-        // were inherited, and this runs before anything here opens its
-        // own. The one that listed them is among them, closed by now:
-        // closing it again fails (EBADF), and nothing reused its number.
-        let _ = unsafe { rustix::io::try_close(fd) };
-    }
-}
-
-/// Blocks the signals that ask for a stop and returns a signalfd for them.
-fn stop_signals() -> nix::Result<SignalFd> {
-    let mut mask = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        mask.add(signal);
-    }
-    mask.thread_block()?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-}
-
 /// How long the supervisor waits, once the run has ended, for the rest of
 /// its output (a process outside the cgroup may still hold the pipe).
 const PUMP_WAIT: Duration = Duration::from_secs(5);
@@ -487,165 +451,6 @@ fn describe(status: &ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
         _ => status.to_string(),
-    }
-}
-
-/// Why `name` cannot be started while its lock is held by another.
-pub(crate) fn locked(project: &Project, state: &StateDir, name: &str) -> Failure {
-    let existing = match record::read(&record::pid_path(state, name)) {
-        Ok(existing) => existing,
-        Err(failure) => return failure,
-    };
-    let holders = procfs::holders(record::lock_path(state, name).path());
-    let prefix = format!("{}{name}/", project.marker_prefix());
-    let supervisor = holders.iter().copied().find(|pid| {
-        procfs::environ_var(*pid, SUPERVISOR_VAR)
-            .ok()
-            .flatten()
-            .is_some_and(|marker| marker.starts_with(&prefix))
-    });
-    let liveness = existing
-        .as_ref()
-        .map(|record| record.liveness(project, name));
-    match (existing, liveness, supervisor) {
-        (Some(record), Some(Liveness::Running(_)), _) => already_running(&record, name),
-        (Some(record), Some(Liveness::Foreign(_)), _) => Failure::new(format!(
-            "`{name}` is held by a run (pid {}) recorded for another project directory: if this directory was moved since it started, move it back to stop it (projects are told apart by where they are)",
-            record.pid
-        )),
-        (_, _, Some(pid)) => Failure::new(format!(
-            "`{name}` is held by its supervisor (pid {pid}), which is starting it or ending its last run; see `lichtara status -N {name}`"
-        )),
-        _ => Failure::new(format!(
-            "`{name}` is locked by processes of an earlier run{}; see `lichtara cleanup --dry-run`",
-            holders
-                .iter()
-                .map(|pid| format!(" (pid {pid}: `{}`)", procfs::cmdline(*pid)))
-                .collect::<String>()
-        )),
-    }
-}
-
-/// With the name's lock held: a stale or foreign record is removed
-/// (nothing signalled), a live one refused.
-fn clear_the_way(
-    project: &Project,
-    name: &str,
-    pid_path: &StateFile,
-    report: &mut Reporter,
-) -> Result<(), Failure> {
-    let Some(record) = record::read(pid_path)? else {
-        return Ok(());
-    };
-    match record.liveness(project, name) {
-        Liveness::Running(_) => Err(already_running(&record, name)),
-        Liveness::Stale(why) => {
-            report.send(&Report::Note(format!(
-                "removing the stale PID file of `{name}` ({why}); nothing was signalled"
-            )));
-            record::remove(pid_path)
-        }
-        Liveness::Foreign(why) => {
-            report.send(&Report::Note(format!(
-                "replacing a PID file that is not this project's ({why}); nothing was signalled"
-            )));
-            record::remove(pid_path)
-        }
-        Liveness::Refused(why) => Err(Failure::refused(format!(
-            "{}: {why}; nothing was signalled. Inspect it, then remove the PID file",
-            pid_path.path().display()
-        ))),
-    }
-}
-
-fn already_running(record: &Record, name: &str) -> Failure {
-    match record.supervisor {
-        Some(supervisor) if !crate::client::supervisor_alive(record) => Failure::new(format!(
-            "`{name}` is running (pid {}) without its supervisor (pid {} is gone): its output is no longer logged (its next write to stdout or stderr fails). `lichtara stop -N {name}`, then start it again",
-            record.pid, supervisor.pid
-        )),
-        _ => Failure::new(format!("`{name}` is already running (pid {})", record.pid)),
-    }
-}
-
-/// Spawns the service: its own session, its cgroup leaf entered before
-/// exec, the marker set, output into the pipe, the lock inherited.
-fn spawn(
-    project: &Project,
-    command: &[String],
-    marker: &str,
-    output: OwnedFd,
-    cgroup_fd: Option<i32>,
-    lock_fd: i32,
-) -> Result<Child, Failure> {
-    let output_err = output
-        .try_clone()
-        .map_err(|err| Failure::new(format!("cannot share the output pipe: {err}")))?;
-    let mut child = Command::new(&command[0]);
-    child
-        .args(&command[1..])
-        .current_dir(&project.dir)
-        .env_remove(SUPERVISOR_VAR)
-        .envs(&project.settings.env)
-        .env(MARKER_VAR, marker)
-        .stdin(Stdio::null())
-        .stdout(output)
-        .stderr(output_err);
-    // SAFETY: between fork and exec only async-signal-safe system calls
-    // run: sigaction(2) and sigprocmask(2), so that the service starts with
-    // every signal at its default and none blocked (an ignored signal and
-    // the mask are inherited across exec: the supervisor blocks its stop
-    // signals, and whoever ran `start` may have ignored some); setsid(2); write(2) of
-    // "0" to the leaf's cgroup.procs, so that the service and everything
-    // it ever forks live in its cgroup; and fcntl(2) to let the service
-    // inherit the lock so that it holds it for as long as it lives.
-    unsafe {
-        child.pre_exec(move || {
-            // The kernel's own call, so that the C library's few reserved
-            // signals are reset too; a zeroed kernel `sigaction` is
-            // SIG_DFL with no flags and an empty mask on every Linux.
-            let default = [0u64; 4];
-            for signal in 1..=64 {
-                if signal != nix::libc::SIGKILL && signal != nix::libc::SIGSTOP {
-                    nix::libc::syscall(
-                        nix::libc::SYS_rt_sigaction,
-                        signal,
-                        default.as_ptr(),
-                        std::ptr::null_mut::<u64>(),
-                        8usize,
-                    );
-                }
-            }
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&SigSet::empty()),
-                None,
-            )?;
-            rustix::process::setsid()?;
-            if let Some(procs) = cgroup_fd {
-                containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;
-            }
-            let fd = std::os::fd::BorrowedFd::borrow_raw(lock_fd);
-            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
-            Ok(())
-        });
-    }
-    // `child` (and with it this process's copies of the pipe's write end)
-    // is dropped on return, so the pipe ends when the service's copies do.
-    child
-        .spawn()
-        .map_err(|err| Failure::new(format!("cannot start `{}`: {err}", command[0])))
-}
-
-/// Ends a service that could not be recorded: our own unreaped child, and
-/// its cgroup.
-fn end_unrecorded(mut child: Child, containment: &Containment) {
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Containment::Cgroup(leaf) = containment {
-        let _ = leaf.kill();
-        leaf.wait_empty(crate::terminate::KILL_WAIT);
-        leaf.remove();
     }
 }
 

@@ -746,6 +746,10 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     assert_says(&missing, "cannot start");
     assert!(!project.state().join("server.pid").exists());
+    // Nothing is left of it: no socket, no cgroup; the log says why.
+    assert!(!project.state().join("server.sock").exists());
+    assert!(project.leaves().is_empty(), "{:?}", project.leaves());
+    wait_for_log_file(&project, "`server` did not start: cannot start");
 
     let dies = project.lichtara(&["start", "--", "sh", "-c", "exit 3"]);
     assert_eq!(dies.status.code(), Some(1), "{}", text(&dies));
@@ -2030,4 +2034,59 @@ fn a_supervisor_stops_its_run_at_sigterm_and_one_cut_off_from_its_state_is_found
     assert!(!is_live(leader), "the run outlived its supervisor's stop");
     assert!(project.supervisors().is_empty());
     assert!(project.leaves().is_empty(), "its cgroup is removed");
+}
+
+#[test]
+fn the_last_lines_are_read_in_order_while_the_log_rotates_fast() {
+    let project = Project::new("tail-rotating");
+    std::fs::write(
+        project.dir.join("Lichtara.toml"),
+        "log_max = \"1KiB\"\nlog_keep = 100\n",
+    )
+    .unwrap();
+    // Numbered lines, as fast as it can, rotating the log every few lines.
+    let writer = "import sys\ni = 0\nwhile True:\n    sys.stdout.write('L%08d %s\\n' % (i, 'y' * 40))\n    i += 1\n    if i % 10 == 0: sys.stdout.flush()\n";
+    std::fs::write(project.dir.join("w.py"), writer).unwrap();
+    let started = project.lichtara(&["start", "--", "python3", "w.py"]);
+    assert!(started.status.success(), "{}", text(&started));
+    wait_until("a few rotations", || {
+        std::fs::read_dir(project.state()).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| {
+                    entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("server.log.0")
+                })
+                .count()
+                >= 10
+        })
+    });
+    // Every round: whole lines in writing order, nothing repeated. (A
+    // reader that a busy machine holds back longer than the kept files
+    // last gets fewer lines: they were removed before it got to them. One
+    // file holds about 20; the whole 200 must come in some round.)
+    let mut complete = 0;
+    for round in 0..20 {
+        let tail = project.lichtara(&["logs", "-n", "200"]);
+        assert!(tail.status.success(), "round {round}: {}", text(&tail));
+        let numbers: Vec<u64> = String::from_utf8_lossy(&tail.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix('L')?.split(' ').next()?.parse().ok())
+            .collect();
+        let broken = numbers.windows(2).position(|pair| pair[1] != pair[0] + 1);
+        assert!(
+            broken.is_none(),
+            "round {round}: not the last lines in order, at {broken:?} of {}: {:?}",
+            numbers.len(),
+            &numbers[broken.unwrap_or(0).saturating_sub(3)
+                ..(broken.unwrap_or(0) + 4).min(numbers.len())],
+        );
+        if numbers.len() >= 199 {
+            complete += 1;
+        }
+    }
+    assert!(complete > 0, "no round read back into the rotated files");
+    stop_leaving_nothing(&project);
 }

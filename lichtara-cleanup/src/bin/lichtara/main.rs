@@ -235,6 +235,10 @@ fn main() -> ExitCode {
         Command::Status { json, .. } => Some(*json),
         _ => None,
     };
+    let status_name = match &cli.command {
+        Command::Status { name, .. } => name.name.clone(),
+        _ => None,
+    };
     match dispatch(cli) {
         Ok(code) if output::stdout_failed() => {
             note!("cannot write to stdout: what this command printed is lost");
@@ -249,7 +253,7 @@ fn main() -> ExitCode {
             if status_json == Some(true) {
                 say!(
                     "{}",
-                    serde_json::json!({"state": "unknown", "error": failure.message})
+                    serde_json::json!({"name": status_name, "state": "unknown", "error": failure.message})
                 );
             } else {
                 note!("{}", failure.message);

@@ -33,32 +33,19 @@ pub(crate) fn run(
     let io_err = |err: std::io::Error| Failure::new(format!("{}: {err}", current.path().display()));
     // The last lines, from the current log and as many rotated ones as
     // they reach back into (newest first), each read from its end. The
-    // current one is opened first: if it is rotated meanwhile, it shows
-    // up again among the rotated ones, and is skipped by its inode.
-    let mut next = open_log(&state, &name, None)?;
-    let mut older = log::rotated(&state, &name).into_iter().rev();
+    // current one is opened first and given its number (the one it has,
+    // if a rotation came meanwhile, or the one it will get); only rotated
+    // files numbered below it are older. Should it be removed before it is
+    // numbered (rotated away past log_keep while this looked: a writer far
+    // faster than the reader), it is all read again.
     let mut pieces = Vec::new();
-    let mut seen = Vec::new();
-    let mut needed = lines;
-    loop {
-        if let Some(mut file) = next.take() {
-            let inode = file.metadata().map(|m| m.ino()).map_err(io_err)?;
-            if !seen.contains(&inode) {
-                seen.push(inode);
-                let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
-                needed -= found;
-                pieces.push((file, start));
-            }
-        }
-        if needed == 0 {
+    for _ in 0..10 {
+        pieces = last_lines(&state, &name, lines, &io_err)?;
+        if pieces.iter().all(|piece| piece.is_some()) {
             break;
         }
-        match older.next() {
-            // Removed meanwhile (it was the oldest kept): `None`, skipped.
-            Some((sequence, _)) => next = open_log(&state, &name, Some(sequence))?,
-            None => break,
-        }
     }
+    let pieces: Vec<(File, u64)> = pieces.into_iter().flatten().collect();
     if pieces.is_empty() {
         return Err(Failure::new(format!(
             "`{name}` has no log yet: {} does not exist",
@@ -78,9 +65,6 @@ pub(crate) fn run(
     if !follow || output::stdout_closed() {
         return Ok(ExitCode::SUCCESS);
     }
-    // The number the held file has, or will get when it is rotated: what
-    // follows it is every rotated file numbered higher, in order.
-    let mut held_number = number_of(&state, &name, &file).map_err(io_err)?;
     // Follow: sleep in the kernel until the folder changes (inotify: a
     // write, or a rotation's new file) or stdout's reader goes away
     // (`logs -f | head -1`), then print what was appended. Ends with
@@ -115,7 +99,18 @@ pub(crate) fn run(
         if rotated_away {
             // What was written to the held file before it was rotated.
             copy_from(&mut file, position).map_err(io_err)?;
-            let mut printed = held_number;
+            // The number it got (it was given one before the current name
+            // moved on), found by its inode among the newest; not found:
+            // removed already by log_keep, and every rotated file is newer.
+            let mut printed = 0;
+            for (number, _) in log::rotated(&state, &name).iter().rev() {
+                if open_log(&state, &name, Some(*number))?
+                    .is_some_and(|f| f.metadata().is_ok_and(|m| m.ino() == held_inode))
+                {
+                    printed = *number;
+                    break;
+                }
+            }
             // The inode of the last file printed, and how much of it.
             let mut last = None;
             for _ in 0..1000 {
@@ -139,7 +134,6 @@ pub(crate) fn run(
                 if let Some((inode, copied)) = last
                     && inode == now_inode
                 {
-                    held_number = printed;
                     position = copied + copy_from(&mut now, copied).map_err(io_err)?;
                     file = now;
                     break;
@@ -149,19 +143,14 @@ pub(crate) fn run(
                     .map(|(number, _)| number)
                     .filter(|number| *number > printed)
                     .collect();
-                let now_number = match newer[..] {
-                    [] => Some(printed + 1),
+                let nothing_between = match newer[..] {
+                    [] => true,
                     // It was given its number just now.
-                    [only]
-                        if open_log(&state, &name, Some(only))?
-                            .is_some_and(|f| f.metadata().is_ok_and(|m| m.ino() == now_inode)) =>
-                    {
-                        Some(only)
-                    }
-                    _ => None,
+                    [only] => open_log(&state, &name, Some(only))?
+                        .is_some_and(|f| f.metadata().is_ok_and(|m| m.ino() == now_inode)),
+                    _ => false,
                 };
-                if let Some(number) = now_number {
-                    held_number = number;
+                if nothing_between {
                     file = now;
                     position = copy_from(&mut file, 0).map_err(io_err)?;
                     break;
@@ -197,10 +186,53 @@ pub(crate) fn run(
     }
 }
 
+/// The last `lines` lines of `name`'s logs: each piece a file and where
+/// its part begins, newest first. `None` in place of the current log when
+/// it was removed before it could be numbered (then nothing else is read).
+#[allow(clippy::type_complexity)]
+fn last_lines(
+    state: &StateDir,
+    name: &str,
+    lines: usize,
+    io_err: &dyn Fn(std::io::Error) -> Failure,
+) -> Result<Vec<Option<(File, u64)>>, Failure> {
+    let mut pieces = Vec::new();
+    let mut needed = lines;
+    let mut below = u64::MAX;
+    if let Some(mut file) = open_log(state, name, None)? {
+        let Some(number) = number_of(state, name, &file).map_err(io_err)? else {
+            return Ok(vec![None]);
+        };
+        below = number;
+        let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
+        needed -= found;
+        pieces.push(Some((file, start)));
+    }
+    let older: Vec<u64> = log::rotated(state, name)
+        .into_iter()
+        .map(|(number, _)| number)
+        .filter(|number| *number < below)
+        .collect();
+    for number in older.into_iter().rev() {
+        if needed == 0 && !pieces.is_empty() {
+            break;
+        }
+        // Removed meanwhile (it was the oldest kept): skipped.
+        let Some(mut file) = open_log(state, name, Some(number))? else {
+            continue;
+        };
+        let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
+        needed -= found;
+        pieces.push(Some((file, start)));
+    }
+    Ok(pieces)
+}
+
 /// The number `file` (opened as the current log) has among the rotated
 /// logs, or will get when it is rotated: listed first, then the current
-/// log looked at, so that a rotation in between cannot be missed.
-fn number_of(state: &StateDir, name: &str, file: &File) -> std::io::Result<u64> {
+/// log looked at, so that a rotation in between cannot be missed. `None`
+/// when it was rotated and already removed (log_keep) before this looked.
+fn number_of(state: &StateDir, name: &str, file: &File) -> std::io::Result<Option<u64>> {
     let inode = file.metadata()?.ino();
     let rotated = log::rotated(state, name);
     let still_current = open_log(state, name, None)
@@ -218,10 +250,10 @@ fn number_of(state: &StateDir, name: &str, file: &File) -> std::io::Result<u64> 
         if let Ok(Some(rotated)) = open_log(state, name, Some(*number))
             && rotated.metadata()?.ino() == inode
         {
-            return Ok(*number);
+            return Ok(Some(*number));
         }
     }
-    Ok(rotated.last().map_or(0, |(last, _)| *last) + 1)
+    Ok(still_current.then(|| rotated.last().map_or(0, |(last, _)| *last) + 1))
 }
 
 /// The current log of `name` (`None`), or rotated log `sequence`.

@@ -128,8 +128,14 @@ pub(crate) fn run(
     };
     let ports = procfs::listening_ports(&members);
     let uptime = procfs::age(record.start_time).unwrap_or_default();
+    // Running, or (its supervisor says) still starting, or stopping: all
+    // LSB's 0, and told apart here.
+    let state = match &supervisor {
+        Supervisor::Live(status) if status.phase != "running" => status.phase.clone(),
+        _ => "running".to_owned(),
+    };
     let text = format!(
-        "`{name}` is running: pid {}, up {}, memory {:.1} MiB, {} process(es), {} descendant(s), listening on {}\n  command: {}\n  contained by: {containment}\n  supervisor: {supervisor_text}",
+        "`{name}` is {state}: pid {}, up {}, memory {:.1} MiB, {} process(es), {} descendant(s), listening on {}\n  command: {}\n  contained by: {containment}\n  supervisor: {supervisor_text}",
         record.pid,
         super::short_duration(uptime),
         memory_kib as f64 / 1024.0,
@@ -150,7 +156,7 @@ pub(crate) fn run(
         as_json,
         json!({
             "name": name,
-            "state": "running",
+            "state": state,
             "pid": record.pid,
             "uptime_secs": uptime.as_secs(),
             "memory_kib": memory_kib,

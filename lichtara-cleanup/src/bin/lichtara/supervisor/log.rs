@@ -64,7 +64,9 @@ pub(crate) fn rotated(state: &StateDir, name: &str) -> Vec<(u64, String)> {
         .into_iter()
         .filter_map(|file| {
             let digits = file.strip_prefix(&prefix)?;
-            let valid = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            // Six digits at least: `<name>.log.1` of another scheme (or of
+            // an earlier lichtara) is not one of ours, and is left alone.
+            let valid = digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit());
             Some((digits.parse().ok().filter(|_| valid)?, file))
         })
         .collect();
@@ -329,6 +331,25 @@ mod tests {
         // The kept files are the newest lines, whole and in order.
         let kept: String = files.iter().rev().map(String::as_str).collect();
         assert!(all.ends_with(&kept), "lines lost or reordered");
+    }
+
+    #[test]
+    fn rotated_logs_are_told_by_their_six_digit_numbers_and_others_left_alone() {
+        let (_folder, state) = folder("names");
+        for name in [
+            "s.log.000002",
+            "s.log.000010",
+            "s.log.1",
+            "s.log.2",
+            "s.log.0000x1",
+            "t.log.000003",
+        ] {
+            std::fs::write(state.file(name).path(), "").unwrap();
+        }
+        let found: Vec<u64> = rotated(&state, "s").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(found, [2, 10]);
+        let log = RotatingLog::open(&state, "s", 1024, 3).unwrap();
+        assert_eq!(log.next, 11);
     }
 
     #[test]

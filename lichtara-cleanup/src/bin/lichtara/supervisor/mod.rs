@@ -204,64 +204,80 @@ impl Service {
         };
         // Listening before the service exists: a stop may come at once.
         let control = Control::listen(&state, name, log.clone(), containment.describe())?;
-        let (output, output_in) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|err| Failure::new(format!("cannot make the output pipe: {err}")))?;
-        let child = child::spawn(
-            project,
-            command,
-            &marker,
-            output_in,
-            cgroup_procs.as_ref().map(|file| file.as_raw_fd()),
-            lock.file.as_raw_fd(),
-        )?;
-        drop(cgroup_procs);
-        let pid = child.id() as i32;
-        let pidfd = match pidfd_open(
-            Pid::from_raw(pid).expect("a child has a pid"),
-            PidfdFlags::empty(),
-        ) {
-            Ok(pidfd) => pidfd,
-            Err(err) => {
-                child::end_unrecorded(child, &containment);
-                return Err(Failure::new(format!(
-                    "cannot watch `{}` (pidfd: {err}); it was ended",
-                    command[0]
-                )));
-            }
-        };
-        let supervisor = procfs::stat(std::process::id() as i32)
-            .map(|stat| crate::pidfile::SupervisorId {
-                pid: stat.pid,
-                start_time: stat.start_time,
-            })
-            .map_err(|err| Failure::new(format!("cannot read this process's /proc: {err}")));
-        let recorded = supervisor.and_then(|supervisor| {
-            let stat = procfs::stat(pid)
-                .map_err(|err| Failure::new(format!("cannot read /proc/{pid}: {err}")))?;
-            let record = Record {
-                name: name.to_owned(),
-                pid,
-                pgid: pid,
-                start_time: stat.start_time,
-                boot_id: procfs::boot_id()
-                    .map_err(|err| Failure::new(format!("cannot read the boot id: {err}")))?,
-                command: command.to_vec(),
-                started_at: crate::commands::now_secs(),
-                marker,
-                uid: Some(crate::ownership::current_uid()),
-                supervisor: Some(supervisor),
+        // From here on a failure leaves nothing behind: the socket, the
+        // leaf (the spawn undoes the rest itself), and a line in the log.
+        let spawned = (|| {
+            let (output, output_in) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|err| Failure::new(format!("cannot make the output pipe: {err}")))?;
+            let child = child::spawn(
+                project,
+                command,
+                &marker,
+                output_in,
+                cgroup_procs.as_ref().map(|file| file.as_raw_fd()),
+                lock.file.as_raw_fd(),
+            )?;
+            drop(cgroup_procs);
+            let pid = child.id() as i32;
+            let pidfd = match pidfd_open(
+                Pid::from_raw(pid).expect("a child has a pid"),
+                PidfdFlags::empty(),
+            ) {
+                Ok(pidfd) => pidfd,
+                Err(err) => {
+                    child::end_unrecorded(child, &containment);
+                    return Err(Failure::new(format!(
+                        "cannot watch `{}` (pidfd: {err}); it was ended",
+                        command[0]
+                    )));
+                }
             };
-            record::write(&pid_path, &record)?;
-            Ok(record)
-        });
-        let record = match recorded {
-            Ok(record) => record,
+            let supervisor = procfs::stat(std::process::id() as i32)
+                .map(|stat| crate::pidfile::SupervisorId {
+                    pid: stat.pid,
+                    start_time: stat.start_time,
+                })
+                .map_err(|err| Failure::new(format!("cannot read this process's /proc: {err}")));
+            let recorded = supervisor.and_then(|supervisor| {
+                let stat = procfs::stat(pid)
+                    .map_err(|err| Failure::new(format!("cannot read /proc/{pid}: {err}")))?;
+                let record = Record {
+                    name: name.to_owned(),
+                    pid,
+                    pgid: pid,
+                    start_time: stat.start_time,
+                    boot_id: procfs::boot_id()
+                        .map_err(|err| Failure::new(format!("cannot read the boot id: {err}")))?,
+                    command: command.to_vec(),
+                    started_at: crate::commands::now_secs(),
+                    marker,
+                    uid: Some(crate::ownership::current_uid()),
+                    supervisor: Some(supervisor),
+                };
+                record::write(&pid_path, &record)?;
+                Ok(record)
+            });
+            let record = match recorded {
+                Ok(record) => record,
+                Err(failure) => {
+                    child::end_unrecorded(child, &containment);
+                    return Err(Failure::new(format!(
+                        "{}; `{name}` was ended, not left running unrecorded",
+                        failure.message()
+                    )));
+                }
+            };
+            Ok((output, child, pid, pidfd, record))
+        })();
+        let (output, child, pid, pidfd, record) = match spawned {
+            Ok(spawned) => spawned,
             Err(failure) => {
-                child::end_unrecorded(child, &containment);
-                return Err(Failure::new(format!(
-                    "{}; `{name}` was ended, not left running unrecorded",
-                    failure.message()
-                )));
+                let _ = state.file(&socket_name(name)).unlink();
+                if let Containment::Cgroup(leaf) = &containment {
+                    leaf.remove();
+                }
+                lock_log(&log).note(&format!("`{name}` did not start: {}", failure.message()));
+                return Err(failure);
             }
         };
         control.set(Phase::Starting, pid);

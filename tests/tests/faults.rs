@@ -212,8 +212,10 @@ fn a_second_signal_during_any_phase_ends_the_process_at_once() {
 
 #[test]
 fn a_first_signal_during_a_phase_after_main_returned_is_noted_and_the_sequence_goes_on() {
-    let mut proc = start(&[("MAIN", "return"), ("FAULT_SECOND", "wait")]);
-    proc.wait_for_line("start second");
+    // `third` waits: its 30 s timeout outlasts a test thread that a
+    // loaded machine holds back (`second`'s 3 s did not, under load).
+    let mut proc = start(&[("MAIN", "return"), ("FAULT_THIRD", "wait")]);
+    proc.wait_for_line("start third");
     proc.signal(Signal::SIGTERM);
     proc.wait_for_log("signal received during shutdown");
     proc.send_line("release");

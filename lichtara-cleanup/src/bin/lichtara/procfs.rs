@@ -52,6 +52,29 @@ pub(crate) fn cmdline(pid: i32) -> String {
     args.join(" ")
 }
 
+/// The values of `names` in the environment `pid` started with, from one
+/// read of it.
+pub(crate) fn environ_vars<const N: usize>(
+    pid: i32,
+    names: [&str; N],
+) -> io::Result<[Option<String>; N]> {
+    use std::io::Read;
+    let mut raw = Vec::with_capacity(16 * 1024);
+    fs::File::open(format!("/proc/{pid}/environ"))?.read_to_end(&mut raw)?;
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
+    for entry in raw.split(|byte| *byte == 0) {
+        for (name, value) in names.iter().zip(values.iter_mut()) {
+            if value.is_none()
+                && let Some(rest) = entry.strip_prefix(name.as_bytes())
+                && let Some(found) = rest.strip_prefix(b"=")
+            {
+                *value = Some(String::from_utf8_lossy(found).into_owned());
+            }
+        }
+    }
+    Ok(values)
+}
+
 /// The value of `name` in the environment `pid` started with.
 pub(crate) fn environ_var(pid: i32, name: &str) -> io::Result<Option<String>> {
     use std::io::Read;

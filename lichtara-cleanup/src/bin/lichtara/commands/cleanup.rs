@@ -147,8 +147,12 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
     let all = procfs::all_stats().unwrap_or_default();
     // A run whose supervisor lives is not orphaned, whatever its record
     // says: it is starting (not yet recorded), or being stopped.
-    let supervised = supervised(project, &all);
-    let mut orphans: Vec<Orphan> = super::marked(&project.marker_prefix(), &all)
+    let (marked, live_supervisors) = super::marked_and_supervisors(&project.marker_prefix(), &all);
+    let supervised: Vec<String> = live_supervisors
+        .iter()
+        .map(|process| process.marker.clone())
+        .collect();
+    let mut orphans: Vec<Orphan> = marked
         .into_iter()
         .filter(|process| !live.iter().any(|record| record.marker == process.marker))
         .filter(|process| !supervised.contains(&process.marker))
@@ -208,7 +212,7 @@ pub(crate) fn find(project: &Project) -> Result<Vec<Orphan>, Failure> {
     // Supervisors whose run no record names: nothing else can reach them
     // (without a record, `stop` finds one only by its socket).
     let state = project.existing_state_dir()?;
-    for process in supervisors(project, &all) {
+    for process in live_supervisors {
         if records.iter().any(|record| record.marker == process.marker) {
             continue;
         }
@@ -244,20 +248,7 @@ fn supervised(project: &Project, all: &[procfs::Stat]) -> Vec<String> {
 
 /// This project's live supervisors (of this user), with their markers.
 fn supervisors(project: &Project, all: &[procfs::Stat]) -> Vec<Marked> {
-    let uid = ownership::current_uid();
-    let prefix = project.marker_prefix();
-    all.iter()
-        .filter(|stat| !stat.is_zombie() && procfs::uid(stat.pid).is_ok_and(|owner| owner == uid))
-        .filter_map(|stat| {
-            let marker = procfs::environ_var(stat.pid, SUPERVISOR_VAR)
-                .ok()
-                .flatten()?;
-            marker.starts_with(&prefix).then(|| Marked {
-                stat: stat.clone(),
-                marker,
-            })
-        })
-        .collect()
+    super::marked_and_supervisors(&project.marker_prefix(), all).1
 }
 
 /// Removes the cgroup leaves of services that are not running and hold

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::procfs::{self, Stat};
 use crate::project::MARKER_VAR;
+use crate::protocol::SUPERVISOR_VAR;
 
 /// A process of this user that carries a marker of this project.
 #[derive(Debug, Clone)]
@@ -25,6 +26,13 @@ pub(crate) struct Marked {
 /// ancestors. Processes that vanish or cannot be read while we look are
 /// skipped.
 pub(crate) fn marked(prefix: &str, all: &[Stat]) -> Vec<Marked> {
+    marked_and_supervisors(prefix, all).0
+}
+
+/// [`marked`], and beside it the supervisors whose marker (in
+/// `LICHTARA_SUPERVISES`) starts with `prefix`: one read of each
+/// environment for both.
+pub(crate) fn marked_and_supervisors(prefix: &str, all: &[Stat]) -> (Vec<Marked>, Vec<Marked>) {
     let me = std::process::id() as i32;
     let uid = rustix::process::getuid().as_raw();
     let mut ancestors = vec![me];
@@ -36,17 +44,26 @@ pub(crate) fn marked(prefix: &str, all: &[Stat]) -> Vec<Marked> {
         ancestors.push(parent);
         cursor = parent;
     }
-    all.iter()
+    let (mut marked, mut supervisors) = (Vec::new(), Vec::new());
+    let candidates = all
+        .iter()
         .filter(|stat| stat.pid > 1 && !ancestors.contains(&stat.pid) && !stat.is_zombie())
-        .filter(|stat| procfs::uid(stat.pid).is_ok_and(|owner| owner == uid))
-        .filter_map(|stat| {
-            let marker = procfs::environ_var(stat.pid, MARKER_VAR).ok()??;
-            marker.starts_with(prefix).then(|| Marked {
-                stat: stat.clone(),
-                marker,
-            })
-        })
-        .collect()
+        .filter(|stat| procfs::uid(stat.pid).is_ok_and(|owner| owner == uid));
+    for stat in candidates {
+        let Ok([marker, supervises]) = procfs::environ_vars(stat.pid, [MARKER_VAR, SUPERVISOR_VAR])
+        else {
+            continue;
+        };
+        for (found, into) in [(marker, &mut marked), (supervises, &mut supervisors)] {
+            if let Some(marker) = found.filter(|marker| marker.starts_with(prefix)) {
+                into.push(Marked {
+                    stat: stat.clone(),
+                    marker,
+                });
+            }
+        }
+    }
+    (marked, supervisors)
 }
 
 /// Seconds since the Unix epoch.

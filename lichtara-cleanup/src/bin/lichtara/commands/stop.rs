@@ -147,10 +147,14 @@ pub(crate) fn stop(
         _ => None,
     };
     let claim = Claim::of(&record, leaf.as_ref());
-    let killed = match &leaf {
-        Some(leaf) => stop_contained(leaf, vec![leader], &record, claim, stop_signal, timeout),
-        None => stop_by_proof(vec![leader], &record, claim, stop_signal, timeout),
-    }
+    let killed = end_run(
+        leaf.as_ref(),
+        vec![leader],
+        &record,
+        claim,
+        stop_signal,
+        timeout,
+    )
     .map_err(|survivors| {
         Failure::new(format!(
             "processes {survivors:?} of `{name}` are still running after SIGKILL (stuck in the kernel, or forking faster than they end); the PID file is kept"
@@ -178,12 +182,29 @@ fn refuse(name: &str, why: &str, pid_path: &crate::state::StateFile) -> Failure 
     ))
 }
 
+/// Ends the run of `record`, starting with `targets` (its main process,
+/// pinned): in its cgroup leaf where it has one, else by proof. Returns how
+/// many needed SIGKILL, or the survivors.
+pub(crate) fn end_run(
+    leaf: Option<&Leaf>,
+    targets: Vec<Pinned>,
+    record: &Record,
+    claim: Claim<'_>,
+    stop_signal: Signal,
+    timeout: Duration,
+) -> Result<usize, Vec<i32>> {
+    match leaf {
+        Some(leaf) => stop_contained(leaf, targets, record, claim, stop_signal, timeout),
+        None => stop_by_proof(targets, record, claim, stop_signal, timeout),
+    }
+}
+
 /// In its cgroup: the stop signal to every member (and to marked processes
 /// outside it); their pidfds say when they have ended, and the leaf's
 /// `populated 0` (inotify on `cgroup.events`) when whatever they forked
 /// meanwhile has too; `cgroup.kill` past the timeout; the leaf removed.
 /// Returns how many needed SIGKILL, or the survivors.
-pub(crate) fn stop_contained(
+fn stop_contained(
     leaf: &Leaf,
     mut targets: Vec<Pinned>,
     record: &Record,
@@ -230,7 +251,7 @@ pub(crate) fn stop_contained(
 /// in rounds, so that what it forks while it stops (which carries its
 /// marker) is found by the next look. Bounded: a run that forks faster
 /// than it dies is ended by SIGKILL within the first rounds.
-pub(crate) fn stop_by_proof(
+fn stop_by_proof(
     mut targets: Vec<Pinned>,
     record: &Record,
     claim: Claim<'_>,

@@ -380,12 +380,14 @@ impl Service {
         };
         let claim = Claim::of(&self.record, leaf.as_ref());
         let targets: Vec<Pinned> = Pinned::open(pid).into_iter().collect();
-        let stopped = match &leaf {
-            Some(leaf) => {
-                stop::stop_contained(leaf, targets, &self.record, claim, stop_signal, timeout)
-            }
-            None => stop::stop_by_proof(targets, &self.record, claim, stop_signal, timeout),
-        };
+        let stopped = stop::end_run(
+            leaf.as_ref(),
+            targets,
+            &self.record,
+            claim,
+            stop_signal,
+            timeout,
+        );
         let status = self.child.wait();
         let ended = status
             .as_ref()

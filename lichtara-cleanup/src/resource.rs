@@ -178,6 +178,7 @@ pub fn manage<T: Resource>(value: T) -> Managed<T> {
 /// let pool = lichtara::manage(Pool { size: 8 });
 /// assert_eq!(pool.clone().size, 8);
 /// ```
+#[must_use = "the instance is cleaned at shutdown only while a handle to it lives: keep it (`let pool = lichtara::manage(…);`)"]
 pub struct Managed<T> {
     inner: Arc<T>,
 }

@@ -1022,7 +1022,7 @@ fn a_server_killed_in_the_middle_of_its_shutdown_starts_again_cleanly() {
         .unwrap();
     wait_for_log_file(&project, "slow request started");
     kill_process(Pid::from_raw(pid).expect("a pid"), Signal::TERM).expect("signal our server");
-    wait_for_log_file(&project, "waiting for 1 connections");
+    wait_for_log_file(&project, "waiting for 1 connection");
     // The crash, in the middle of the shutdown.
     crash(&project, pid);
     drop(slow);

@@ -304,11 +304,12 @@ fn register_drain(addr: SocketAddr, order: i32, timeout: Duration, tracker: Task
         Box::pin(async move {
             let open = connections();
             if open.http + open.upgraded > 0 {
+                let count = open.http + open.upgraded;
                 tracing::info!(
                     open = open.http,
                     upgraded = open.upgraded,
-                    "waiting for {} connections",
-                    open.http + open.upgraded
+                    "waiting for {count} connection{}",
+                    if count == 1 { "" } else { "s" }
                 );
             }
             // Cuts what is left if the sequencer abandons this hook at its

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::project::Project;
-use crate::protocol::{Reply, Request, SUPERVISOR_VAR, StatusReply, StopReply, socket_name};
+use crate::protocol::{Reply, Request, StatusReply, StopReply, socket_name, supervises};
 use crate::record::Record;
 use crate::state::StateDir;
 use crate::{procfs, terminate};
@@ -46,8 +46,8 @@ fn check_supervisor(record: &Record, peer: Option<(i32, u32)>) -> Result<(), Str
     if procfs::uid(supervisor.pid).ok() != Some(uid) {
         return Err(format!("pid {} runs as another user", supervisor.pid));
     }
-    match procfs::environ_var(supervisor.pid, SUPERVISOR_VAR) {
-        Ok(Some(marker)) if marker == record.marker => Ok(()),
+    match supervises(supervisor.pid) {
+        Some(marker) if marker == record.marker => Ok(()),
         _ => Err(format!(
             "pid {} does not carry the marker of this run's supervisor",
             supervisor.pid
@@ -121,10 +121,7 @@ impl Connection {
         let prefix = format!("{}{name}/", project.marker_prefix());
         let ours = peer.uid.as_raw() == crate::ownership::current_uid()
             && procfs::uid(pid).ok() == Some(peer.uid.as_raw())
-            && procfs::environ_var(pid, SUPERVISOR_VAR)
-                .ok()
-                .flatten()
-                .is_some_and(|marker| marker.starts_with(&prefix));
+            && supervises(pid).is_some_and(|marker| marker.starts_with(&prefix));
         if !ours {
             return Err(format!(
                 "the socket is served by pid {pid}, which is not a supervisor of `{name}` here"

@@ -12,6 +12,14 @@ use serde::{Deserialize, Serialize};
 /// being stopped), and never counts the supervisor itself as an orphan.
 pub(crate) const SUPERVISOR_VAR: &str = "LICHTARA_SUPERVISES";
 
+/// The supervisor marker process `pid` carries, if it is a supervisor
+/// (and its environment can be read).
+pub(crate) fn supervises(pid: i32) -> Option<String> {
+    crate::procfs::environ_var(pid, SUPERVISOR_VAR)
+        .ok()
+        .flatten()
+}
+
 /// The socket's name in the state folder.
 pub(crate) fn socket_name(name: &str) -> String {
     format!("{name}.sock")

@@ -10,7 +10,7 @@ use super::Marked;
 use crate::containment::Leaf;
 use crate::ownership::{self, Claim, Proof};
 use crate::project::{MARKER_VAR, Project};
-use crate::protocol::SUPERVISOR_VAR;
+use crate::protocol::supervises;
 use crate::record::{self, Liveness, Record};
 use crate::{Failure, procfs, terminate};
 
@@ -71,10 +71,7 @@ pub(crate) fn run(
         };
         let proved = procfs::stat(stat.pid).is_ok_and(|now| now.start_time == stat.start_time)
             && procfs::uid(stat.pid).is_ok_and(|owner| owner == uid)
-            && procfs::environ_var(stat.pid, SUPERVISOR_VAR)
-                .ok()
-                .flatten()
-                .is_some_and(|marker| marker == orphan.process.marker);
+            && supervises(stat.pid).is_some_and(|marker| marker == orphan.process.marker);
         if proved {
             supervisors.push(process);
         }

@@ -6,7 +6,7 @@ use super::Reporter;
 use crate::Failure;
 use crate::procfs;
 use crate::project::Project;
-use crate::protocol::{Report, SUPERVISOR_VAR};
+use crate::protocol::{Report, supervises};
 use crate::record::{self, Liveness, Record};
 use crate::state::{StateDir, StateFile};
 
@@ -18,12 +18,10 @@ pub(crate) fn locked(project: &Project, state: &StateDir, name: &str) -> Failure
     };
     let holders = procfs::holders(record::lock_path(state, name).path());
     let prefix = format!("{}{name}/", project.marker_prefix());
-    let supervisor = holders.iter().copied().find(|pid| {
-        procfs::environ_var(*pid, SUPERVISOR_VAR)
-            .ok()
-            .flatten()
-            .is_some_and(|marker| marker.starts_with(&prefix))
-    });
+    let supervisor = holders
+        .iter()
+        .copied()
+        .find(|pid| supervises(*pid).is_some_and(|marker| marker.starts_with(&prefix)));
     let liveness = existing
         .as_ref()
         .map(|record| record.liveness(project, name));

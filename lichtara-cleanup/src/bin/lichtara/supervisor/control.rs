@@ -219,10 +219,7 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                 (shared.phase, shared.pid)
             };
             let (logged_bytes, log_rotations, log_error) = {
-                let log = inner
-                    .log
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let log = super::lock_log(&inner.log);
                 (log.written, log.rotations, log.error.clone())
             };
             let reply = StatusReply {

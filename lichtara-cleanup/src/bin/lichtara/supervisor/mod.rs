@@ -36,7 +36,7 @@ pub(crate) use self::claim::locked;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitCode, ExitStatus};
 use std::sync::{Arc, Mutex};
@@ -125,16 +125,9 @@ pub(crate) fn run(
 struct Reporter(Option<File>);
 
 impl Reporter {
+    /// The service must not inherit it: `start` waits for its end.
     fn adopt(fd: i32) -> Self {
-        if fd < 3 {
-            return Self(None);
-        }
-        // SAFETY: `start` passed this descriptor open, for this process
-        // alone; nothing else in this process owns it.
-        let file = unsafe { File::from_raw_fd(fd) };
-        // The service must not inherit it: `start` waits for its end.
-        let _ = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC);
-        Self(Some(file))
+        Self(setup::adopt(fd))
     }
 
     fn send(&mut self, report: &Report) {
@@ -458,7 +451,7 @@ impl Service {
 /// its output (a process outside the cgroup may still hold the pipe).
 const PUMP_WAIT: Duration = Duration::from_secs(5);
 
-fn lock_log(log: &Mutex<RotatingLog>) -> std::sync::MutexGuard<'_, RotatingLog> {
+pub(super) fn lock_log(log: &Mutex<RotatingLog>) -> std::sync::MutexGuard<'_, RotatingLog> {
     log.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

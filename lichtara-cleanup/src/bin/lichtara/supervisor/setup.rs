@@ -9,17 +9,24 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::record::Lock;
 
-/// The lock `start` took and passed down (an open file description that
-/// holds the flock): close-on-exec here; the service inherits it on
-/// purpose, between fork and exec.
-pub(super) fn adopt_lock(fd: i32) -> Option<Lock> {
+/// A descriptor `start` handed down (`--report-fd`, `--lock-fd`), owned
+/// here from now on and close-on-exec: the service inherits none of them
+/// by accident (the lock only on purpose, between fork and exec).
+pub(super) fn adopt(fd: i32) -> Option<File> {
     if fd < 3 {
         return None;
     }
-    // SAFETY: `start` passed this descriptor open for this process alone.
+    // SAFETY: `start` passed this descriptor open, for this process alone;
+    // nothing else in this process owns it.
     let file = unsafe { File::from_raw_fd(fd) };
     let _ = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC);
-    Some(Lock { file })
+    Some(file)
+}
+
+/// The lock `start` took and passed down (an open file description that
+/// holds the flock).
+pub(super) fn adopt_lock(fd: i32) -> Option<Lock> {
+    adopt(fd).map(|file| Lock { file })
 }
 
 /// Closes every descriptor this process inherited but stdin, stdout,

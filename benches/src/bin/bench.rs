@@ -128,8 +128,24 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// `--baseline DIR`: the scenario programs of another build (say, the
+/// commit before a change), run beside this build's, alternately, so that
+/// a before/after ratio comes from one run.
+fn baseline_dir() -> Option<PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|arg| arg == "--baseline")?;
+    let dir = PathBuf::from(args.get(at + 1).expect("--baseline needs a directory"));
+    assert!(
+        dir.is_dir(),
+        "--baseline {}: not a directory",
+        dir.display()
+    );
+    Some(dir)
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
+    let baseline = baseline_dir();
     let runs = if quick { 1 } else { 7 };
     let dir = binaries_dir();
     println!("# lichtara benchmarks\n");
@@ -141,11 +157,11 @@ fn main() {
     // `bench -- S1 S6` runs only the sections whose names start so.
     let only: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| !a.starts_with("--"))
+        .filter(|a| !a.starts_with("--") && Some(Path::new(a)) != baseline.as_deref())
         .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
     for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
-        run_scenario(&dir, scenario, runs);
+        run_scenario(&dir, baseline.as_deref(), scenario, runs);
     }
     if wanted("S4") {
         http::drain(&dir, runs);
@@ -852,15 +868,43 @@ fn binaries_dir() -> PathBuf {
     dir
 }
 
-fn run_scenario(dir: &Path, scenario: &Scenario, runs: usize) {
-    let mut results: Vec<Vec<Run>> = vec![Vec::new(); scenario.solutions.len()];
+/// One program of a scenario as this run measures it.
+struct Entry {
+    label: String,
+    path: PathBuf,
+    env: &'static [(&'static str, &'static str)],
+    /// lichtara, from the baseline build: compared with, like a peer.
+    baseline: bool,
+}
+
+impl Entry {
+    fn ours(&self) -> bool {
+        self.label.starts_with(LICHTARA) && !self.baseline
+    }
+}
+
+fn run_scenario(dir: &Path, baseline: Option<&Path>, scenario: &Scenario, runs: usize) {
+    let mut entries = Vec::new();
+    for solution in scenario.solutions {
+        entries.push(Entry {
+            label: solution.label.to_owned(),
+            path: dir.join(solution.binary),
+            env: solution.env,
+            baseline: false,
+        });
+        if let Some(before) = baseline.filter(|_| solution.label.starts_with(LICHTARA)) {
+            entries.push(Entry {
+                label: format!("{} (baseline)", solution.label),
+                path: before.join(solution.binary),
+                env: solution.env,
+                baseline: true,
+            });
+        }
+    }
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); entries.len()];
     for _ in 0..runs {
-        for (index, solution) in scenario.solutions.iter().enumerate() {
-            results[index].push(measure(
-                &dir.join(solution.binary),
-                solution.env,
-                scenario.second_signal,
-            ));
+        for (index, entry) in entries.iter().enumerate() {
+            results[index].push(measure(&entry.path, entry.env, scenario.second_signal));
         }
     }
     println!("## {}\n", scenario.name);
@@ -868,7 +912,7 @@ fn run_scenario(dir: &Path, scenario: &Scenario, runs: usize) {
         "| solution | SIGTERM -> exit median (min-max) | peak RSS median | to READY median | exit codes |"
     );
     println!("|---|---|---|---|---|");
-    for (solution, runs) in scenario.solutions.iter().zip(&results) {
+    for (entry, runs) in entries.iter().zip(&results) {
         let exit = stats(
             runs.iter()
                 .map(|r| r.to_exit.as_secs_f64() * 1000.0)
@@ -888,22 +932,21 @@ fn run_scenario(dir: &Path, scenario: &Scenario, runs: usize) {
         codes.dedup();
         println!(
             "| {} | {:.2} ms ({:.2}-{:.2}) | {:.1} MiB | {:.2} ms | {:?} |",
-            solution.label, exit.0, exit.1, exit.2, rss.0, ready.0, codes
+            entry.label, exit.0, exit.1, exit.2, rss.0, ready.0, codes
         );
     }
-    let ours = |solution: &&Solution| solution.label.starts_with(LICHTARA);
-    for (lichtara, base) in scenario.solutions.iter().zip(&results) {
-        if ours(&lichtara) {
-            print_ratios(lichtara, base, scenario, &results);
+    for (lichtara, base) in entries.iter().zip(&results) {
+        if lichtara.ours() {
+            print_ratios(lichtara, base, &entries, &results);
         }
     }
     println!();
 }
 
-/// lichtara's figures over each peer's, run by run.
-fn print_ratios(lichtara: &Solution, base: &[Run], scenario: &Scenario, results: &[Vec<Run>]) {
-    for (solution, runs) in scenario.solutions.iter().zip(results) {
-        if solution.label.starts_with(LICHTARA) {
+/// lichtara's figures over each peer's (and the baseline's), run by run.
+fn print_ratios(lichtara: &Entry, base: &[Run], entries: &[Entry], results: &[Vec<Run>]) {
+    for (entry, runs) in entries.iter().zip(results) {
+        if entry.ours() || (entry.baseline && !entry.label.starts_with(&lichtara.label)) {
             continue;
         }
         let exit = stats(
@@ -920,7 +963,7 @@ fn print_ratios(lichtara: &Solution, base: &[Run], scenario: &Scenario, results:
         );
         println!(
             "\n{} / {}: exit time x{:.2} (median of run-by-run ratios, {:.2}-{:.2}), peak RSS x{:.2}",
-            lichtara.label, solution.label, exit.0, exit.1, exit.2, rss.0
+            lichtara.label, entry.label, exit.0, exit.1, exit.2, rss.0
         );
     }
 }

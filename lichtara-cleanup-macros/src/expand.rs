@@ -49,17 +49,18 @@ fn registration_head(args: &CleanupArgs, ident: &syn::Ident) -> TokenStream {
         )),
     };
     let order = args.order.unwrap_or(0);
-    let timeout_nanos = match &args.timeout {
+    // The parser bounds a timeout to an hour: its nanoseconds fit a u64.
+    let timeout = match &args.timeout {
         Some(timeout) => {
-            let nanos = u64::try_from(timeout.duration.as_nanos()).unwrap_or(u64::MAX - 1);
-            quote!(#nanos)
+            let nanos = u64::try_from(timeout.duration.as_nanos()).unwrap_or(u64::MAX);
+            quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#nanos)))
         }
-        None => quote!(::core::primitive::u64::MAX),
+        None => quote!(::core::option::Option::None),
     };
     let span = ident.span();
     let file = quote_spanned!(span=> ::core::file!());
     let line = quote_spanned!(span=> ::core::line!());
-    quote!(#name, #order, #timeout_nanos, #file, #line)
+    quote!(#name, #order, #timeout, #file, #line)
 }
 
 fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
@@ -173,10 +174,9 @@ fn resource_struct(args: &CleanupArgs, item: &ItemStruct) -> TokenStream {
             #krate::__private::inventory::submit! {
                 #krate::__private::Registration::new(
                     #head,
-                    #krate::__private::RegisteredKind::Resource {
-                        run: #krate::__private::resource_hook::<#ident>,
-                        pin: #krate::__private::resource_pin::<#ident>,
-                    },
+                    #krate::__private::RegisteredKind::Resource(
+                        #krate::__private::resource_hook::<#ident>,
+                    ),
                 )
             }
         };

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::process::Termination;
 use std::time::Duration;
 
-use crate::controller::controller;
 use crate::hook::{Hook, HookKind, HookMeta, HookRunner, IntoHookResult, box_hook};
+use crate::registry::Selection;
 use crate::report::{MainOutcome, ShutdownReport, Trigger};
-use crate::{config, drive, supervisor};
+use crate::{config, drive, lifecycle, supervisor};
 
 /// Runs an application future and then the shutdown sequence, for programs
 /// that build their own runtime instead of using `#[lichtara::main]`.
@@ -16,7 +16,9 @@ use crate::{config, drive, supervisor};
 /// It listens for the same signals, collects the `#[lichtara::cleanup]`
 /// hooks as well as those added with [`hook`](Self::hook), and returns the
 /// [`ShutdownReport`] instead of exiting: the caller decides what to do with
-/// [`exit_code`](ShutdownReport::exit_code). One sequence runs per process.
+/// [`exit_code`](ShutdownReport::exit_code). One sequence runs per process:
+/// a second `run` is refused (exit code 2). To test shutdown logic, many
+/// times in one test binary, use [`lichtara::testing`](crate::testing).
 ///
 /// # Examples
 ///
@@ -109,29 +111,33 @@ impl Shutdown {
         F: Future,
         F::Output: Termination,
     {
-        let controller = controller();
-        if !controller.claim() {
-            tracing::error!("a shutdown sequence already ran in this process; not running another");
+        let lifecycle = lifecycle::process();
+        if !lifecycle.claim() {
+            tracing::error!(
+                "a shutdown sequence already ran in this process: this one is refused, its application not run (to test shutdown logic, use lichtara::testing)"
+            );
             return ShutdownReport {
-                trigger: controller
-                    .triggered()
-                    .map_or(Trigger::Requested, |(t, _)| t),
-                main: MainOutcome::Dropped,
+                trigger: lifecycle.triggered().map_or(Trigger::Requested, |(t, _)| t),
+                main: MainOutcome::Refused,
                 hooks: Vec::new(),
+                deadline: lifecycle.budget(),
                 deadline_passed: false,
                 elapsed: Duration::ZERO,
             };
         }
         match config::resolve_timeout(self.timeout) {
-            Ok(budget) => controller.set_budget(budget),
+            Ok(budget) => lifecycle.set_budget(budget),
             Err(err) => {
                 tracing::error!(error = %err, "ignoring the environment's deadline");
-                controller.set_budget(self.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
+                lifecycle.set_budget(self.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
             }
         }
         if let Err(err) = supervisor::start(false) {
             tracing::warn!(error = %err, "cannot listen for signals; shutdown begins only when the application ends");
         }
-        drive::drive(app, self.hooks).await
+        for hook in self.hooks {
+            lifecycle.add(hook);
+        }
+        drive::drive(lifecycle, app, &Selection::default()).await
     }
 }

@@ -1,43 +1,61 @@
 //! The shutdown sequence around the application's future, shared by
-//! `#[lichtara::main]` and [`Shutdown::run`](crate::Shutdown::run):
-//! wait for a trigger, let `main` wind down, run the hooks, report.
+//! `#[lichtara::main]`, [`run`](crate::run), [`Shutdown::run`](crate::Shutdown::run)
+//! and [`testing`](crate::testing): wait for a trigger, let `main` wind
+//! down, run the hooks, report.
 
 use std::future::Future;
 use std::process::{ExitCode, Termination};
-use std::time::Instant;
+use std::sync::Arc;
 
-use crate::controller::controller;
-use crate::hook::Hook;
+use crate::lifecycle::{Lifecycle, scoped};
+use crate::registry::{self, Selection};
 use crate::report::{MainOutcome, ShutdownReport, Trigger};
+use crate::sequence;
 use crate::unwind::{CatchUnwind, panic_message};
-use crate::{registry, sequence, supervisor};
 
-/// Runs `app` until shutdown begins, then the sequence. `extra` are hooks
-/// from the builder, run with the registered ones.
-pub(crate) async fn drive<F>(app: F, mut extra: Vec<Hook>) -> ShutdownReport
+/// Runs `app` as part of `lifecycle` until shutdown begins, then the
+/// lifecycle's sequence of the hooks `selection` admits.
+pub(crate) async fn drive<F>(
+    lifecycle: &Arc<Lifecycle>,
+    app: F,
+    selection: &Selection,
+) -> ShutdownReport
 where
     F: Future,
     F::Output: Termination,
 {
-    let controller = controller();
+    scoped(lifecycle, drive_scoped(lifecycle, app, selection)).await
+}
+
+async fn drive_scoped<F>(
+    lifecycle: &Arc<Lifecycle>,
+    app: F,
+    selection: &Selection,
+) -> ShutdownReport
+where
+    F: Future,
+    F::Output: Termination,
+{
     #[cfg(unix)]
-    crate::systemd::spawn_watchdog();
+    if lifecycle.id() == 0 {
+        crate::systemd::spawn_watchdog();
+    }
     // Boxed, not pinned on the stack: a `main` that cannot react is dropped
     // (its locals released) before the hooks run.
     let mut app = Box::pin(CatchUnwind::new(app));
     let returned = tokio::select! {
         biased;
         finished = &mut app => Some(main_outcome(finished)),
-        () = controller.begun() => None,
+        () = lifecycle.begun() => None,
     };
     let main = match returned {
         Some(main) => {
-            controller.trigger(trigger_for(&main));
+            lifecycle.trigger(trigger_for(&main));
             main
         }
-        None if controller.observed() => {
+        None if lifecycle.observed() => {
             tracing::info!("waiting for main to wind down");
-            let deadline = tokio::time::Instant::from_std(controller.deadline());
+            let deadline = lifecycle.deadline();
             match tokio::time::timeout_at(deadline, app).await {
                 Ok(finished) => main_outcome(finished),
                 Err(_) => MainOutcome::Abandoned,
@@ -50,28 +68,25 @@ where
         }
     };
     log_main(&main);
-    let (trigger, started) = controller
+    let (trigger, started) = lifecycle
         .triggered()
-        .unwrap_or((Trigger::Requested, Instant::now()));
-    extra.extend(crate::dynamic::take());
-    let deadline = tokio::time::Instant::from_std(controller.deadline());
-    let progress = supervisor::progress();
+        .unwrap_or((Trigger::Requested, tokio::time::Instant::now()));
+    let deadline = lifecycle.deadline();
     // After an abandoned `main` the deadline has passed: every hook is
     // reported `not run`.
-    let running = async {
-        if extra.is_empty() {
-            // Sorted at startup: straight from the plan.
-            sequence::run_sorted(registry::plan().hooks(), deadline, progress).await
-        } else {
-            let mut hooks: Vec<Hook> = registry::plan().hooks().collect();
-            hooks.extend(extra);
-            sequence::run(hooks, deadline, progress).await
-        }
-    };
+    let running = sequence::run(
+        registry::take(lifecycle, selection),
+        deadline,
+        lifecycle.progress(),
+    );
     #[cfg(unix)]
-    let sequence = tokio::select! {
-        sequence = running => sequence,
-        () = crate::systemd::extend_while_running(deadline) => unreachable!("extending never ends"),
+    let sequence = if lifecycle.id() == 0 {
+        tokio::select! {
+            sequence = running => sequence,
+            () = crate::systemd::extend_while_running(deadline) => unreachable!("extending never ends"),
+        }
+    } else {
+        running.await
     };
     #[cfg(not(unix))]
     let sequence = running.await;
@@ -79,11 +94,12 @@ where
         trigger,
         main,
         hooks: sequence.hooks,
+        deadline: lifecycle.budget(),
         deadline_passed: sequence.deadline_passed,
         elapsed: started.elapsed(),
     };
     log_summary(&report);
-    controller.finish();
+    lifecycle.finish();
     report
 }
 
@@ -123,6 +139,7 @@ fn log_main(main: &MainOutcome) {
         MainOutcome::Abandoned => {
             tracing::error!("main was still running at the global deadline; hooks not run");
         }
+        MainOutcome::Refused => tracing::error!("main not run: the sequence was refused"),
     }
 }
 

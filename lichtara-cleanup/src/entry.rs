@@ -1,11 +1,13 @@
-//! The entry point behind `#[lichtara::main]`.
+//! The entry points that run the process-wide lifecycle and end the
+//! process with its exit code: `#[lichtara::main]` and [`run`].
 
 use std::future::Future;
 use std::process::Termination;
 use std::time::Duration;
 
-use crate::controller::controller;
-use crate::{config, drive, exit, registry, supervisor};
+use crate::ShutdownReport;
+use crate::registry::{self, Selection};
+use crate::{config, drive, exit, lifecycle, logging, supervisor};
 
 /// What `#[lichtara::main]` was given. Not public API.
 #[derive(Debug, Default)]
@@ -22,6 +24,77 @@ where
     F: Future<Output = T>,
     T: Termination,
 {
+    list_hooks_if_asked();
+    start(config.timeout);
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => fail_at_startup(&err),
+    };
+    let report = runtime.block_on(drive::drive(
+        lifecycle::process(),
+        body,
+        &Selection::default(),
+    ));
+    // The runtime is not dropped: a hook abandoned on the blocking pool
+    // would hold the drop until it returns. Exiting ends every thread.
+    end(&report)
+}
+
+/// Runs `app` as the program, for a service that keeps `#[tokio::main]`
+/// (or builds its runtime itself): everything `#[lichtara::main]` does —
+/// signals, the hooks and managed instances, the global deadline, the log
+/// and the exit code — on the runtime it is awaited on. It ends the
+/// process: it never returns.
+///
+/// It runs the process-wide sequence, so it can be awaited once;
+/// `LICHTARA_HOOKS=list` lists the hooks and exits 0 before `app` runs.
+/// The global deadline is 10 s unless `LICHTARA_SHUTDOWN_TIMEOUT` says
+/// otherwise; [`Shutdown`](crate::Shutdown) sets it in code and returns
+/// the report instead of exiting.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[lichtara::cleanup(order = 1, timeout = "5s")]
+/// async fn flush() {}
+///
+/// #[tokio::main]
+/// async fn main() {
+///     lichtara::run(async {
+///         // serve until shutdown begins
+///         lichtara::signalled().await;
+///     })
+///     .await
+/// }
+/// ```
+pub async fn run<F>(app: F) -> !
+where
+    F: Future,
+    F::Output: Termination,
+{
+    list_hooks_if_asked();
+    start(None);
+    let report = drive::drive(lifecycle::process(), app, &Selection::default()).await;
+    // Not returned to `main`: `#[tokio::main]` would drop its runtime, and
+    // a hook abandoned on the blocking pool would hold the drop forever.
+    end(&report)
+}
+
+/// Ends the process with the report's code, after saying what did not end
+/// well and writing the report `LICHTARA_REPORT` asks for.
+fn end(report: &ShutdownReport) -> ! {
+    if report.exit_code() != 0 {
+        let table = report.not_ok_table();
+        if !table.is_empty() {
+            tracing::warn!("hooks that did not end ok:\n{}", table.trim_end());
+        }
+    }
+    crate::report::write_if_asked(report);
+    exit::exit(report.exit_code())
+}
+
+/// `LICHTARA_HOOKS=list`: prints the hooks and exits 0.
+pub(crate) fn list_hooks_if_asked() {
     match config::hooks_listing_requested() {
         Ok(true) => {
             let mut out = std::io::stdout().lock();
@@ -30,42 +103,45 @@ where
                 Err(_) => 1,
             };
             drop(out);
+            crate::load::quiet();
             exit::exit(code)
         }
         Ok(false) => {}
         Err(err) => fail_at_startup(&err),
     }
-    let controller = controller();
-    match config::resolve_timeout(config.timeout) {
+}
+
+/// Claims the process-wide sequence and starts listening for signals,
+/// with the watchdog: the caller ends the process with the report's code.
+fn start(timeout: Option<Duration>) {
+    let lifecycle = lifecycle::process();
+    if !lifecycle.claim() {
+        fail_at_startup(
+            &"a shutdown sequence already runs in this process: `lichtara::run` and `#[lichtara::main]` run it once",
+        );
+    }
+    match config::resolve_timeout(timeout) {
         Ok(budget) => {
-            controller.set_budget(budget);
+            lifecycle.set_budget(budget);
             if let Some(warning) = config::grace_period_warning(budget) {
-                eprintln!("lichtara: warning: {warning}");
+                logging::warn_now(&warning);
             }
         }
         Err(err) => fail_at_startup(&err),
     }
-    controller.claim();
-    controller.enable_default_logging();
+    registry::warn_of_duplicates();
+    lifecycle.enable_default_logging();
     if let Err(err) = supervisor::start(true) {
-        eprintln!(
-            "lichtara: cannot listen for signals ({err}); shutdown begins only when main ends"
-        );
+        logging::warn_now(&format!(
+            "cannot listen for signals ({err}); shutdown begins only when main ends"
+        ));
     }
-    let runtime = match builder.enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(err) => fail_at_startup(&err),
-    };
-    let report = runtime.block_on(drive::drive(body, Vec::new()));
-    // The runtime is not dropped: a hook abandoned on the blocking pool
-    // would hold the drop until it returns. Exiting ends every thread.
-    exit::exit(report.exit_code())
 }
 
 /// Exit code for a setting that keeps the program from starting.
 const STARTUP_FAILURE: i32 = 2;
 
-fn fail_at_startup(err: &dyn std::error::Error) -> ! {
-    eprintln!("lichtara: {err}");
+fn fail_at_startup(err: &dyn std::fmt::Display) -> ! {
+    logging::error_now(&err.to_string());
     exit::exit(STARTUP_FAILURE)
 }

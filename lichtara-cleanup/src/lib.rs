@@ -81,13 +81,13 @@
 
 mod builder;
 mod config;
-mod controller;
 mod drive;
-mod dynamic;
 mod entry;
 mod error;
 mod exit;
 mod hook;
+mod lifecycle;
+mod load;
 mod logging;
 mod registry;
 mod report;
@@ -105,14 +105,16 @@ mod proc_stat;
 pub mod process;
 #[cfg(unix)]
 pub mod systemd;
+pub mod testing;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
 pub use crate::builder::Shutdown;
-pub use crate::controller::{Signalled, is_shutting_down, shutdown, signalled};
+pub use crate::entry::run;
 pub use crate::error::{BoxError, ConfigError};
+pub use crate::lifecycle::{Signalled, is_shutting_down, shutdown, signalled};
 pub use crate::report::{HookReport, MainOutcome, Outcome, ShutdownReport, Trigger};
 pub use crate::resource::{Cleanup, Managed, manage};
 

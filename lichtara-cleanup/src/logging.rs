@@ -1,7 +1,7 @@
 //! The compact stderr subscriber `#[lichtara::main]` installs when the
 //! application installed none, so a newcomer sees the shutdown.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -32,4 +32,26 @@ pub(crate) fn install_default() {
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(filter))
         .try_init();
+}
+
+/// Logs a warning through `tracing` when a subscriber can receive it, and
+/// on stderr otherwise (before `main` installed one, or in a program that
+/// never will): a warning about a hook that will not run must be seen.
+pub(crate) fn warn_now(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{message}");
+    } else {
+        // Not `eprintln!`: this may run at exit, where a failed write must
+        // not panic.
+        let _ = writeln!(std::io::stderr(), "lichtara: warning: {message}");
+    }
+}
+
+/// Logs an error as [`warn_now`] logs a warning.
+pub(crate) fn error_now(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::error!("{message}");
+    } else {
+        let _ = writeln!(std::io::stderr(), "lichtara: {message}");
+    }
 }

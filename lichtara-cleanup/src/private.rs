@@ -9,7 +9,7 @@ pub use crate::BoxError;
 pub use crate::entry::{MainConfig, run_main};
 pub use crate::hook::{HookFuture, IntoHookResult, box_hook};
 pub use crate::registry::{RegisteredKind, Registration};
-pub use crate::resource::{Instances, Resource, resource_hook, resource_pin};
+pub use crate::resource::{Instances, Resource, ResourceRun, resource_hook};
 
 /// Converts a sync hook's return value. Spanned on the user's return type
 /// by generated code, so a wrong type is reported there.

@@ -414,7 +414,7 @@ fn register_stop(tracked: Arc<Tracked>, spawner: Spawner) {
             .into())
         })
     };
-    crate::dynamic::register(Hook {
+    crate::registry::add(Hook {
         meta: HookMeta {
             name: Cow::Owned(name),
             order: spawner.order,

@@ -1,16 +1,19 @@
-//! Hooks registered at compile time by `#[lichtara::cleanup]`, collected
-//! through `inventory` before `main` runs.
-//!
-//! inventory promises no order: [`collect`] returns the hooks unsorted and
-//! the sequencer sorts them by `(order, name)`.
+//! The one door for hooks: those registered at compile time by
+//! `#[lichtara::cleanup]` (collected through `inventory` before `main`
+//! runs) and those added while the program runs (a server's drain, a
+//! child's stop, the builder's) to a lifecycle. [`take`] hands a sequence
+//! its hooks in `(order, name)` order: the only place that sorts.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
-use std::sync::OnceLock;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::BoxError;
 use crate::hook::{Hook, HookFuture, HookKind, HookMeta, HookRunner};
+use crate::lifecycle::{self, Lifecycle};
+use crate::resource::ResourceRun;
 
 /// One hook declared with `#[lichtara::cleanup]`. Not public API. Built by
 /// generated code.
@@ -30,33 +33,22 @@ pub enum RegisteredKind {
     Async(fn() -> HookFuture),
     /// A synchronous `fn` hook.
     Blocking(fn() -> Result<(), BoxError>),
-    /// A resource type: cleans its instances; `pin` keeps them alive once
-    /// shutdown begins.
-    Resource {
-        /// Cleans every live instance.
-        run: fn() -> HookFuture,
-        /// Keeps the live instances until they are cleaned.
-        pin: fn(),
-    },
+    /// A resource type: cleans the instances managed in the lifecycle
+    /// that runs it.
+    Resource(fn(ResourceRun) -> HookFuture),
 }
 
 impl Registration {
-    /// Describes a hook. `timeout_nanos` is `u64::MAX` when the hook has
-    /// no timeout of its own.
+    /// Describes a hook.
     #[must_use]
     pub const fn new(
         name: &'static str,
         order: i32,
-        timeout_nanos: u64,
+        timeout: Option<Duration>,
         file: &'static str,
         line: u32,
         kind: RegisteredKind,
     ) -> Self {
-        let timeout = if timeout_nanos == u64::MAX {
-            None
-        } else {
-            Some(Duration::from_nanos(timeout_nanos))
-        };
         Self {
             name,
             order,
@@ -75,66 +67,172 @@ impl Registration {
             kind: match self.kind {
                 RegisteredKind::Async(_) => HookKind::Async,
                 RegisteredKind::Blocking(_) => HookKind::Blocking,
-                RegisteredKind::Resource { .. } => HookKind::Resource,
+                RegisteredKind::Resource(_) => HookKind::Resource,
             },
             source: Some((self.file, self.line)),
             detail: None,
         }
     }
 
-    fn hook(&self) -> Hook {
+    /// The hook as `lifecycle` runs it: a resource type's cleans the
+    /// instances managed in that lifecycle, and says how many.
+    fn hook(&self, lifecycle: &Arc<Lifecycle>) -> Hook {
+        let mut meta = self.meta();
         let runner = match self.kind {
-            RegisteredKind::Async(run) | RegisteredKind::Resource { run, .. } => {
-                HookRunner::Async(run)
-            }
+            RegisteredKind::Async(run) => HookRunner::Async(run),
             RegisteredKind::Blocking(run) => HookRunner::Blocking(run),
+            RegisteredKind::Resource(run) => {
+                let detail = crate::hook::DetailSlot::default();
+                meta.detail = Some(detail.clone());
+                let resource = ResourceRun {
+                    lifecycle: lifecycle.id(),
+                    detail,
+                };
+                HookRunner::Boxed(Box::new(move || run(resource)))
+            }
         };
-        Hook {
-            meta: self.meta(),
-            runner,
-        }
+        Hook { meta, runner }
     }
 }
 
 inventory::collect!(Registration);
 
-/// The registered hooks in the order the sequencer runs them, and the
-/// resource types whose instances are pinned when shutdown begins. Built
-/// once, off the shutdown path: the supervisor thread builds it at startup.
-pub(crate) struct Plan {
+/// The registered hooks in the order the sequencer runs them. Built once,
+/// off the shutdown path: the supervisor thread builds it at startup.
+struct Plan {
     hooks: Vec<&'static Registration>,
-    pins: Vec<fn()>,
 }
 
 static PLAN: OnceLock<Plan> = OnceLock::new();
 
-pub(crate) fn plan() -> &'static Plan {
+fn plan() -> &'static Plan {
     PLAN.get_or_init(|| {
         let mut hooks: Vec<&'static Registration> =
             inventory::iter::<Registration>.into_iter().collect();
         hooks.sort_unstable_by(|a, b| (a.order, a.name).cmp(&(b.order, b.name)));
-        let pins = hooks
-            .iter()
-            .filter_map(|registration| match registration.kind {
-                RegisteredKind::Resource { pin, .. } => Some(pin),
-                _ => None,
-            })
-            .collect();
-        Plan { hooks, pins }
+        Plan { hooks }
     })
 }
 
-impl Plan {
-    /// Every registered hook, sorted, ready to run.
-    pub(crate) fn hooks(&self) -> impl ExactSizeIterator<Item = Hook> + '_ {
-        self.hooks.iter().map(|registration| registration.hook())
+/// Sorts the registered hooks now, while nothing waits for them.
+pub(crate) fn prepare() {
+    plan();
+}
+
+/// How many hooks `#[lichtara::cleanup]` registered. Counted afresh, not
+/// from the plan: it is asked before `main`, when the plan must not be
+/// fixed yet.
+pub(crate) fn registered() -> usize {
+    match PLAN.get() {
+        Some(plan) => plan.hooks.len(),
+        None => inventory::iter::<Registration>.into_iter().count(),
+    }
+}
+
+/// Adds a hook to the coming sequence of the lifecycle running now.
+#[cfg_attr(not(any(feature = "http", feature = "process")), allow(dead_code))]
+pub(crate) fn add(hook: Hook) {
+    lifecycle::current().add(hook);
+}
+
+/// Which hooks a sequence runs: all of them, or (for a testing run) those
+/// named or of the orders given.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Selection {
+    pub(crate) names: Vec<String>,
+    pub(crate) orders: Option<RangeInclusive<i32>>,
+}
+
+impl Selection {
+    fn is_all(&self) -> bool {
+        self.names.is_empty() && self.orders.is_none()
     }
 
-    /// Keeps the live instances of every resource type until cleaned.
-    pub(crate) fn pin_resources(&self) {
-        for pin in &self.pins {
-            pin();
+    fn admits(&self, meta: &HookMeta) -> bool {
+        let named = self.names.is_empty() || self.names.iter().any(|name| *name == meta.name);
+        let ordered = self
+            .orders
+            .as_ref()
+            .is_none_or(|orders| orders.contains(&meta.order));
+        named && ordered
+    }
+}
+
+/// The hooks `lifecycle`'s sequence runs, in `(order, name)` order: the
+/// registered ones and those added to it.
+pub(crate) fn take(lifecycle: &Arc<Lifecycle>, selection: &Selection) -> Sorted {
+    let added = lifecycle.take_added();
+    if added.is_empty() && selection.is_all() {
+        // Sorted at startup: straight from the plan, with no list between.
+        return Sorted::Registered(plan().hooks.iter(), Arc::clone(lifecycle));
+    }
+    let hooks: Vec<Hook> = plan()
+        .hooks
+        .iter()
+        .map(|registration| registration.hook(lifecycle))
+        .chain(added)
+        .filter(|hook| selection.admits(&hook.meta))
+        .collect();
+    Sorted::Merged(sort(hooks).into_iter())
+}
+
+/// Puts hooks in the order a sequence runs them. Stable: hooks added with
+/// one key keep the order they were added in.
+pub(crate) fn sort(mut hooks: Vec<Hook>) -> Vec<Hook> {
+    if !hooks.is_sorted_by(|a, b| a.meta.sort_key() <= b.meta.sort_key()) {
+        hooks.sort_by(|a, b| a.meta.sort_key().cmp(&b.meta.sort_key()));
+    }
+    hooks
+}
+
+/// Hooks in the order they run.
+pub(crate) enum Sorted {
+    Registered(
+        std::slice::Iter<'static, &'static Registration>,
+        Arc<Lifecycle>,
+    ),
+    Merged(std::vec::IntoIter<Hook>),
+}
+
+impl Iterator for Sorted {
+    type Item = Hook;
+
+    fn next(&mut self) -> Option<Hook> {
+        match self {
+            Sorted::Registered(hooks, lifecycle) => Some(hooks.next()?.hook(lifecycle)),
+            Sorted::Merged(hooks) => hooks.next(),
         }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Sorted::Registered(hooks, _) => hooks.size_hint(),
+            Sorted::Merged(hooks) => hooks.size_hint(),
+        }
+    }
+}
+
+/// Names given to more than one registered hook: each is a mistake (two
+/// items with one `name = "…"`), and a report or selection by name could
+/// not tell them apart.
+pub(crate) fn duplicate_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = plan().hooks.iter().map(|r| r.name).collect();
+    names.sort_unstable();
+    let mut duplicates: Vec<&'static str> = names
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+        .collect();
+    duplicates.dedup();
+    duplicates
+}
+
+/// Warns, once per name, of hooks registered under one name.
+pub(crate) fn warn_of_duplicates() {
+    for name in duplicate_names() {
+        crate::logging::warn_now(&format!(
+            "more than one cleanup hook is named {name:?}: give each its own `name = \"…\"`"
+        ));
     }
 }
 
@@ -146,6 +244,12 @@ pub(crate) fn write_listing(out: &mut dyn Write) -> io::Result<()> {
         .map(|registration| registration.meta())
         .collect();
     writeln!(out, "{} cleanup hooks registered", metas.len())?;
+    for name in duplicate_names() {
+        writeln!(
+            out,
+            "warning: more than one hook is named {name:?}: give each its own `name = \"…\"`"
+        )?;
+    }
     if metas.is_empty() {
         writeln!(
             out,

@@ -4,13 +4,13 @@
 use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use crate::BoxError;
-use crate::hook::HookFuture;
+use crate::hook::{DetailSlot, HookFuture};
 use crate::unwind::{CatchUnwind, poll_once};
 
 /// Cleanup for a resource type, run once for every live managed instance at
@@ -60,17 +60,25 @@ pub trait Resource: Cleanup + Sized {
     fn instances() -> &'static Instances<Self>;
 }
 
-/// The live instances of one resource type. Not public API.
+/// The managed instances of one resource type, each tagged with the
+/// lifecycle it was managed in. Not public API.
 pub struct Instances<T> {
     state: Mutex<State<T>>,
 }
 
 struct State<T> {
-    /// Instances handed over before shutdown: forgotten when every handle
-    /// is dropped.
-    live: Vec<Weak<T>>,
-    /// Once shutdown began: the instances it will clean, kept alive.
-    pinned: Option<Vec<Arc<T>>>,
+    /// Owned until their lifecycle's shutdown cleans them, or released.
+    owned: Vec<Entry<T>>,
+    /// The number the next instance gets.
+    next: u64,
+    /// The lifecycles whose sequence has taken this type's instances.
+    taken: Vec<u64>,
+}
+
+struct Entry<T> {
+    lifecycle: u64,
+    id: u64,
+    instance: Arc<T>,
 }
 
 impl<T> Instances<T> {
@@ -79,8 +87,9 @@ impl<T> Instances<T> {
     pub const fn new() -> Self {
         Self {
             state: Mutex::new(State {
-                live: Vec::new(),
-                pinned: None,
+                owned: Vec::new(),
+                next: 0,
+                taken: Vec::new(),
             }),
         }
     }
@@ -89,37 +98,55 @@ impl<T> Instances<T> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert(&self, instance: &Arc<T>) {
+    /// Owns `instance` for `lifecycle`; returns its number. Whether the
+    /// lifecycle's sequence has already cleaned this type.
+    fn insert(&self, lifecycle: u64, instance: &Arc<T>) -> (u64, bool) {
         let mut state = self.lock();
-        if let Some(pinned) = &mut state.pinned {
-            pinned.push(Arc::clone(instance));
-            return;
-        }
-        if state.live.len() == state.live.capacity() {
-            // Forget dropped instances before growing: the set stays as
-            // large as the live instances, not as all there ever were.
-            state.live.retain(|weak| weak.strong_count() > 0);
-        }
-        state.live.push(Arc::downgrade(instance));
+        let id = state.next;
+        state.next += 1;
+        let late = state.taken.contains(&lifecycle);
+        state.owned.push(Entry {
+            lifecycle,
+            id,
+            instance: Arc::clone(instance),
+        });
+        (id, late)
     }
 
-    /// Keeps every instance alive now until it is cleaned.
-    fn pin(&self) {
+    /// Gives up the instance numbered `id`.
+    fn remove(&self, lifecycle: u64, id: u64) -> bool {
         let mut state = self.lock();
-        if state.pinned.is_none() {
-            let live = std::mem::take(&mut state.live);
-            state.pinned = Some(live.iter().filter_map(Weak::upgrade).collect());
+        match state
+            .owned
+            .iter()
+            .position(|entry| entry.lifecycle == lifecycle && entry.id == id)
+        {
+            Some(index) => {
+                // Dropped outside the lock: a `Drop` may manage another.
+                let entry = state.owned.swap_remove(index);
+                drop(state);
+                drop(entry);
+                true
+            }
+            None => false,
         }
     }
 
-    /// The instances to clean; each is handed out once.
-    fn take(&self) -> Vec<Arc<T>> {
-        self.pin();
-        self.lock()
-            .pinned
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
+    /// The instances `lifecycle` owns, to clean; each is handed out once.
+    fn take(&self, lifecycle: u64) -> Vec<Arc<T>> {
+        let mut state = self.lock();
+        state.taken.push(lifecycle);
+        if state.owned.iter().all(|entry| entry.lifecycle == lifecycle) {
+            return std::mem::take(&mut state.owned)
+                .into_iter()
+                .map(|entry| entry.instance)
+                .collect();
+        }
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut state.owned)
+            .into_iter()
+            .partition(|entry| entry.lifecycle == lifecycle);
+        state.owned = others;
+        mine.into_iter().map(|entry| entry.instance).collect()
     }
 }
 
@@ -129,9 +156,15 @@ impl<T> Default for Instances<T> {
     }
 }
 
-/// Hands a live instance of a `#[lichtara::cleanup]` struct to the runtime:
-/// it is cleaned at shutdown, in its type's phase, unless every
-/// [`Managed`] handle to it was dropped before shutdown began.
+/// Hands an instance of a `#[lichtara::cleanup]` struct to the runtime,
+/// which owns it from now on: it is cleaned at shutdown, in its type's
+/// phase, however the process ends — also when every [`Managed`] handle
+/// to it is gone by then (`main` returned or failed, or the handle was
+/// never kept). [`Managed::release`] gives it up, for an instance that
+/// ends before the program does.
+///
+/// Inside a [`lichtara::testing`](crate::testing) run, the instance
+/// belongs to that run.
 ///
 /// # Examples
 ///
@@ -148,7 +181,10 @@ impl<T> Default for Instances<T> {
 /// let cache = lichtara::manage(Cache);
 /// let shared = cache.clone(); // both handles point at one instance
 /// drop(cache);
-/// drop(shared); // every handle gone: this instance will not be cleaned
+/// drop(shared); // still cleaned at shutdown: the runtime owns it
+///
+/// let short_lived = lichtara::manage(Cache);
+/// short_lived.release(); // this one is not
 /// ```
 ///
 /// A type without the attribute is refused at compile time:
@@ -159,11 +195,23 @@ impl<T> Default for Instances<T> {
 /// ```
 pub fn manage<T: Resource>(value: T) -> Managed<T> {
     let inner = Arc::new(value);
-    T::instances().insert(&inner);
-    Managed { inner }
+    let lifecycle = crate::lifecycle::current().id();
+    let (id, late) = T::instances().insert(lifecycle, &inner);
+    if late {
+        tracing::warn!(
+            resource = std::any::type_name::<T>(),
+            "instance managed after its type's hook ran: it will not be cleaned"
+        );
+    }
+    Managed {
+        inner,
+        lifecycle,
+        id,
+    }
 }
 
-/// A handle to a managed instance: derefs to `T`, clones cheaply.
+/// A handle to a managed instance: derefs to `T`, clones cheaply. Dropping
+/// it does not give the instance up; [`release`](Self::release) does.
 ///
 /// # Examples
 ///
@@ -178,15 +226,45 @@ pub fn manage<T: Resource>(value: T) -> Managed<T> {
 /// let pool = lichtara::manage(Pool { size: 8 });
 /// assert_eq!(pool.clone().size, 8);
 /// ```
-#[must_use = "the instance is cleaned at shutdown only while a handle to it lives: keep it (`let pool = lichtara::manage(…);`)"]
+#[must_use = "a managed instance is owned by the runtime and cleaned at shutdown; keep the handle to use it (`let pool = lichtara::manage(…);`)"]
 pub struct Managed<T> {
     inner: Arc<T>,
+    lifecycle: u64,
+    id: u64,
+}
+
+impl<T: Resource> Managed<T> {
+    /// Gives the instance up: it will not be cleaned at shutdown. Returns
+    /// it when this was the last handle, `None` while other handles
+    /// remain (or when it was released already through a clone).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[lichtara::cleanup]
+    /// struct Upload { id: u32 }
+    ///
+    /// impl lichtara::Cleanup for Upload {
+    ///     async fn cleanup(&self) -> Result<(), lichtara::BoxError> { Ok(()) }
+    /// }
+    ///
+    /// let upload = lichtara::manage(Upload { id: 7 });
+    /// // ... it finished on its own: no need to clean it at shutdown
+    /// let upload = upload.release().expect("the only handle");
+    /// assert_eq!(upload.id, 7);
+    /// ```
+    pub fn release(self) -> Option<T> {
+        T::instances().remove(self.lifecycle, self.id);
+        Arc::try_unwrap(self.inner).ok()
+    }
 }
 
 impl<T> Clone for Managed<T> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
+            lifecycle: self.lifecycle,
+            id: self.id,
         }
     }
 }
@@ -211,6 +289,13 @@ impl<T: fmt::Debug> fmt::Debug for Managed<T> {
     }
 }
 
+/// What a resource type's hook needs: which lifecycle's instances to
+/// clean, and where to say how many it cleaned. Not public API.
+pub struct ResourceRun {
+    pub(crate) lifecycle: u64,
+    pub(crate) detail: DetailSlot,
+}
+
 /// The hook of a resource type: cleans every live instance concurrently.
 /// Not public API. Used by generated code.
 ///
@@ -220,15 +305,15 @@ impl<T: fmt::Debug> fmt::Debug for Managed<T> {
 /// hook is abandoned at its timeout, dropping it drops every cleanup still
 /// running, at once — none goes on beside the next phase, and whatever a
 /// cleanup does when it is cut short happens before the report.
-pub fn resource_hook<T: Resource>() -> HookFuture {
-    Box::pin(async {
-        let instances = T::instances().take();
+pub fn resource_hook<T: Resource>(run: ResourceRun) -> HookFuture {
+    Box::pin(async move {
+        let instances = T::instances().take(run.lifecycle);
         let total = instances.len();
-        tracing::debug!(
-            resource = std::any::type_name::<T>(),
-            instances = total,
-            "cleaning managed instances"
-        );
+        let _ = run.detail.set(match total {
+            0 => "no instance to clean".to_owned(),
+            1 => "1 instance".to_owned(),
+            n => format!("{n} instances"),
+        });
         let mut failures = Vec::new();
         let mut pending = FuturesUnordered::new();
         for instance in instances {
@@ -259,17 +344,11 @@ fn note_failure(
 ) {
     // Classified as a hook's outcome is: an error by its chain, a panic as
     // "panicked: …".
-    match crate::sequence::outcome_of(finished) {
+    match crate::report::outcome_of(finished) {
         crate::Outcome::Error(chain) => failures.push(chain),
         panicked @ crate::Outcome::Panicked(_) => failures.push(panicked.to_string()),
         _ => {}
     }
-}
-
-/// Keeps the live instances of `T` until they are cleaned. Not public API.
-/// Used by generated code.
-pub fn resource_pin<T: Resource>() {
-    T::instances().pin();
 }
 
 #[cfg(test)]
@@ -278,6 +357,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn run() -> ResourceRun {
+        ResourceRun {
+            lifecycle: 0,
+            detail: DetailSlot::default(),
+        }
+    }
 
     /// How one instance's cleanup behaves.
     enum Behaviour {
@@ -329,7 +415,7 @@ mod tests {
         .into_iter()
         .map(|behaviour| manage(Probe { behaviour }))
         .collect();
-        let result = resource_hook::<Probe>().await;
+        let result = resource_hook::<Probe>(run()).await;
         let message = result.expect_err("two instances failed").to_string();
         assert!(
             message.starts_with("2 of 6 instances failed: "),
@@ -340,7 +426,7 @@ mod tests {
         // Both quick ones at once, both sleepers later.
         assert_eq!(CLEANED.load(Ordering::SeqCst), 4);
         // Each instance is handed out once: a second run cleans nothing.
-        assert!(resource_hook::<Probe>().await.is_ok());
+        assert!(resource_hook::<Probe>(run()).await.is_ok());
         assert_eq!(CLEANED.load(Ordering::SeqCst), 4);
         drop(kept);
     }
@@ -376,7 +462,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_hook_drops_every_pending_cleanup_at_once() {
         let kept: Vec<_> = (0..3).map(|_| manage(Stuck)).collect();
-        let hook = resource_hook::<Stuck>();
+        let hook = resource_hook::<Stuck>(run());
         let timed_out = tokio::time::timeout(Duration::from_secs(1), hook).await;
         assert!(timed_out.is_err(), "the cleanups never end");
         // Dropped with the hook, not later by a runtime: nothing of theirs

@@ -13,9 +13,10 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::hook::{DetailSlot, Hook, HookFuture, HookMeta, HookRunner};
-use crate::report::{HookReport, Outcome};
-use crate::unwind::{CatchUnwind, panic_message, poll_once};
+use crate::hook::{DetailSlot, Hook, HookFuture, HookRunner};
+use crate::lifecycle::scoped;
+use crate::report::{HookReport, Outcome, outcome_of};
+use crate::unwind::{CatchUnwind, poll_once};
 
 /// What the sequencer did.
 #[derive(Debug)]
@@ -67,33 +68,6 @@ impl Progress {
     }
 }
 
-/// An error with its sources: `outer: inner: root`.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // anyhow and others often repeat the source in the outer message.
-        if !message.ends_with(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
-
-fn not_run(meta: HookMeta) -> HookReport {
-    HookReport {
-        name: meta.name,
-        order: meta.order,
-        timeout: meta.timeout,
-        outcome: Outcome::NotRun,
-        elapsed: Duration::ZERO,
-        detail: None,
-    }
-}
-
 fn log(hook: &HookReport) {
     let elapsed_ms = crate::report::millis(hook.elapsed);
     let (name, order, outcome) = (&*hook.name, hook.order, hook.outcome.as_str());
@@ -136,17 +110,6 @@ fn log(hook: &HookReport) {
     }
 }
 
-/// How a finished hook (or a resource instance's cleanup) ended.
-pub(crate) fn outcome_of(
-    finished: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
-) -> Outcome {
-    match finished {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(err)) => Outcome::Error(error_chain(&*err)),
-        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
-    }
-}
-
 /// Starts a hook and polls it once, in place: most hooks (no-ops, quick
 /// flushes) finish at once and never need a task of their own. A pending
 /// hook is handed back to be spawned.
@@ -170,23 +133,10 @@ async fn finish(future: HookFuture, limit: Option<Instant>) -> Outcome {
     outcome_of(finished)
 }
 
-/// Runs `hooks` phase by phase; `deadline` bounds the whole.
+/// Runs `hooks`, sorted by `(order, name)` as the registry hands them
+/// over, phase by phase; `deadline` bounds the whole. The hooks go
+/// straight to their reports and runners, with no list between.
 pub(crate) async fn run(
-    mut hooks: Vec<Hook>,
-    deadline: Instant,
-    progress: &Progress,
-) -> SequenceOutcome {
-    // The registered hooks come sorted; builder hooks may not.
-    if !hooks.is_sorted_by(|a, b| a.meta.sort_key() <= b.meta.sort_key()) {
-        hooks.sort_by(|a, b| a.meta.sort_key().cmp(&b.meta.sort_key()));
-    }
-    run_sorted(hooks, deadline, progress).await
-}
-
-/// [`run`] for hooks already in `(order, name)` order: the registered hooks
-/// go straight from the plan to their reports and runners, with no list of
-/// hooks in between.
-pub(crate) async fn run_sorted(
     hooks: impl IntoIterator<Item = Hook>,
     deadline: Instant,
     progress: &Progress,
@@ -204,11 +154,11 @@ pub(crate) async fn run_sorted(
             details.push((reports.len(), slot.clone()));
         }
         runners.push_back((hook.runner, hook.meta.timeout));
-        reports.push(not_run(hook.meta));
+        reports.push(HookReport::not_run(hook.meta));
     }
     debug_assert!(
         reports.is_sorted_by_key(|report| report.order),
-        "run_sorted wants hooks sorted"
+        "sequence::run wants hooks sorted"
     );
     let mut deadline_passed = false;
     let mut first = 0;
@@ -315,7 +265,10 @@ fn spawn_starter(
         watch.clone(),
         polling.clone(),
     );
-    let starter = tokio::spawn(async move {
+    // Hooks run as part of the lifecycle that runs the sequence, also on
+    // another worker thread.
+    let lifecycle = crate::lifecycle::current();
+    let starter = tokio::spawn(scoped(&lifecycle.clone(), async move {
         // One clock reading a hook: the end of one first poll is the start
         // of the next.
         let mut now = Instant::now();
@@ -341,17 +294,17 @@ fn spawn_starter(
                 Ok(outcome) => lock(&finished).push((index, outcome, now - started)),
                 Err(future) => {
                     let (finished, watch) = (finished.clone(), watch.clone());
-                    let task = tokio::spawn(async move {
+                    let task = tokio::spawn(scoped(&lifecycle, async move {
                         let outcome = finish(future, limit).await;
                         lock(&finished).push((index, outcome, started.elapsed()));
                         watch.notify_one();
-                    });
+                    }));
                     lock(&tasks).push(task.abort_handle());
                 }
             }
         }
         watch.notify_one();
-    });
+    }));
     (polling, starter.abort_handle())
 }
 
@@ -481,7 +434,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::hook::{HookKind, HookRunner};
+    use crate::hook::{HookKind, HookMeta, HookRunner};
+    use crate::registry;
 
     /// A log of what the hooks did, on virtual time.
     #[derive(Clone, Default)]
@@ -559,7 +513,7 @@ mod tests {
             hook("first", -5, None, &journal, sleep_ms(50)),
             hook("a", 1, None, &journal, sleep_ms(30)),
         ];
-        let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
+        let outcome = run(registry::sort(hooks), deadline_in(10), &Progress::default()).await;
         assert!(!outcome.deadline_passed);
         assert_eq!(
             journal.events(),
@@ -587,7 +541,7 @@ mod tests {
             hook("quick", 0, Some(200), &journal, sleep_ms(10)),
             hook("next", 1, None, &journal, sleep_ms(1)),
         ];
-        let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
+        let outcome = run(registry::sort(hooks), deadline_in(10), &Progress::default()).await;
         assert_eq!(
             outcomes(&outcome),
             [
@@ -613,7 +567,10 @@ mod tests {
         ];
         let progress = Progress::default();
         let watched = progress.clone();
-        let sequence = tokio::spawn(async move { run(hooks, deadline_in(10), &watched).await });
+        let sequence =
+            tokio::spawn(
+                async move { run(registry::sort(hooks), deadline_in(10), &watched).await },
+            );
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(progress.running(), ["early", "later", "stuck"]);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -631,7 +588,12 @@ mod tests {
             hook("never", 2, None, &journal, sleep_ms(1)),
         ];
         let start = Instant::now();
-        let outcome = run(hooks, start + Duration::from_secs(1), &Progress::default()).await;
+        let outcome = run(
+            registry::sort(hooks),
+            start + Duration::from_secs(1),
+            &Progress::default(),
+        )
+        .await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
         assert!(outcome.deadline_passed);
         assert_eq!(
@@ -659,7 +621,7 @@ mod tests {
             hook("fine", 0, None, &journal, sleep_ms(5)),
             hook("after", 1, None, &journal, sleep_ms(5)),
         ];
-        let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
+        let outcome = run(registry::sort(hooks), deadline_in(10), &Progress::default()).await;
         assert_eq!(outcome.hooks[0].outcome, Outcome::Error("disk full".into()));
         assert_eq!(
             outcome.hooks[2].outcome,
@@ -698,7 +660,7 @@ mod tests {
                 runner: HookRunner::Blocking(panics),
             },
         ];
-        let outcome = run(hooks, deadline_in(10), &Progress::default()).await;
+        let outcome = run(registry::sort(hooks), deadline_in(10), &Progress::default()).await;
         assert_eq!(BLOCKING_RUNS.load(Ordering::SeqCst), 1);
         assert_eq!(outcome.hooks[0].outcome, Outcome::Ok);
         assert_eq!(
@@ -711,7 +673,7 @@ mod tests {
     async fn a_deadline_already_passed_runs_nothing() {
         let journal = Journal::default();
         let hooks = vec![hook("a", 0, None, &journal, sleep_ms(1))];
-        let outcome = run(hooks, Instant::now(), &Progress::default()).await;
+        let outcome = run(registry::sort(hooks), Instant::now(), &Progress::default()).await;
         assert!(outcome.deadline_passed);
         assert_eq!(outcomes(&outcome), [("a".into(), "not run".into())]);
         assert!(journal.events().is_empty());
@@ -732,6 +694,6 @@ mod tests {
             }
         }
         let err = Outer(std::io::Error::other("disk full"));
-        assert_eq!(error_chain(&err), "flush failed: disk full");
+        assert_eq!(crate::report::error_chain(&err), "flush failed: disk full");
     }
 }

@@ -99,7 +99,7 @@ proptest! {
         let (outcome, total) = runtime.block_on(async {
             let origin = Instant::now();
             let hooks = specs.iter().enumerate().map(|(i, s)| hook(i, s, &journal, origin)).collect();
-            let outcome = run(hooks, origin + Duration::from_millis(deadline_ms), &Progress::default()).await;
+            let outcome = run(crate::registry::sort(hooks), origin + Duration::from_millis(deadline_ms), &Progress::default()).await;
             (outcome, origin.elapsed().as_millis() as u64)
         });
         let journal = journal.lock().unwrap().clone();

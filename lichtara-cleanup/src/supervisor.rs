@@ -8,8 +8,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::controller::controller;
-use crate::sequence::Progress;
+use crate::lifecycle;
 use crate::signal::Listener;
 use crate::{Trigger, exit};
 
@@ -26,13 +25,6 @@ const WATCHDOG_GRACE: Duration = Duration::from_millis(500);
 /// under a wrapper that forwards it, an init that signals both) arrives
 /// twice, and must not count as the second signal that forces the exit.
 const REPEAT_WINDOW: Duration = Duration::from_millis(100);
-
-/// What the watchdog names if it must end the process.
-static PROGRESS: OnceLock<Progress> = OnceLock::new();
-
-pub(crate) fn progress() -> &'static Progress {
-    PROGRESS.get_or_init(Progress::default)
-}
 
 static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
 
@@ -75,7 +67,7 @@ fn spawn(watchdog: bool) -> io::Result<()> {
                 accept_inherited_signals();
                 let _ = ready_tx.send(Ok(()));
                 // Sort the hooks now, while nothing waits for them.
-                crate::registry::plan();
+                crate::registry::prepare();
                 supervise(listener, watchdog).await;
             });
         })?;
@@ -128,7 +120,7 @@ impl Count {
 }
 
 async fn supervise(mut listener: Listener, watchdog: bool) {
-    let controller = controller();
+    let controller = lifecycle::process();
     let mut signals = Count::default();
     tokio::select! {
         signal = listener.recv() => {
@@ -137,7 +129,7 @@ async fn supervise(mut listener: Listener, watchdog: bool) {
         }
         () = controller.begun() => {}
     }
-    let hard_deadline = tokio::time::Instant::from_std(controller.deadline() + WATCHDOG_GRACE);
+    let hard_deadline = controller.deadline() + WATCHDOG_GRACE;
     let watch = async {
         if watchdog {
             tokio::time::sleep_until(hard_deadline).await;
@@ -181,7 +173,7 @@ fn signal_number(signal: Trigger) -> i32 {
 }
 
 fn force_exit(signal: Trigger) -> ! {
-    let running = progress().running();
+    let running = lifecycle::process().progress().running();
     tracing::error!(
         signal = %signal,
         hooks_running = ?running,
@@ -191,10 +183,10 @@ fn force_exit(signal: Trigger) -> ! {
 }
 
 fn deadline_exit() -> ! {
-    let running = progress().running();
+    let running = lifecycle::process().progress().running();
     tracing::error!(
         hooks_running = ?running,
-        deadline_ms = controller().budget().as_millis() as u64,
+        deadline_ms = lifecycle::process().budget().as_millis() as u64,
         exit_code = 124,
         "global deadline passed with the runtime stuck: exiting"
     );

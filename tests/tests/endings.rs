@@ -12,7 +12,7 @@ const DEADLINE: &str = env!("CARGO_BIN_EXE_deadline");
 const SERVICE: &str = env!("CARGO_BIN_EXE_service");
 
 fn all_hooks_ran(ended: &Ended) {
-    for line in ["maybe_fails ran", "sibling ran", "later ran"] {
+    for line in ["maybe_fails ran", "sibling ran", "later ran", "pool closed"] {
         assert!(ended.has(line), "missing {line:?}:\n{ended}");
     }
 }
@@ -212,4 +212,59 @@ fn hooks_list_shows_library_hooks_when_the_crate_is_named() {
         ended.stdout.iter().any(|l| l.contains("hooklib::Session")),
         "{ended}"
     );
+}
+
+/// `LICHTARA_REPORT` writes the report, valid against the documented
+/// schema (checked by Python's `jsonschema`, which `.ci/run` installs).
+#[test]
+fn the_json_report_is_written_and_matches_its_schema() {
+    let dir = std::env::temp_dir().join(format!("lichtara-report-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let path = dir.join("report.json");
+    let ended = Proc::start(
+        FAILING,
+        &[
+            ("MODE", "hook_err"),
+            ("LICHTARA_REPORT", path.to_str().expect("UTF-8 path")),
+        ],
+    )
+    .wait();
+    assert_eq!(ended.code(), Some(1), "{ended}");
+    // The table of what did not end ok closes the log.
+    assert!(
+        ended.stderr.contains("hooks that did not end ok:"),
+        "{ended}"
+    );
+    assert!(ended.stderr.contains("error: the disk is full"), "{ended}");
+    let text = std::fs::read_to_string(&path).expect("the report was written");
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../lichtara-cleanup/report.schema.json"
+    );
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1]))\n\
+             jsonschema.Draft202012Validator.check_schema(schema)\n\
+             jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft202012Validator)",
+        ])
+        .arg(schema)
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        check.status.success(),
+        "the report does not match the schema (is Python's jsonschema installed?):\n{}\n{text}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for expected in [
+        "\"kind\": \"main_returned\"",
+        "\"exit_code\": 1",
+        "\"error\": \"the disk is full\"",
+        "\"detail\": \"1 instance\"",
+    ] {
+        assert!(text.contains(expected), "missing {expected}:\n{text}");
+    }
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
 }

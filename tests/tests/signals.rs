@@ -51,10 +51,19 @@ fn sigterm_runs_every_phase_in_order_and_exits_0() {
 }
 
 #[test]
-fn a_dropped_managed_instance_is_not_cleaned() {
+fn managed_instances_are_cleaned_without_their_handles_and_a_released_one_is_not() {
     let ended = serve_then(Signal::SIGTERM);
-    assert!(ended.has("close connection 1"), "{ended}");
-    assert!(!ended.has("close connection 2"), "{ended}");
+    for kept in [
+        "close connection 1",
+        "close connection 2",
+        "close connection 3",
+        "close connection 5",
+    ] {
+        assert!(ended.has(kept), "missing {kept:?}:\n{ended}");
+    }
+    assert!(!ended.has("close connection 4"), "{ended}");
+    // The log says how many the resource hook cleaned.
+    assert!(ended.stderr.contains("detail=\"4 instances\""), "{ended}");
 }
 
 #[test]

@@ -323,7 +323,7 @@ fn register_drain(addr: SocketAddr, order: i32, timeout: Duration, tracker: Task
             Ok(())
         })
     };
-    crate::dynamic::register(Hook {
+    crate::registry::add(Hook {
         meta: HookMeta {
             name: Cow::Owned(format!("lichtara::http::drain {addr}")),
             order,

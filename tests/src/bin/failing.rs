@@ -31,8 +31,21 @@ async fn later() {
     event("later ran");
 }
 
+/// A pool `main` manages and then loses when it returns or fails: the
+/// runtime owns it, so it is cleaned all the same.
+#[lichtara::cleanup(order = 1)]
+struct Pool;
+
+impl lichtara::Cleanup for Pool {
+    async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+        event("pool closed");
+        Ok(())
+    }
+}
+
 #[lichtara::main(flavor = "current_thread")]
 async fn main() -> Result<ExitCode, String> {
+    let _pool = lichtara::manage(Pool);
     event("READY");
     match mode().as_str() {
         "main_err" => Err("main gave up".to_owned()),

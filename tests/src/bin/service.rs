@@ -61,7 +61,19 @@ async fn main() {
     let kept = lichtara::manage(Connection { id: 1 });
     let also_kept = kept.clone();
     drop(kept);
+    // The runtime owns managed instances: one whose handles are all gone
+    // is cleaned too, and only a released one is not.
     drop(lichtara::manage(Connection { id: 2 }));
+    let _ = lichtara::manage(Connection { id: 3 });
+    #[allow(unused_must_use)]
+    {
+        lichtara::manage(Connection { id: 5 });
+    }
+    let released = lichtara::manage(Connection { id: 4 }).release();
+    assert!(
+        released.is_some(),
+        "the only handle gives the instance back"
+    );
     let mode = std::env::var("MODE").unwrap_or_else(|_| "serve".into());
     event("READY");
     match mode.as_str() {

@@ -4,9 +4,43 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use crate::hook::HookMeta;
+use crate::unwind::panic_message;
+
+mod json;
+
+pub(crate) use json::write_if_asked;
+
 /// Milliseconds with microsecond precision, for log fields: `12.345`.
 pub(crate) fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// An error with its sources: `outer: inner: root`.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // anyhow and others often repeat the source in the outer message.
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// How a finished hook (or a resource instance's cleanup) ended.
+pub(crate) fn outcome_of(
+    finished: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
+) -> Outcome {
+    match finished {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(err)) => Outcome::Error(error_chain(&*err)),
+        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
+    }
 }
 
 /// What began the shutdown.
@@ -82,6 +116,9 @@ pub enum MainOutcome {
     Dropped,
     /// It was still running at the global deadline.
     Abandoned,
+    /// It was not run: a sequence had already run in this process (a
+    /// second [`Shutdown::run`](crate::Shutdown::run)).
+    Refused,
 }
 
 /// How one hook ended.
@@ -167,6 +204,18 @@ pub struct HookReport {
 }
 
 impl HookReport {
+    /// The report of a hook that did not run (yet).
+    pub(crate) fn not_run(meta: HookMeta) -> Self {
+        Self {
+            name: meta.name,
+            order: meta.order,
+            timeout: meta.timeout,
+            outcome: Outcome::NotRun,
+            elapsed: Duration::ZERO,
+            detail: None,
+        }
+    }
+
     /// What the hook said of itself besides its outcome, if anything: for a
     /// child process of `lichtara::process`, how it exited.
     #[must_use]
@@ -212,6 +261,7 @@ impl HookReport {
 /// |---|---|
 /// | 0 | clean, including a clean shutdown after SIGTERM |
 /// | 1 | `main` returned an error, or a hook failed, panicked or timed out |
+/// | 2 | the sequence was refused: a bad `LICHTARA_*` setting, or a second [`Shutdown::run`](crate::Shutdown::run) in one process |
 /// | 101 | `main` panicked |
 /// | 124 | the global deadline passed |
 /// | 128+N | a second signal N forced the exit (the process dies of N) |
@@ -235,6 +285,7 @@ pub struct ShutdownReport {
     pub(crate) trigger: Trigger,
     pub(crate) main: MainOutcome,
     pub(crate) hooks: Vec<HookReport>,
+    pub(crate) deadline: Duration,
     pub(crate) deadline_passed: bool,
     pub(crate) elapsed: Duration,
 }
@@ -256,6 +307,12 @@ impl ShutdownReport {
     #[must_use]
     pub fn hooks(&self) -> &[HookReport] {
         &self.hooks
+    }
+
+    /// The global deadline: how long the shutdown had, from the trigger.
+    #[must_use]
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// Whether the global deadline passed before the sequence ended.
@@ -283,6 +340,8 @@ impl ShutdownReport {
     pub fn exit_code(&self) -> i32 {
         if self.deadline_passed || self.main == MainOutcome::Abandoned {
             124
+        } else if self.main == MainOutcome::Refused {
+            2
         } else if let MainOutcome::Panicked { .. } = self.main {
             101
         } else if let MainOutcome::Failure { code } = self.main {
@@ -292,6 +351,37 @@ impl ShutdownReport {
         } else {
             0
         }
+    }
+}
+
+impl ShutdownReport {
+    /// The table's lines of the hooks that did not end `ok`.
+    pub(crate) fn not_ok_table(&self) -> String {
+        let mut table = String::new();
+        for hook in self.hooks.iter().filter(|hook| !hook.outcome.is_success()) {
+            let _ = fmt::write(&mut table, format_args!("{}", Row(hook)));
+        }
+        table
+    }
+}
+
+/// One hook's line of the table.
+struct Row<'a>(&'a HookReport);
+
+impl fmt::Display for Row<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hook = self.0;
+        writeln!(
+            f,
+            "  [{:>4}] {:<40} {:>10.1?}  {}{}",
+            hook.order,
+            hook.name,
+            hook.elapsed,
+            hook.outcome,
+            hook.detail
+                .as_deref()
+                .map_or_else(String::new, |d| format!(" ({d})"))
+        )
     }
 }
 
@@ -307,17 +397,7 @@ impl fmt::Display for ShutdownReport {
             self.exit_code()
         )?;
         for hook in &self.hooks {
-            writeln!(
-                f,
-                "  [{:>4}] {:<40} {:>10.1?}  {}{}",
-                hook.order,
-                hook.name,
-                hook.elapsed,
-                hook.outcome,
-                hook.detail
-                    .as_deref()
-                    .map_or_else(String::new, |d| format!(" ({d})"))
-            )?;
+            Row(hook).fmt(f)?;
         }
         Ok(())
     }
@@ -342,6 +422,7 @@ mod tests {
                     detail: None,
                 })
                 .collect(),
+            deadline: Duration::from_secs(10),
             deadline_passed,
             elapsed: Duration::ZERO,
         }

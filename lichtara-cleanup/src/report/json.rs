@@ -1,0 +1,287 @@
+//! The machine-readable report: `LICHTARA_REPORT=/path/report.json`
+//! writes it before exit, and with the `serde` feature the report and its
+//! parts implement `serde::Serialize` in the same shape.
+//!
+//! Schema version 1 (`report.schema.json` beside the crate's manifest is
+//! its JSON Schema; any change to the shape bumps the version):
+//!
+//! ```text
+//! {
+//!   "schema_version": 1,
+//!   "trigger": { "kind": "signal" | "main_returned" | "main_failed"
+//!                        | "main_panicked" | "requested",
+//!                "signal": "SIGTERM" | null, "signal_number": 15 | null },
+//!   "main": { "outcome": "success" | "failure" | "panicked" | "dropped"
+//!                      | "abandoned" | "refused",
+//!             "code": 3 | null, "message": "…" | null },
+//!   "deadline_ms": 10000.0, "deadline_passed": false,
+//!   "elapsed_ms": 12.345, "exit_code": 0,
+//!   "hooks": [ { "name": "app::flush", "order": 1, "timeout_ms": 5000.0 | null,
+//!                "outcome": "ok" | "error" | "panicked" | "timed_out" | "not_run",
+//!                "error": "…" | null, "elapsed_ms": 0.5, "detail": "…" | null } ]
+//! }
+//! ```
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{HookReport, MainOutcome, Outcome, ShutdownReport, Trigger, millis};
+
+/// The version of the shape below.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// The variable that names where the report is written.
+const REPORT_VAR: &str = "LICHTARA_REPORT";
+
+#[derive(Serialize)]
+struct ReportView<'a> {
+    schema_version: u32,
+    trigger: TriggerView,
+    main: MainView<'a>,
+    deadline_ms: f64,
+    deadline_passed: bool,
+    elapsed_ms: f64,
+    exit_code: i32,
+    hooks: Vec<HookView<'a>>,
+}
+
+#[derive(Serialize)]
+struct TriggerView {
+    kind: &'static str,
+    signal: Option<&'static str>,
+    signal_number: Option<i32>,
+}
+
+#[derive(Serialize)]
+struct MainView<'a> {
+    outcome: &'static str,
+    code: Option<u8>,
+    message: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct HookView<'a> {
+    name: &'a str,
+    order: i32,
+    timeout_ms: Option<f64>,
+    outcome: &'static str,
+    error: Option<&'a str>,
+    elapsed_ms: f64,
+    detail: Option<&'a str>,
+}
+
+fn trigger_view(trigger: Trigger) -> TriggerView {
+    let (kind, signal, signal_number) = match trigger {
+        Trigger::Signal { name, number } => ("signal", Some(name), Some(number)),
+        Trigger::MainReturned => ("main_returned", None, None),
+        Trigger::MainFailed => ("main_failed", None, None),
+        Trigger::MainPanicked => ("main_panicked", None, None),
+        Trigger::Requested => ("requested", None, None),
+    };
+    TriggerView {
+        kind,
+        signal,
+        signal_number,
+    }
+}
+
+fn main_view(main: &MainOutcome) -> MainView<'_> {
+    let (outcome, code, message) = match main {
+        MainOutcome::Success => ("success", None, None),
+        MainOutcome::Failure { code } => ("failure", Some(*code), None),
+        MainOutcome::Panicked { message } => ("panicked", None, Some(message.as_str())),
+        MainOutcome::Dropped => ("dropped", None, None),
+        MainOutcome::Abandoned => ("abandoned", None, None),
+        MainOutcome::Refused => ("refused", None, None),
+    };
+    MainView {
+        outcome,
+        code,
+        message,
+    }
+}
+
+fn outcome_word(outcome: &Outcome) -> (&'static str, Option<&str>) {
+    match outcome {
+        Outcome::Ok => ("ok", None),
+        Outcome::Error(error) => ("error", Some(error)),
+        Outcome::Panicked(message) => ("panicked", Some(message)),
+        Outcome::TimedOut => ("timed_out", None),
+        Outcome::NotRun => ("not_run", None),
+    }
+}
+
+fn hook_view(hook: &HookReport) -> HookView<'_> {
+    let (outcome, error) = outcome_word(&hook.outcome);
+    HookView {
+        name: &hook.name,
+        order: hook.order,
+        timeout_ms: hook.timeout.map(millis),
+        outcome,
+        error,
+        elapsed_ms: millis(hook.elapsed),
+        detail: hook.detail.as_deref(),
+    }
+}
+
+fn report_view(report: &ShutdownReport) -> ReportView<'_> {
+    ReportView {
+        schema_version: SCHEMA_VERSION,
+        trigger: trigger_view(report.trigger),
+        main: main_view(&report.main),
+        deadline_ms: millis(report.deadline),
+        deadline_passed: report.deadline_passed,
+        elapsed_ms: millis(report.elapsed),
+        exit_code: report.exit_code(),
+        hooks: report.hooks.iter().map(hook_view).collect(),
+    }
+}
+
+impl ShutdownReport {
+    /// The report as JSON, in the documented schema.
+    pub(crate) fn to_json(&self) -> String {
+        // Serializing plain strings and numbers cannot fail.
+        serde_json::to_string_pretty(&report_view(self)).unwrap_or_default()
+    }
+}
+
+#[cfg(feature = "serde")]
+mod impls {
+    use serde::{Serialize, Serializer};
+
+    use super::*;
+
+    impl Serialize for ShutdownReport {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            report_view(self).serialize(serializer)
+        }
+    }
+
+    impl Serialize for HookReport {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            hook_view(self).serialize(serializer)
+        }
+    }
+
+    impl Serialize for Trigger {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            trigger_view(*self).serialize(serializer)
+        }
+    }
+
+    impl Serialize for MainOutcome {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            main_view(self).serialize(serializer)
+        }
+    }
+
+    impl Serialize for Outcome {
+        /// The word alone: `"ok"`, `"error"`, `"timed_out"`, …; a hook's
+        /// report carries the error beside it.
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_str(outcome_word(self).0)
+        }
+    }
+}
+
+/// Writes the report where `LICHTARA_REPORT` says, if it says: whole or
+/// not at all (a temporary file beside it, renamed over it). A failure is
+/// logged; it does not change the exit code.
+pub(crate) fn write_if_asked(report: &ShutdownReport) {
+    let Some(path) = std::env::var_os(REPORT_VAR).filter(|path| !path.is_empty()) else {
+        return;
+    };
+    let path = PathBuf::from(path);
+    match write_atomically(&path, report.to_json().as_bytes()) {
+        Ok(()) => tracing::debug!(path = %path.display(), "report written"),
+        Err(err) => tracing::warn!(
+            path = %path.display(),
+            error = %err,
+            "cannot write the report {REPORT_VAR} asks for"
+        ),
+    }
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    let mut temporary = OsString::from(".");
+    temporary.push(name);
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = path.with_file_name(temporary);
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(contents)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_json_has_every_field_of_the_schema() {
+        let report = ShutdownReport {
+            trigger: Trigger::Signal {
+                name: "SIGTERM",
+                number: 15,
+            },
+            main: MainOutcome::Success,
+            hooks: vec![HookReport {
+                name: "a \"quoted\" name".into(),
+                order: -1,
+                timeout: Some(Duration::from_millis(1500)),
+                outcome: Outcome::Error("disk full".into()),
+                elapsed: Duration::from_micros(2500),
+                detail: None,
+            }],
+            deadline: Duration::from_secs(10),
+            deadline_passed: false,
+            elapsed: Duration::from_millis(3),
+        };
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["trigger"]["kind"], "signal");
+        assert_eq!(json["trigger"]["signal_number"], 15);
+        assert_eq!(json["main"]["outcome"], "success");
+        assert_eq!(json["deadline_ms"], 10000.0);
+        assert_eq!(json["exit_code"], 1);
+        let hook = &json["hooks"][0];
+        assert_eq!(hook["name"], "a \"quoted\" name");
+        assert_eq!(hook["timeout_ms"], 1500.0);
+        assert_eq!(hook["outcome"], "error");
+        assert_eq!(hook["error"], "disk full");
+        assert_eq!(hook["elapsed_ms"], 2.5);
+        assert!(hook["detail"].is_null());
+    }
+
+    #[test]
+    fn a_report_is_written_whole_over_the_old_one() {
+        let dir = std::env::temp_dir().join(format!("lichtara-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let path = dir.join("report.json");
+        std::fs::write(&path, "old").expect("old report");
+        write_atomically(&path, b"{}").expect("written");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{}\n");
+        // Nothing left beside it.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
+}

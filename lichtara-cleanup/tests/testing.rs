@@ -1,0 +1,191 @@
+//! `lichtara::testing`: many runs in one test binary, concurrent ones
+//! included, each with its own trigger and its own managed instances, on
+//! virtual time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lichtara::testing::{self, Run};
+use lichtara::{Outcome, Trigger};
+
+static FIRST_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[lichtara::cleanup(order = 1, name = "first")]
+async fn first() {
+    FIRST_RUNS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Sleeps past its timeout: slow only in the runs that manage one.
+#[lichtara::cleanup(order = 2, timeout = "1s", name = "slow")]
+struct Sleeper;
+
+impl lichtara::Cleanup for Sleeper {
+    async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    }
+}
+
+/// Records its cleanup in the journal of the run that managed it.
+#[lichtara::cleanup(order = 3, name = "recorder")]
+struct Recorder {
+    journal: Arc<Mutex<Vec<u32>>>,
+    id: u32,
+}
+
+impl lichtara::Cleanup for Recorder {
+    async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+        // Yield first: the concurrent run goes on meanwhile.
+        tokio::task::yield_now().await;
+        self.journal.lock().unwrap().push(self.id);
+        Ok(())
+    }
+}
+
+/// One run: manages `count` recorders, waits to be told to shut down by
+/// `trigger` (or ends), and returns its report and what its recorders saw.
+async fn one_run(count: u32) -> (lichtara::ShutdownReport, Vec<u32>) {
+    let journal = Arc::new(Mutex::new(Vec::new()));
+    let mine = journal.clone();
+    let report = testing::run(async move {
+        for id in 0..count {
+            // Handles dropped at once: the run owns the instances.
+            let _ = lichtara::manage(Recorder {
+                journal: mine.clone(),
+                id,
+            });
+        }
+        // A task spawned by the application sees the run too.
+        let waiter = tokio::spawn(lichtara::signalled());
+        tokio::task::yield_now().await;
+        lichtara::shutdown();
+        waiter
+            .await
+            .expect("the spawned waiter saw the run's shutdown");
+    })
+    .await;
+    let mut seen = journal.lock().unwrap().clone();
+    seen.sort_unstable();
+    (report, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_concurrent_runs_each_clean_only_their_own_instances() {
+    let ((a, seen_a), (b, seen_b)) = tokio::join!(one_run(3), one_run(5));
+    for (report, seen, count) in [(&a, &seen_a, 3), (&b, &seen_b, 5)] {
+        assert_eq!(report.exit_code(), 0, "{report}");
+        assert_eq!(report.trigger(), Trigger::Requested, "{report}");
+        assert_eq!(seen, &(0..count).collect::<Vec<_>>(), "{report}");
+        let recorder = report
+            .hooks()
+            .iter()
+            .find(|hook| hook.name() == "recorder")
+            .expect("the resource hook ran");
+        assert_eq!(
+            recorder.detail(),
+            Some(format!("{count} instances").as_str())
+        );
+        testing::assert_ran_in_order(report, &["first", "slow", "recorder"]);
+        testing::assert_nothing_not_run(report);
+    }
+    // Neither run touched the process-wide lifecycle.
+    assert!(!lichtara::is_shutting_down());
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_on_parallel_test_threads_are_independent_too() {
+    let (report, seen) = one_run(2).await;
+    assert_eq!(seen, vec![0, 1], "{report}");
+    assert!(FIRST_RUNS.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_with_no_instance_says_so() {
+    let report = Run::new().hook("recorder").run(async {}).await;
+    assert_eq!(report.hooks().len(), 1, "{report}");
+    assert_eq!(report.hooks()[0].detail(), Some("no instance to clean"));
+    assert_eq!(report.trigger(), Trigger::MainReturned);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_selection_runs_only_those_hooks_and_timeouts_pass_on_virtual_time() {
+    let started = tokio::time::Instant::now();
+    let report = Run::new()
+        .orders(2..3)
+        .deadline(Duration::from_secs(20))
+        .trigger(Trigger::Signal {
+            name: "SIGTERM",
+            number: 15,
+        })
+        .run(async {
+            let _ = lichtara::manage(Sleeper);
+            lichtara::signalled().await;
+        })
+        .await;
+    let names: Vec<&str> = report.hooks().iter().map(|hook| hook.name()).collect();
+    assert_eq!(names, ["slow"], "{report}");
+    testing::assert_timed_out(&report, "slow");
+    assert_eq!(report.exit_code(), 1, "{report}");
+    assert_eq!(report.deadline(), Duration::from_secs(20));
+    // The hook's own 1 s timeout, on the paused clock.
+    assert_eq!(report.hooks()[0].elapsed(), Duration::from_secs(1));
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_global_deadline_leaves_later_phases_not_run() {
+    let report = Run::new()
+        .deadline(Duration::from_millis(500))
+        .run(async {
+            let _ = lichtara::manage(Sleeper);
+        })
+        .await;
+    assert!(report.deadline_passed(), "{report}");
+    assert_eq!(report.exit_code(), 124, "{report}");
+    let recorder = report
+        .hooks()
+        .iter()
+        .find(|hook| hook.name() == "recorder")
+        .expect("listed");
+    assert_eq!(*recorder.outcome(), Outcome::NotRun, "{report}");
+    let caught = std::panic::catch_unwind(|| testing::assert_nothing_not_run(&report));
+    assert!(caught.is_err(), "the helper must fail on a hook not run");
+}
+
+#[tokio::test]
+async fn the_helpers_fail_with_the_report_when_the_order_is_wrong() {
+    let report = testing::run(async {}).await;
+    let caught = std::panic::catch_unwind(|| {
+        testing::assert_ran_in_order(&report, &["recorder", "first"]);
+    });
+    let message = *caught
+        .expect_err("recorder ran after first")
+        .downcast::<String>()
+        .expect("a message");
+    assert!(
+        message.contains("hook \"first\" ran before \"recorder\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("shutdown after main returned"),
+        "{message}"
+    );
+}
+
+/// With the `serde` feature the report serializes in the shape
+/// `LICHTARA_REPORT` writes.
+#[cfg(feature = "serde")]
+#[tokio::test(start_paused = true)]
+async fn the_report_serializes_with_serde() {
+    let report = Run::new().hook("first").run(async {}).await;
+    let value = serde_json::to_value(&report).expect("serializes");
+    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["trigger"]["kind"], "main_returned");
+    assert_eq!(value["hooks"][0]["name"], "first");
+    assert_eq!(value["hooks"][0]["outcome"], "ok");
+    assert_eq!(
+        serde_json::to_value(report.hooks()[0].outcome()).expect("serializes"),
+        "ok"
+    );
+}

@@ -79,10 +79,10 @@ fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
     // The call is bound first so that a wrong return type is reported on
     // the return type alone.
     let (runner, kind) = if function.sig.asyncness.is_some() {
-        let boxed = quote_spanned!(output_span=> #krate::__private::box_hook(__lichtara_future));
+        let boxed = quote_spanned!(output_span=> #krate::hook::box_hook(__lichtara_future));
         (
             quote! {
-                fn __lichtara_run() -> #krate::__private::HookFuture {
+                fn __lichtara_run() -> #krate::hook::HookFuture {
                     let __lichtara_future = #call;
                     #boxed
                 }
@@ -90,8 +90,7 @@ fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
             quote!(Async),
         )
     } else {
-        let converted =
-            quote_spanned!(output_span=> #krate::__private::hook_result(__lichtara_output));
+        let converted = quote_spanned!(output_span=> #krate::hook::hook_result(__lichtara_output));
         (
             quote! {
                 fn __lichtara_run() -> ::core::result::Result<(), #krate::__private::BoxError> {
@@ -128,7 +127,7 @@ fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
             {
                 #[allow(unused_imports)]
                 use self::*;
-                use #krate::__private::free_hook as __lichtara_free_hook;
+                use #krate::hook::free_hook as __lichtara_free_hook;
 
                 #runner
 
@@ -156,7 +155,7 @@ fn resource_struct(args: &CleanupArgs, item: &ItemStruct) -> TokenStream {
     // Spanned on the struct's name: a missing `Cleanup` impl is reported
     // there.
     let resource_impl = quote_spanned! {ident.span()=>
-        impl #krate::__private::Resource for #ident {
+        impl #krate::hook::Resource for #ident {
             fn instances() -> &'static #krate::__private::Instances<Self> {
                 static __LICHTARA_INSTANCES: #krate::__private::Instances<#ident> =
                     #krate::__private::Instances::new();

@@ -21,8 +21,9 @@ pub(crate) fn item_with_error(item: TokenStream, err: syn::Error) -> TokenStream
     quote!(#item #errors)
 }
 
-/// A best-effort `main`: expanded as if the options were right (parameters
-/// and generics dropped), so the only errors shown are the attribute's.
+/// A best-effort `main`: expanded as if the options were right (parameters,
+/// generics and a `#[tokio::main]` dropped), so the only errors shown are
+/// the attribute's.
 pub(crate) fn main_with_error(
     args: &MainArgs,
     mut function: ItemFn,
@@ -30,6 +31,10 @@ pub(crate) fn main_with_error(
 ) -> TokenStream {
     function.sig.inputs.clear();
     function.sig.generics = syn::Generics::default();
+    // `#[tokio::main]` below would complain of the expansion, not the code.
+    function
+        .attrs
+        .retain(|attr| !crate::valid::is_tokio_main(attr));
     let expanded = expand::main_fn(args, function);
     let errors = err.to_compile_error();
     quote!(#expanded #errors)

@@ -1,5 +1,6 @@
 //! Checks of the annotated item that the parse alone does not make.
 
+use quote::ToTokens;
 use syn::{ItemFn, ItemStruct, Safety};
 
 use crate::args::{Flavor, MainArgs};
@@ -66,9 +67,46 @@ pub(crate) fn resource_struct(cx: &Ctxt, item: &ItemStruct) {
     }
 }
 
+/// What to say when `#[tokio::main]` is on the same function.
+const REPLACES_TOKIO_MAIN: &str = "`#[lichtara::main]` replaces `#[tokio::main]` (it takes the same options and runs the shutdown sequence around `main`): remove `#[tokio::main]`";
+
+/// Whether `tokens` hold an identifier spelt `name`, at any depth.
+fn has_ident(tokens: proc_macro2::TokenStream, name: &str) -> bool {
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) => ident == name,
+        proc_macro2::TokenTree::Group(group) => has_ident(group.stream(), name),
+        _ => false,
+    })
+}
+
+/// Whether `attr` is `#[tokio::main]` (or `#[::tokio::main]`).
+pub(crate) fn is_tokio_main(attr: &syn::Attribute) -> bool {
+    let segments: Vec<String> = attr
+        .path()
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    segments == ["tokio", "main"]
+}
+
 /// `#[lichtara::main]` on an `async fn` without parameters.
 pub(crate) fn main_fn(cx: &Ctxt, function: &ItemFn) {
     let sig = &function.sig;
+    // Below `#[lichtara::main]`: the attribute is still on the function.
+    if let Some(tokio_main) = function.attrs.iter().find(|attr| is_tokio_main(attr)) {
+        cx.error_spanned_by(tokio_main, REPLACES_TOKIO_MAIN);
+        return;
+    }
+    // Above it: tokio has already turned the function into a sync one
+    // that builds a runtime and blocks on the body.
+    if sig.asyncness.is_none() && {
+        let body = function.block.to_token_stream();
+        has_ident(body.clone(), "Builder") && has_ident(body, "block_on")
+    } {
+        cx.error_spanned_by(sig.fn_token, REPLACES_TOKIO_MAIN);
+        return;
+    }
     if sig.asyncness.is_none() {
         cx.error_spanned_by(
             sig.fn_token,

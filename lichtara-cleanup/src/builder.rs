@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::process::Termination;
 use std::time::Duration;
 
 use crate::hook::{Hook, HookKind, HookMeta, HookRunner, IntoHookResult, box_hook};
@@ -109,7 +108,7 @@ impl Shutdown {
     pub async fn run<F>(self, app: F) -> ShutdownReport
     where
         F: Future,
-        F::Output: Termination,
+        F::Output: crate::MainOutput,
     {
         let lifecycle = lifecycle::process();
         if !lifecycle.claim() {

@@ -4,12 +4,11 @@
 //! down, run the hooks, report.
 
 use std::future::Future;
-use std::process::{ExitCode, Termination};
 use std::sync::Arc;
 
 use crate::lifecycle::{Lifecycle, scoped};
 use crate::registry::{self, Selection};
-use crate::report::{MainOutcome, ShutdownReport, Trigger};
+use crate::report::{MainOutcome, MainOutput, ShutdownReport, Trigger};
 use crate::sequence;
 use crate::unwind::{CatchUnwind, panic_message};
 
@@ -22,7 +21,7 @@ pub(crate) async fn drive<F>(
 ) -> ShutdownReport
 where
     F: Future,
-    F::Output: Termination,
+    F::Output: MainOutput,
 {
     scoped(lifecycle, drive_scoped(lifecycle, app, selection)).await
 }
@@ -34,7 +33,7 @@ async fn drive_scoped<F>(
 ) -> ShutdownReport
 where
     F: Future,
-    F::Output: Termination,
+    F::Output: MainOutput,
 {
     #[cfg(unix)]
     if lifecycle.id() == 0 {
@@ -103,17 +102,9 @@ where
     report
 }
 
-fn main_outcome<T: Termination>(finished: Result<T, Box<dyn std::any::Any + Send>>) -> MainOutcome {
+fn main_outcome<T: MainOutput>(finished: Result<T, Box<dyn std::any::Any + Send>>) -> MainOutcome {
     match finished {
-        // `report` prints `Error: …` for an `Err`, as Rust's own `main` does.
-        Ok(output) => match output.report() {
-            code if code == ExitCode::SUCCESS => MainOutcome::Success,
-            code => MainOutcome::Failure {
-                code: (1..=u8::MAX)
-                    .find(|n| ExitCode::from(*n) == code)
-                    .unwrap_or(1),
-            },
-        },
+        Ok(output) => output.into_outcome(),
         Err(payload) => MainOutcome::Panicked {
             message: panic_message(&*payload),
         },
@@ -131,7 +122,13 @@ fn trigger_for(main: &MainOutcome) -> Trigger {
 fn log_main(main: &MainOutcome) {
     match main {
         MainOutcome::Success => tracing::debug!("main returned"),
-        MainOutcome::Failure { code } => tracing::warn!(code, "main returned a failure"),
+        MainOutcome::Failure {
+            code,
+            error: Some(error),
+        } => tracing::error!(code, "main returned an error: {error}"),
+        MainOutcome::Failure { code, error: None } => {
+            tracing::warn!(code, "main returned a failing exit code")
+        }
         MainOutcome::Panicked { message } => {
             tracing::error!(panic = message.as_str(), "main panicked")
         }

@@ -2,7 +2,6 @@
 //! process with its exit code: `#[lichtara::main]` and [`run`].
 
 use std::future::Future;
-use std::process::Termination;
 use std::time::Duration;
 
 use crate::ShutdownReport;
@@ -22,7 +21,7 @@ pub struct MainConfig {
 pub fn run_main<F, T>(config: MainConfig, mut builder: tokio::runtime::Builder, body: F) -> T
 where
     F: Future<Output = T>,
-    T: Termination,
+    T: crate::MainOutput,
 {
     list_hooks_if_asked();
     start(config.timeout);
@@ -70,7 +69,7 @@ where
 pub async fn run<F>(app: F) -> !
 where
     F: Future,
-    F::Output: Termination,
+    F::Output: crate::MainOutput,
 {
     list_hooks_if_asked();
     start(None);

@@ -85,7 +85,8 @@ mod drive;
 mod entry;
 mod error;
 mod exit;
-mod hook;
+#[doc(hidden)]
+pub mod hook;
 mod lifecycle;
 mod load;
 mod logging;
@@ -115,7 +116,7 @@ pub use crate::builder::Shutdown;
 pub use crate::entry::run;
 pub use crate::error::{BoxError, ConfigError};
 pub use crate::lifecycle::{Signalled, is_shutting_down, shutdown, signalled};
-pub use crate::report::{HookReport, MainOutcome, Outcome, ShutdownReport, Trigger};
+pub use crate::report::{HookReport, MainOutcome, MainOutput, Outcome, ShutdownReport, Trigger};
 pub use crate::resource::{Cleanup, Managed, manage};
 
 /// Registers a cleanup hook: a free function at module level (sync or

@@ -397,7 +397,7 @@ fn register_stop(tracked: Arc<Tracked>, spawner: Spawner) {
             tracked.signal_group(libc_signal::KILL);
             if stopped {
                 let exit = *tracked.status.borrow();
-                tracing::info!(pid = tracked.pid, status = ?exit, "child stopped");
+                tracing::info!(pid = tracked.pid, status = %describe(exit), "child stopped");
                 if let Some(exit) = exit {
                     let _ = slot.set(format!("exited: {exit}"));
                 }
@@ -406,10 +406,12 @@ fn register_stop(tracked: Arc<Tracked>, spawner: Spawner) {
             let _ = tokio::time::timeout(Duration::from_secs(5), status.wait_for(Option::is_some))
                 .await;
             let exit = *tracked.status.borrow();
-            tracing::warn!(pid = tracked.pid, status = ?exit, "child needed SIGKILL");
+            tracing::warn!(pid = tracked.pid, status = %describe(exit), "child needed SIGKILL");
             Err(format!(
-                "child {} did not stop within {timeout:?} of SIGTERM; killed ({exit:?})",
-                tracked.pid
+                "child {} did not stop within {} of SIGTERM; killed ({})",
+                tracked.pid,
+                humantime::format_duration(timeout),
+                describe(exit)
             )
             .into())
         })
@@ -426,6 +428,12 @@ fn register_stop(tracked: Arc<Tracked>, spawner: Spawner) {
         },
         runner: HookRunner::Boxed(Box::new(run)),
     });
+}
+
+/// How a child ended, as a log line says it: `exit status: 0`, `signal: 9
+/// (SIGKILL)`, or `still running`.
+fn describe(exit: Option<ExitStatus>) -> String {
+    exit.map_or_else(|| "still running".to_owned(), |exit| exit.to_string())
 }
 
 mod libc_signal {

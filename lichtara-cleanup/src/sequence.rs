@@ -18,6 +18,10 @@ use crate::lifecycle::scoped;
 use crate::report::{HookReport, Outcome, outcome_of};
 use crate::unwind::{CatchUnwind, poll_once};
 
+/// The detail of a hook the global deadline cut short (its outcome is
+/// `timed out`, but not by its own timeout).
+const CUT_BY_DEADLINE: &str = "cut by the global deadline";
+
 /// What the sequencer did.
 #[derive(Debug)]
 pub(crate) struct SequenceOutcome {
@@ -93,13 +97,27 @@ fn log(hook: &HookReport) {
                 "hook failed"
             );
         }
+        Outcome::TimedOut
+            if hook
+                .detail
+                .as_deref()
+                .is_some_and(|detail| detail.ends_with(CUT_BY_DEADLINE)) =>
+        {
+            tracing::error!(
+                hook = name,
+                order,
+                elapsed_ms,
+                outcome,
+                "hook abandoned: the global deadline passed while it ran"
+            )
+        }
         Outcome::TimedOut => tracing::error!(
             hook = name,
             order,
             elapsed_ms,
             outcome,
             timeout_ms = hook.timeout.map(|t| t.as_millis() as u64),
-            "hook timed out and was abandoned"
+            "hook passed its timeout and was abandoned"
         ),
         Outcome::NotRun => tracing::error!(
             hook = name,
@@ -418,6 +436,11 @@ async fn run_phase(phase: Phase<'_>, deadline: Instant, progress: &Progress) -> 
             let report = &mut reports[index];
             report.outcome = Outcome::TimedOut;
             report.elapsed = elapsed;
+            // Not its own timeout: the table and the JSON say which.
+            report.detail = Some(match report.detail.take() {
+                Some(own) => format!("{own}; {CUT_BY_DEADLINE}"),
+                None => CUT_BY_DEADLINE.to_owned(),
+            });
             log(report);
         }
     }

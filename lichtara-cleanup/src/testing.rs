@@ -48,7 +48,6 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::ops::{Bound, RangeBounds, RangeInclusive};
-use std::process::Termination;
 use std::time::Duration;
 
 use crate::lifecycle::{self, Lifecycle};
@@ -72,7 +71,7 @@ use crate::{config, drive};
 pub async fn run<F>(app: F) -> ShutdownReport
 where
     F: Future,
-    F::Output: Termination,
+    F::Output: crate::MainOutput,
 {
     Run::new().run(app).await
 }
@@ -148,7 +147,7 @@ impl Run {
     pub async fn run<F>(self, app: F) -> ShutdownReport
     where
         F: Future,
-        F::Output: Termination,
+        F::Output: crate::MainOutput,
     {
         let lifecycle = Lifecycle::separate();
         lifecycle.claim();

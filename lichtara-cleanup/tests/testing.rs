@@ -130,6 +130,7 @@ async fn a_selection_runs_only_those_hooks_and_timeouts_pass_on_virtual_time() {
     assert_eq!(report.deadline(), Duration::from_secs(20));
     // The hook's own 1 s timeout, on the paused clock.
     assert_eq!(report.hooks()[0].elapsed(), Duration::from_secs(1));
+    assert_eq!(report.hooks()[0].detail(), Some("1 instance"), "{report}");
     assert_eq!(started.elapsed(), Duration::from_secs(1));
 }
 
@@ -143,6 +144,18 @@ async fn the_global_deadline_leaves_later_phases_not_run() {
         .await;
     assert!(report.deadline_passed(), "{report}");
     assert_eq!(report.exit_code(), 124, "{report}");
+    // Cut by the deadline, not by its own 1 s timeout: the report says so.
+    testing::assert_timed_out(&report, "slow");
+    let slow = report
+        .hooks()
+        .iter()
+        .find(|hook| hook.name() == "slow")
+        .expect("listed");
+    assert_eq!(
+        slow.detail(),
+        Some("cut by the global deadline"),
+        "{report}"
+    );
     let recorder = report
         .hooks()
         .iter()

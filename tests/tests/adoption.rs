@@ -5,14 +5,14 @@
 use lichtara_tests::harness::Proc;
 use nix::sys::signal::Signal;
 
-const TOKIO_MAIN: &str = env!("CARGO_BIN_EXE_tokio_main");
+const TOKIO_HOOKS: &str = env!("CARGO_BIN_EXE_tokio_hooks");
 
 /// Its own two hooks and the library's two.
 const HOOKS: usize = 4;
 
 #[test]
 fn hooks_that_no_lifecycle_runs_are_warned_of_at_exit() {
-    let ended = Proc::start(TOKIO_MAIN, &[("MODE", "none")]).wait();
+    let ended = Proc::start(TOKIO_HOOKS, &[("MODE", "none")]).wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
     assert!(ended.has("main returned"), "{ended}");
     assert!(!ended.has("flush ran"), "{ended}");
@@ -24,7 +24,7 @@ fn hooks_that_no_lifecycle_runs_are_warned_of_at_exit() {
 
 #[test]
 fn waiting_on_signalled_without_a_lifecycle_is_warned_of() {
-    let ended = Proc::start(TOKIO_MAIN, &[("MODE", "signalled")]).wait();
+    let ended = Proc::start(TOKIO_HOOKS, &[("MODE", "signalled")]).wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
     assert!(
         ended.stderr.contains(
@@ -42,7 +42,7 @@ fn waiting_on_signalled_without_a_lifecycle_is_warned_of() {
 
 #[test]
 fn the_hook_listing_works_without_lichtara_main() {
-    let ended = Proc::start(TOKIO_MAIN, &[("MODE", "none"), ("LICHTARA_HOOKS", "list")]).wait();
+    let ended = Proc::start(TOKIO_HOOKS, &[("MODE", "none"), ("LICHTARA_HOOKS", "list")]).wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
     assert!(!ended.has("READY"), "main must not run:\n{ended}");
     let listing = ended.stdout.join("\n");
@@ -51,8 +51,8 @@ fn the_hook_listing_works_without_lichtara_main() {
         "{ended}"
     );
     for name in [
-        "tokio_main::flush",
-        "tokio_main::Pool",
+        "tokio_hooks::flush",
+        "tokio_hooks::Pool",
         "library_hook",
         "hooklib::Session",
     ] {
@@ -64,7 +64,7 @@ fn the_hook_listing_works_without_lichtara_main() {
 
 #[test]
 fn lichtara_run_under_tokio_main_runs_the_hooks_on_a_signal() {
-    let mut service = Proc::start(TOKIO_MAIN, &[("MODE", "run")]);
+    let mut service = Proc::start(TOKIO_HOOKS, &[("MODE", "run")]);
     service.wait_for_line("READY");
     service.signal(Signal::SIGTERM);
     let ended = service.wait();

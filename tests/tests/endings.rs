@@ -33,7 +33,15 @@ fn main_returning_err_exits_1_after_the_hooks() {
     let ended = run(FAILING, "main_err");
     assert_eq!(ended.code(), Some(1), "{ended}");
     all_hooks_ran(&ended);
-    assert!(ended.stderr.contains("Error: \"main gave up\""), "{ended}");
+    // Through tracing, so a JSON subscriber gets it too; not std's
+    // `Error: …` line.
+    assert!(
+        ended
+            .stderr
+            .contains("main returned an error: \"main gave up\""),
+        "{ended}"
+    );
+    assert!(!ended.stderr.contains("Error: "), "{ended}");
 }
 
 #[test]
@@ -267,4 +275,27 @@ fn the_json_report_is_written_and_matches_its_schema() {
         assert!(text.contains(expected), "missing {expected}:\n{text}");
     }
     std::fs::remove_dir_all(&dir).expect("cleaned up");
+}
+
+const DUPLICATE_NAMES: &str = env!("CARGO_BIN_EXE_duplicate_names");
+
+#[test]
+fn hooks_sharing_a_name_are_warned_of_at_startup_and_in_the_listing() {
+    let ended = run(DUPLICATE_NAMES, "");
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert!(
+        ended
+            .stderr
+            .contains("more than one cleanup hook is named \"flush\""),
+        "{ended}"
+    );
+    let listed = Proc::start(DUPLICATE_NAMES, &[("LICHTARA_HOOKS", "list")]).wait();
+    assert_eq!(listed.code(), Some(0), "{listed}");
+    assert!(
+        listed
+            .stdout
+            .iter()
+            .any(|line| line.starts_with("warning: more than one hook is named \"flush\"")),
+        "{listed}"
+    );
 }

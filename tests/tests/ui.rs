@@ -33,3 +33,20 @@ fn ui() {
         ),
     }
 }
+
+/// No message a user sees names the hidden `__private` module: every
+/// trait and function a compile error can name lives at `lichtara::hook`.
+#[test]
+fn no_snapshot_shows_a_private_path() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ui/fail");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("ui/fail") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|ext| ext == "stderr") {
+            let text = std::fs::read_to_string(&path).expect("snapshot");
+            assert!(!text.contains("__private"), "{}:\n{text}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} snapshots found");
+}

@@ -13,7 +13,7 @@
 //!                "signal": "SIGTERM" | null, "signal_number": 15 | null },
 //!   "main": { "outcome": "success" | "failure" | "panicked" | "dropped"
 //!                      | "abandoned" | "refused",
-//!             "code": 3 | null, "message": "…" | null },
+//!             "code": 3 | null, "message": "…" | null },  // the panic or the error
 //!   "deadline_ms": 10000.0, "deadline_passed": false,
 //!   "elapsed_ms": 12.345, "exit_code": 0,
 //!   "hooks": [ { "name": "app::flush", "order": 1, "timeout_ms": 5000.0 | null,
@@ -91,7 +91,7 @@ fn trigger_view(trigger: Trigger) -> TriggerView {
 fn main_view(main: &MainOutcome) -> MainView<'_> {
     let (outcome, code, message) = match main {
         MainOutcome::Success => ("success", None, None),
-        MainOutcome::Failure { code } => ("failure", Some(*code), None),
+        MainOutcome::Failure { code, error } => ("failure", Some(*code), error.as_deref()),
         MainOutcome::Panicked { message } => ("panicked", None, Some(message.as_str())),
         MainOutcome::Dropped => ("dropped", None, None),
         MainOutcome::Abandoned => ("abandoned", None, None),

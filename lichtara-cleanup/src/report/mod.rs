@@ -104,6 +104,9 @@ pub enum MainOutcome {
     Failure {
         /// The exit code it asked for.
         code: u8,
+        /// The error it returned (its `Debug` form, as Rust's own `main`
+        /// shows it), if it returned one.
+        error: Option<String>,
     },
     /// It panicked.
     Panicked {
@@ -119,6 +122,69 @@ pub enum MainOutcome {
     /// It was not run: a sequence had already run in this process (a
     /// second [`Shutdown::run`](crate::Shutdown::run)).
     Refused,
+}
+
+/// What `main` (or the application future given to [`run`](crate::run),
+/// [`Shutdown::run`](crate::Shutdown::run) or
+/// [`testing::run`](crate::testing::run)) may return: `()`, an
+/// [`ExitCode`](std::process::ExitCode), or `Result<T, E>` of one of them
+/// with `E: Debug`. An `Err` is kept in the report (and logged through
+/// `tracing` as `main returned an error`), not printed as Rust's own `main`
+/// prints `Error: …`.
+///
+/// # Examples
+///
+/// ```
+/// use lichtara::{MainOutcome, MainOutput};
+///
+/// assert_eq!(().into_outcome(), MainOutcome::Success);
+/// let failed: Result<(), &str> = Err("no database");
+/// assert_eq!(
+///     failed.into_outcome(),
+///     MainOutcome::Failure { code: 1, error: Some("\"no database\"".into()) }
+/// );
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a return type lichtara can turn into an exit code",
+    label = "`main` (or the application future) must return `()`, `ExitCode` or `Result<T, E>`",
+    note = "return `()`, `std::process::ExitCode`, or `Result<T, E>` of one of them where `E: Debug` (`anyhow::Result<()>` works)"
+)]
+pub trait MainOutput {
+    /// How `main` ended, given what it returned.
+    fn into_outcome(self) -> MainOutcome;
+}
+
+impl MainOutput for () {
+    fn into_outcome(self) -> MainOutcome {
+        MainOutcome::Success
+    }
+}
+
+impl MainOutput for std::process::ExitCode {
+    fn into_outcome(self) -> MainOutcome {
+        use std::process::ExitCode;
+        if self == ExitCode::SUCCESS {
+            return MainOutcome::Success;
+        }
+        let code = (1..=u8::MAX)
+            .find(|n| ExitCode::from(*n) == self)
+            .unwrap_or(1);
+        MainOutcome::Failure { code, error: None }
+    }
+}
+
+impl<T: MainOutput, E: fmt::Debug> MainOutput for Result<T, E> {
+    fn into_outcome(self) -> MainOutcome {
+        match self {
+            Ok(output) => output.into_outcome(),
+            // Debug, as Rust's own `main` shows it: anyhow's is the error
+            // with its causes.
+            Err(err) => MainOutcome::Failure {
+                code: 1,
+                error: Some(format!("{err:?}")),
+            },
+        }
+    }
 }
 
 /// How one hook ended.
@@ -344,7 +410,7 @@ impl ShutdownReport {
             2
         } else if let MainOutcome::Panicked { .. } = self.main {
             101
-        } else if let MainOutcome::Failure { code } = self.main {
+        } else if let MainOutcome::Failure { code, .. } = self.main {
             i32::from(code)
         } else if self.failures() > 0 {
             1
@@ -433,8 +499,30 @@ mod tests {
         use MainOutcome::*;
         assert_eq!(report(Success, &[Outcome::Ok], false).exit_code(), 0);
         assert_eq!(report(Dropped, &[Outcome::Ok], false).exit_code(), 0);
-        assert_eq!(report(Failure { code: 1 }, &[], false).exit_code(), 1);
-        assert_eq!(report(Failure { code: 3 }, &[], false).exit_code(), 3);
+        assert_eq!(
+            report(
+                Failure {
+                    code: 1,
+                    error: None
+                },
+                &[],
+                false
+            )
+            .exit_code(),
+            1
+        );
+        assert_eq!(
+            report(
+                Failure {
+                    code: 3,
+                    error: None
+                },
+                &[],
+                false
+            )
+            .exit_code(),
+            3
+        );
         assert_eq!(
             report(Success, &[Outcome::Error("x".into())], false).exit_code(),
             1

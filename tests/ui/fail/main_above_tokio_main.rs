@@ -1,0 +1,3 @@
+#[lichtara::main]
+#[tokio::main]
+async fn main() {}

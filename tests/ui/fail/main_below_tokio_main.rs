@@ -1,0 +1,3 @@
+#[tokio::main]
+#[lichtara::main]
+async fn main() {}

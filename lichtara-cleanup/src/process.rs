@@ -95,6 +95,12 @@ impl Spawner {
     /// # Errors
     ///
     /// As `tokio::process::Command::spawn` (the program does not exist, …).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it returns, a child
+    /// already started for it is killed with its process group and reaped,
+    /// never left running untracked.
     pub async fn spawn(self, mut command: tokio::process::Command) -> io::Result<Child> {
         let program = command
             .as_std()
@@ -129,13 +135,54 @@ impl Spawner {
         spawner()?
             .send(Box::new(move || {
                 let _runtime = handle.enter();
-                let _ = reply.send(command.spawn());
+                // Whether the caller stopped waiting before or after this
+                // send, a child nobody takes is killed when it drops.
+                let _ = reply.send(command.spawn().map(Unclaimed::new));
             }))
             .map_err(|_| io::Error::other("the lichtara spawner thread is gone"))?;
         let child = replied
             .await
-            .map_err(|_| io::Error::other("the lichtara spawner thread is gone"))??;
+            .map_err(|_| io::Error::other("the lichtara spawner thread is gone"))??
+            .claim();
         Ok(track(child, program, self))
+    }
+}
+
+/// A child on its way from the spawner thread to its `spawn` future: if
+/// the future was dropped, nobody claims it, and dropping it kills the
+/// child with its group (the group is the child's own:
+/// `process_group(0)`) and reaps it.
+struct Unclaimed(Option<tokio::process::Child>);
+
+impl Unclaimed {
+    fn new(child: tokio::process::Child) -> Self {
+        Self(Some(child))
+    }
+
+    fn claim(mut self) -> tokio::process::Child {
+        self.0.take().expect("claimed once")
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        if let Some(pid) = child.id().filter(|pid| *pid > 1) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.start_kill();
+        // Without a runtime here, tokio reaps it with its orphans.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        tracing::debug!("a child spawned for a dropped spawn() was killed");
     }
 }
 
@@ -145,6 +192,10 @@ impl Spawner {
 /// # Errors
 ///
 /// As `tokio::process::Command::spawn`.
+///
+/// # Cancel safety
+///
+/// Cancel safe, as [`Spawner::spawn`].
 pub async fn spawn(command: tokio::process::Command) -> io::Result<Child> {
     Spawner::new().spawn(command).await
 }

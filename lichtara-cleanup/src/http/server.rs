@@ -126,6 +126,12 @@ impl Server {
     ///
     /// When the listener's address cannot be read; accept errors are logged
     /// and accepting goes on.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops accepting and closes the listener; the
+    /// connections already accepted run on (each is a task) and are still
+    /// drained by the hook registered at the first poll.
     pub async fn serve<S, B>(self, service: S) -> io::Result<()>
     where
         S: tower_service::Service<Request<Incoming>, Response = Response<B>>

@@ -55,6 +55,12 @@ impl Session {
 
     /// The next message; `None` when the peer closed, or when shutdown
     /// began (the close frame 1001 has then been sent).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe while it waits for a message, as `WebSocket::recv`: no
+    /// message is lost when it is dropped in a `select!`. Dropped while it
+    /// sends the close frame at shutdown, the frame may not be sent.
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
         tokio::select! {
             message = self.socket.recv() => message,

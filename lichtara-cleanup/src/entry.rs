@@ -128,7 +128,6 @@ fn start(timeout: Option<Duration>) {
         }
         Err(err) => fail_at_startup(&err),
     }
-    registry::warn_of_duplicates();
     lifecycle.enable_default_logging();
     if let Err(err) = supervisor::start(true) {
         logging::warn_now(&format!(

@@ -110,11 +110,16 @@ fn plan() -> &'static Plan {
         let mut hooks: Vec<&'static Registration> =
             inventory::iter::<Registration>.into_iter().collect();
         hooks.sort_unstable_by(|a, b| (a.order, a.name).cmp(&(b.order, b.name)));
-        Plan { hooks }
+        let plan = Plan { hooks };
+        // Once, with the plan: before any sequence can run, off `main`'s
+        // path (the signal thread builds it at startup).
+        warn_of_duplicates(&plan);
+        plan
     })
 }
 
-/// Sorts the registered hooks now, while nothing waits for them.
+/// Sorts the registered hooks now, while nothing waits for them: the
+/// signal thread calls it at startup.
 pub(crate) fn prepare() {
     plan();
 }
@@ -215,8 +220,8 @@ impl Iterator for Sorted {
 /// Names given to more than one registered hook: each is a mistake (two
 /// items with one `name = "…"`), and a report or selection by name could
 /// not tell them apart.
-pub(crate) fn duplicate_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = plan().hooks.iter().map(|r| r.name).collect();
+fn duplicate_names(plan: &Plan) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = plan.hooks.iter().map(|r| r.name).collect();
     names.sort_unstable();
     let mut duplicates: Vec<&'static str> = names
         .windows(2)
@@ -228,8 +233,8 @@ pub(crate) fn duplicate_names() -> Vec<&'static str> {
 }
 
 /// Warns, once per name, of hooks registered under one name.
-pub(crate) fn warn_of_duplicates() {
-    for name in duplicate_names() {
+fn warn_of_duplicates(plan: &Plan) {
+    for name in duplicate_names(plan) {
         crate::logging::warn_now(&format!(
             "more than one cleanup hook is named {name:?}: give each its own `name = \"…\"`"
         ));
@@ -244,7 +249,7 @@ pub(crate) fn write_listing(out: &mut dyn Write) -> io::Result<()> {
         .map(|registration| registration.meta())
         .collect();
     writeln!(out, "{} cleanup hooks registered", metas.len())?;
-    for name in duplicate_names() {
+    for name in duplicate_names(plan()) {
         writeln!(
             out,
             "warning: more than one hook is named {name:?}: give each its own `name = \"…\"`"

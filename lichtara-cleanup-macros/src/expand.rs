@@ -251,9 +251,32 @@ pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
     let attrs = &function.attrs;
     let vis = &function.vis;
     let sig = &function.sig;
+    // Says, before any constructor runs (`.preinit_array` runs first on
+    // ELF systems, whatever order the link gave the others), that `main`
+    // lists the hooks itself: the listing at load time, which may come
+    // before some hooks are registered (fat LTO reorders constructors), is
+    // not needed. Only in a binary target (cargo sets `CARGO_BIN_NAME`):
+    // the `#[used]` static would mark any program that links a library
+    // with an unused `#[lichtara::main]` function.
+    let entry_marker = std::env::var_os("CARGO_BIN_NAME").map(|_| {
+        quote! {
+            #[cfg(any(
+                target_os = "linux",
+                target_os = "android",
+                target_os = "freebsd",
+                target_os = "netbsd",
+                target_os = "openbsd",
+                target_os = "dragonfly",
+            ))]
+            #[used]
+            #[unsafe(link_section = ".preinit_array")]
+            static __LICHTARA_MAIN_ENTRY: extern "C" fn() = #krate::__private::main_entry;
+        }
+    });
     quote! {
         #(#attrs)*
         #vis #sig {
+            #entry_marker
             let __lichtara_body = async move #body;
             let mut __lichtara_builder = #krate::__private::tokio::runtime::Builder::#builder();
             #worker_threads

@@ -112,8 +112,8 @@ impl Shutdown {
     {
         let lifecycle = lifecycle::process();
         if !lifecycle.claim() {
-            tracing::error!(
-                "a shutdown sequence already ran in this process: this one is refused, its application not run (to test shutdown logic, use lichtara::testing)"
+            crate::logging::error_now(
+                "a shutdown sequence already ran in this process: this one is refused, its application not run (to test shutdown logic, use lichtara::testing)",
             );
             return ShutdownReport {
                 trigger: lifecycle.triggered().map_or(Trigger::Requested, |(t, _)| t),

@@ -141,5 +141,7 @@ const STARTUP_FAILURE: i32 = 2;
 
 fn fail_at_startup(err: &dyn std::fmt::Display) -> ! {
     logging::error_now(&err.to_string());
+    // The error says why nothing runs: no exit-time warning besides.
+    crate::load::quiet();
     exit::exit(STARTUP_FAILURE)
 }

@@ -6,8 +6,9 @@
 //! A program has one process-wide lifecycle, the one `#[lichtara::main]`,
 //! [`crate::run`] and [`Shutdown::run`](crate::Shutdown::run) drive and
 //! signals trigger. Each [`lichtara::testing`](crate::testing) run has its
-//! own: code polled inside a run (its application future, and on a
-//! current-thread runtime the tasks it spawns) sees that run's lifecycle.
+//! own, on a thread and runtime of its own: everything that thread runs
+//! (the application future, the tasks it spawns, the hooks) sees that
+//! run's lifecycle, and nothing else does.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -68,52 +69,50 @@ pub(crate) fn process() -> &'static Arc<Lifecycle> {
 }
 
 thread_local! {
-    /// The lifecycle of the run being polled on this thread, innermost
-    /// last.
+    /// The lifecycle being polled on this thread (a sequence's hooks, on
+    /// any worker), innermost last.
     static POLLED: RefCell<Vec<Arc<Lifecycle>>> = const { RefCell::new(Vec::new()) };
-    /// The lifecycle of a testing run in progress on this thread, for the
-    /// tasks it spawns on a current-thread runtime.
-    static AMBIENT: RefCell<Option<Arc<Lifecycle>>> = const { RefCell::new(None) };
+    /// The testing run this thread was made for: set once, when the
+    /// thread starts, and never shared with another run.
+    static OWNER: RefCell<Option<Arc<Lifecycle>>> = const { RefCell::new(None) };
 }
 
-/// The lifecycle that code running now belongs to: the run being polled,
-/// else the testing run in progress on this thread, else the process-wide
-/// one.
+/// The lifecycle that code running now belongs to: the one being polled,
+/// else the testing run this thread belongs to, else the process-wide one.
 pub(crate) fn current() -> Arc<Lifecycle> {
     let polled = POLLED
         .try_with(|stack| stack.borrow().last().cloned())
         .ok()
         .flatten();
     polled
-        .or_else(|| AMBIENT.try_with(|a| a.borrow().clone()).ok().flatten())
+        .or_else(|| {
+            OWNER
+                .try_with(|owner| owner.borrow().clone())
+                .ok()
+                .flatten()
+        })
         .unwrap_or_else(|| Arc::clone(process()))
 }
 
-/// Marks this thread as running `lifecycle`'s testing run until the guard
-/// drops (unless another run holds it already).
-pub(crate) fn ambient(lifecycle: &Arc<Lifecycle>) -> AmbientGuard {
-    let set = AMBIENT.with(|a| {
-        let mut a = a.borrow_mut();
-        if a.is_none() {
-            *a = Some(Arc::clone(lifecycle));
-            true
-        } else {
-            false
-        }
-    });
-    AmbientGuard { set }
+/// The id of [`current`], without taking a reference to it.
+pub(crate) fn current_id() -> u64 {
+    let polled = POLLED
+        .try_with(|stack| stack.borrow().last().map(|l| l.id))
+        .ok()
+        .flatten();
+    polled
+        .or_else(|| {
+            OWNER
+                .try_with(|owner| owner.borrow().as_ref().map(|l| l.id))
+                .ok()
+                .flatten()
+        })
+        .unwrap_or(0)
 }
 
-pub(crate) struct AmbientGuard {
-    set: bool,
-}
-
-impl Drop for AmbientGuard {
-    fn drop(&mut self) {
-        if self.set {
-            let _ = AMBIENT.try_with(|a| a.borrow_mut().take());
-        }
-    }
+/// Makes this thread (one made for the run) belong to `lifecycle`.
+pub(crate) fn own_thread(lifecycle: &Arc<Lifecycle>) {
+    OWNER.with(|owner| *owner.borrow_mut() = Some(Arc::clone(lifecycle)));
 }
 
 pin_project_lite::pin_project! {
@@ -293,6 +292,11 @@ impl Lifecycle {
     }
 }
 
+/// How long after the first wait on [`signalled()`] the process-wide
+/// lifecycle must have been claimed: a service may start a worker that
+/// waits before it calls [`run`](crate::run).
+const CLAIM_GRACE: Duration = Duration::from_secs(3);
+
 /// Says once, when a program uses [`signalled()`] or [`shutdown()`] but no
 /// lifecycle runs: nothing will run its hooks, and no signal will reach it.
 fn warn_if_nothing_runs(lifecycle: &Lifecycle, what: &'static str) {
@@ -318,7 +322,8 @@ fn warn_if_nothing_runs(lifecycle: &Lifecycle, what: &'static str) {
 pub struct Signalled {
     lifecycle: Arc<Lifecycle>,
     inner: Pin<Box<WaitForCancellationFutureOwned>>,
-    checked: bool,
+    /// Whether it was polled yet.
+    polled: bool,
 }
 
 impl std::fmt::Debug for Signalled {
@@ -333,12 +338,35 @@ impl Future for Signalled {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.polled {
+            self.polled = true;
+            // Built outside a testing run and handed to it (a server's
+            // `with_graceful_shutdown(lichtara::signalled())` built before
+            // `testing::run`): it waits for the run it is polled in.
+            let now = current();
+            if self.lifecycle.id == 0 && now.id != 0 {
+                now.observe();
+                self.inner = Box::pin(now.begun());
+                self.lifecycle = now;
+            }
+        }
         let poll = self.inner.as_mut().poll(cx);
-        if poll.is_pending() && !self.checked {
-            // At the first wait, not at the call: a future built before
-            // `Shutdown::run` claims the sequence is polled after it.
-            self.checked = true;
-            warn_if_nothing_runs(&self.lifecycle, "signalled()");
+        if poll.is_pending() && self.lifecycle.id == 0 && !self.lifecycle.is_claimed() {
+            // Not at once: a worker may wait before `run` claims the
+            // sequence.
+            let lifecycle = Arc::clone(&self.lifecycle);
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    static SCHEDULED: AtomicBool = AtomicBool::new(false);
+                    if !SCHEDULED.swap(true, Ordering::AcqRel) {
+                        runtime.spawn(async move {
+                            tokio::time::sleep(CLAIM_GRACE).await;
+                            warn_if_nothing_runs(&lifecycle, "signalled()");
+                        });
+                    }
+                }
+                Err(_) => warn_if_nothing_runs(&lifecycle, "signalled()"),
+            }
         }
         poll
     }
@@ -382,7 +410,7 @@ pub fn signalled() -> Signalled {
     Signalled {
         lifecycle,
         inner,
-        checked: false,
+        polled: false,
     }
 }
 
@@ -485,13 +513,17 @@ mod tests {
         assert!(!process().has_begun());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn tasks_spawned_on_the_thread_of_a_run_see_it() {
+    #[test]
+    fn a_thread_made_for_a_run_sees_it_and_others_do_not() {
         let run = Lifecycle::separate();
-        let guard = ambient(&run);
-        let spawned = tokio::spawn(async { current().id() }).await.expect("task");
-        assert_eq!(spawned, run.id());
-        drop(guard);
-        assert_eq!(current().id(), 0);
+        let id = run.id();
+        let seen = std::thread::spawn(move || {
+            own_thread(&run);
+            (current().id(), current_id())
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(seen, (id, id));
+        assert_eq!(current_id(), 0);
     }
 }

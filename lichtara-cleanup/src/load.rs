@@ -16,6 +16,16 @@ pub(crate) fn quiet() {
     QUIET.store(true, Ordering::Release);
 }
 
+/// Set before every constructor by a `#[lichtara::main]` program (on ELF
+/// systems): its `main` lists the hooks, once all are registered.
+static MAIN_ENTRY: AtomicBool = AtomicBool::new(false);
+
+/// Marks the program as a `#[lichtara::main]` one. Not public API: called
+/// from `.preinit_array` by generated code.
+pub extern "C" fn main_entry() {
+    MAIN_ENTRY.store(true, Ordering::Release);
+}
+
 /// Before `main`: the listing, if asked and there is something to list.
 ///
 /// `naked`: called by the C library in link order, where a crate's
@@ -23,9 +33,17 @@ pub(crate) fn quiet() {
 /// crate that can register a hook depends on this one, so its hooks (each
 /// an inventory constructor) are in the registry by now; the process-level
 /// test `the_hook_listing_works_without_lichtara_main` checks it.
+///
+/// A `#[lichtara::main]` program lists at `main` instead (complete whatever
+/// the order of constructors, which fat LTO changes), and so does a cargo
+/// test binary: not at all (a failing suite must not exit 0 with a table).
 #[ctor::ctor(unsafe, naked)]
 fn at_load() {
-    if matches!(config::hooks_listing_requested(), Ok(true)) && registry::registered() > 0 {
+    if matches!(config::hooks_listing_requested(), Ok(true))
+        && !MAIN_ENTRY.load(Ordering::Acquire)
+        && registry::registered() > 0
+        && !is_cargo_test_binary()
+    {
         entry::list_hooks_if_asked();
     }
 }

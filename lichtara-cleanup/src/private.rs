@@ -9,5 +9,6 @@ pub use ::tokio;
 
 pub use crate::BoxError;
 pub use crate::entry::{MainConfig, run_main};
+pub use crate::load::main_entry;
 pub use crate::registry::{RegisteredKind, Registration};
 pub use crate::resource::{Instances, ResourceRun, resource_hook};

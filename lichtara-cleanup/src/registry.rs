@@ -87,6 +87,7 @@ impl Registration {
                 let resource = ResourceRun {
                     lifecycle: lifecycle.id(),
                     detail,
+                    forget: false,
                 };
                 HookRunner::Boxed(Box::new(move || run(resource)))
             }
@@ -138,6 +139,21 @@ pub(crate) fn registered() -> usize {
 #[cfg_attr(not(any(feature = "http", feature = "process")), allow(dead_code))]
 pub(crate) fn add(hook: Hook) {
     lifecycle::current().add(hook);
+}
+
+/// Drops, uncleaned, every instance `lifecycle` still owns (of the types
+/// its sequence did not run), once it has ended: a testing run leaves
+/// nothing behind.
+pub(crate) fn forget_instances(lifecycle: &Lifecycle) {
+    for registration in &plan().hooks {
+        if let RegisteredKind::Resource(run) = registration.kind {
+            drop(run(ResourceRun {
+                lifecycle: lifecycle.id(),
+                detail: crate::hook::DetailSlot::default(),
+                forget: true,
+            }));
+        }
+    }
 }
 
 /// Which hooks a sequence runs: all of them, or (for a testing run) those

@@ -132,6 +132,20 @@ impl<T> Instances<T> {
         }
     }
 
+    /// Drops what `lifecycle` still owns, uncleaned, and forgets it ran:
+    /// the end of a testing run.
+    fn forget(&self, lifecycle: u64) {
+        let mut state = self.lock();
+        state.taken.retain(|taken| *taken != lifecycle);
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.owned)
+            .into_iter()
+            .partition(|entry| entry.lifecycle == lifecycle);
+        state.owned = kept;
+        // Dropped outside the lock: a `Drop` may manage another.
+        drop(state);
+        drop(gone);
+    }
+
     /// The instances `lifecycle` owns, to clean; each is handed out once.
     fn take(&self, lifecycle: u64) -> Vec<Arc<T>> {
         let mut state = self.lock();
@@ -195,13 +209,13 @@ impl<T> Default for Instances<T> {
 /// ```
 pub fn manage<T: Resource>(value: T) -> Managed<T> {
     let inner = Arc::new(value);
-    let lifecycle = crate::lifecycle::current().id();
+    let lifecycle = crate::lifecycle::current_id();
     let (id, late) = T::instances().insert(lifecycle, &inner);
     if late {
-        tracing::warn!(
-            resource = std::any::type_name::<T>(),
-            "instance managed after its type's hook ran: it will not be cleaned"
-        );
+        crate::logging::warn_now(&format!(
+            "an instance of {} was managed after its type's hook ran: it will not be cleaned",
+            std::any::type_name::<T>()
+        ));
     }
     Managed {
         inner,
@@ -294,6 +308,8 @@ impl<T: fmt::Debug> fmt::Debug for Managed<T> {
 pub struct ResourceRun {
     pub(crate) lifecycle: u64,
     pub(crate) detail: DetailSlot,
+    /// Not a run: drop the lifecycle's instances uncleaned (it ended).
+    pub(crate) forget: bool,
 }
 
 /// The hook of a resource type: cleans every live instance concurrently.
@@ -306,6 +322,10 @@ pub struct ResourceRun {
 /// running, at once — none goes on beside the next phase, and whatever a
 /// cleanup does when it is cut short happens before the report.
 pub fn resource_hook<T: Resource>(run: ResourceRun) -> HookFuture {
+    if run.forget {
+        T::instances().forget(run.lifecycle);
+        return Box::pin(std::future::ready(Ok(())));
+    }
     Box::pin(async move {
         let instances = T::instances().take(run.lifecycle);
         let total = instances.len();
@@ -362,6 +382,7 @@ mod tests {
         ResourceRun {
             lifecycle: 0,
             detail: DetailSlot::default(),
+            forget: false,
         }
     }
 

@@ -2,15 +2,20 @@
 //! in-process, as many times per test binary as there are tests, and look
 //! at the [`ShutdownReport`].
 //!
-//! Each run has a lifecycle of its own: [`shutdown()`](crate::shutdown),
+//! Each run has a lifecycle of its own, on a thread and current-thread
+//! runtime of its own: [`shutdown()`](crate::shutdown),
 //! [`signalled()`](crate::signalled), [`manage`](crate::manage) and the
 //! hooks `lichtara::http` and `lichtara::process` add, called from the
-//! application future (and, on a current-thread runtime such as
-//! `#[tokio::test]`'s, from the tasks it spawns), belong to that run. Runs
-//! in one binary, even concurrent ones, never see each other's instances
-//! or triggers, and no signal reaches them. On a paused clock
-//! (`#[tokio::test(start_paused = true)]`) deadlines and timeouts pass on
-//! virtual time.
+//! application future, the tasks it spawns or the hooks, belong to that
+//! run. Runs in one binary, even concurrent ones, never see each other's
+//! instances or triggers, and no signal reaches them. A `signalled()` made
+//! outside the run and awaited inside it (a server built with
+//! `with_graceful_shutdown(lichtara::signalled())` before the run) waits
+//! for the run. With the `test-util` feature, [`Run::start_paused`] runs
+//! on virtual time: deadlines and timeouts pass at once.
+//!
+//! When a run ends, the instances its application managed for types that
+//! did not run (not selected) are dropped uncleaned.
 //!
 //! The registered hooks are the program's own: every run runs all of them
 //! (or those [`Run::hook`] and [`Run::orders`] select), so a hook that
@@ -28,7 +33,7 @@
 //!     FLUSHED.store(true, Ordering::SeqCst);
 //! }
 //!
-//! #[tokio::test(start_paused = true)]
+//! #[tokio::test]
 //! # async fn _test() {}
 //! async fn flush_runs_on_shutdown() {
 //!     let report = lichtara::testing::run(async {
@@ -40,7 +45,7 @@
 //!     assert!(FLUSHED.load(Ordering::SeqCst));
 //! }
 //! # fn main() {
-//! #     tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 //! #         .block_on(flush_runs_on_shutdown());
 //! # }
 //! ```
@@ -70,7 +75,7 @@ use crate::{config, drive};
 /// ```
 pub async fn run<F>(app: F) -> ShutdownReport
 where
-    F: Future,
+    F: Future + Send + 'static,
     F::Output: crate::MainOutput,
 {
     Run::new().run(app).await
@@ -83,7 +88,7 @@ where
 /// ```
 /// use std::time::Duration;
 ///
-/// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let report = lichtara::testing::Run::new()
 ///     .orders(1..=2)
 ///     .deadline(Duration::from_secs(3))
@@ -100,6 +105,7 @@ pub struct Run {
     selection: Selection,
     deadline: Option<Duration>,
     trigger: Option<Trigger>,
+    paused: bool,
 }
 
 impl Run {
@@ -137,26 +143,74 @@ impl Run {
         self
     }
 
-    /// Runs `app` and then the sequence; returns the report.
+    /// Runs on a paused clock: time passes only when every task waits on
+    /// a timer, and then at once to the next one, so a 30 s timeout costs
+    /// nothing. Needs the `test-util` feature (tokio's `test-util`).
+    #[cfg(feature = "test-util")]
+    pub fn start_paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
+        self
+    }
+
+    /// Runs `app` and then the sequence, on a thread and runtime of the
+    /// run's own; returns the report.
+    ///
+    /// # Panics
+    ///
+    /// When the run's thread or runtime cannot be made.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future abandons the run: its hooks stop where they
-    /// are, and its instances are dropped uncleaned when nothing else
-    /// holds them.
+    /// Dropping the future does not stop the run: it goes on to its end
+    /// on its own thread (within its deadline), cleans what it managed, and
+    /// its report is dropped.
     pub async fn run<F>(self, app: F) -> ShutdownReport
     where
-        F: Future,
+        F: Future + Send + 'static,
         F::Output: crate::MainOutput,
     {
-        let lifecycle = Lifecycle::separate();
-        lifecycle.claim();
-        lifecycle.set_budget(self.deadline.unwrap_or(config::DEFAULT_TIMEOUT));
-        let _ambient = lifecycle::ambient(&lifecycle);
-        if let Some(trigger) = self.trigger {
-            lifecycle.trigger(trigger);
+        let (report_tx, report_rx) = tokio::sync::oneshot::channel();
+        let Run {
+            selection,
+            deadline,
+            trigger,
+            paused,
+        } = self;
+        let thread = std::thread::Builder::new()
+            .name("lichtara-testing-run".into())
+            .spawn(move || {
+                let mut builder = tokio::runtime::Builder::new_current_thread();
+                builder.enable_all();
+                #[cfg(feature = "test-util")]
+                builder.start_paused(paused);
+                #[cfg(not(feature = "test-util"))]
+                let _ = paused;
+                let runtime = builder.build().expect("a runtime for the testing run");
+                let lifecycle = Lifecycle::separate();
+                lifecycle::own_thread(&lifecycle);
+                lifecycle.claim();
+                lifecycle.set_budget(deadline.unwrap_or(config::DEFAULT_TIMEOUT));
+                let report = runtime.block_on(async {
+                    if let Some(trigger) = trigger {
+                        lifecycle.trigger(trigger);
+                    }
+                    drive::drive(&lifecycle, app, &selection).await
+                });
+                crate::registry::forget_instances(&lifecycle);
+                let _ = report_tx.send(report);
+                // Not dropped: a hook abandoned on the blocking pool would
+                // hold the drop until it returns.
+                runtime.shutdown_background();
+            })
+            .expect("a thread for the testing run");
+        match report_rx.await {
+            Ok(report) => report,
+            // The run's thread panicked: the panic is the test's.
+            Err(_) => match thread.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the run ended without a report"),
+            },
         }
-        drive::drive(&lifecycle, app, &self.selection).await
     }
 }
 

@@ -1,3 +1,5 @@
+#![cfg(feature = "test-util")]
+
 //! `lichtara::testing`: many runs in one test binary, concurrent ones
 //! included, each with its own trigger and its own managed instances, on
 //! virtual time.
@@ -48,29 +50,31 @@ impl lichtara::Cleanup for Recorder {
 async fn one_run(count: u32) -> (lichtara::ShutdownReport, Vec<u32>) {
     let journal = Arc::new(Mutex::new(Vec::new()));
     let mine = journal.clone();
-    let report = testing::run(async move {
-        for id in 0..count {
-            // Handles dropped at once: the run owns the instances.
-            let _ = lichtara::manage(Recorder {
-                journal: mine.clone(),
-                id,
-            });
-        }
-        // A task spawned by the application sees the run too.
-        let waiter = tokio::spawn(lichtara::signalled());
-        tokio::task::yield_now().await;
-        lichtara::shutdown();
-        waiter
-            .await
-            .expect("the spawned waiter saw the run's shutdown");
-    })
-    .await;
+    let report = Run::new()
+        .start_paused(true)
+        .run(async move {
+            for id in 0..count {
+                // Handles dropped at once: the run owns the instances.
+                let _ = lichtara::manage(Recorder {
+                    journal: mine.clone(),
+                    id,
+                });
+            }
+            // A task spawned by the application sees the run too.
+            let waiter = tokio::spawn(lichtara::signalled());
+            tokio::task::yield_now().await;
+            lichtara::shutdown();
+            waiter
+                .await
+                .expect("the spawned waiter saw the run's shutdown");
+        })
+        .await;
     let mut seen = journal.lock().unwrap().clone();
     seen.sort_unstable();
     (report, seen)
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn two_concurrent_runs_each_clean_only_their_own_instances() {
     let ((a, seen_a), (b, seen_b)) = tokio::join!(one_run(3), one_run(5));
     for (report, seen, count) in [(&a, &seen_a, 3), (&b, &seen_b, 5)] {
@@ -93,25 +97,29 @@ async fn two_concurrent_runs_each_clean_only_their_own_instances() {
     assert!(!lichtara::is_shutting_down());
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn runs_on_parallel_test_threads_are_independent_too() {
     let (report, seen) = one_run(2).await;
     assert_eq!(seen, vec![0, 1], "{report}");
     assert!(FIRST_RUNS.load(Ordering::SeqCst) >= 1);
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_run_with_no_instance_says_so() {
-    let report = Run::new().hook("recorder").run(async {}).await;
+    let report = Run::new()
+        .start_paused(true)
+        .hook("recorder")
+        .run(async {})
+        .await;
     assert_eq!(report.hooks().len(), 1, "{report}");
     assert_eq!(report.hooks()[0].detail(), Some("no instance to clean"));
     assert_eq!(report.trigger(), Trigger::MainReturned);
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_selection_runs_only_those_hooks_and_timeouts_pass_on_virtual_time() {
-    let started = tokio::time::Instant::now();
     let report = Run::new()
+        .start_paused(true)
         .orders(2..3)
         .deadline(Duration::from_secs(20))
         .trigger(Trigger::Signal {
@@ -131,12 +139,12 @@ async fn a_selection_runs_only_those_hooks_and_timeouts_pass_on_virtual_time() {
     // The hook's own 1 s timeout, on the paused clock.
     assert_eq!(report.hooks()[0].elapsed(), Duration::from_secs(1));
     assert_eq!(report.hooks()[0].detail(), Some("1 instance"), "{report}");
-    assert_eq!(started.elapsed(), Duration::from_secs(1));
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn the_global_deadline_leaves_later_phases_not_run() {
     let report = Run::new()
+        .start_paused(true)
         .deadline(Duration::from_millis(500))
         .run(async {
             let _ = lichtara::manage(Sleeper);
@@ -189,7 +197,7 @@ async fn the_helpers_fail_with_the_report_when_the_order_is_wrong() {
 /// With the `serde` feature the report serializes in the shape
 /// `LICHTARA_REPORT` writes.
 #[cfg(feature = "serde")]
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn the_report_serializes_with_serde() {
     let report = Run::new().hook("first").run(async {}).await;
     let value = serde_json::to_value(&report).expect("serializes");
@@ -201,4 +209,105 @@ async fn the_report_serializes_with_serde() {
         serde_json::to_value(report.hooks()[0].outcome()).expect("serializes"),
         "ok"
     );
+}
+
+/// Counts its drops: whether a run left an instance behind.
+#[lichtara::cleanup(order = 9, name = "counted")]
+struct Counted;
+
+static COUNTED_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        COUNTED_DROPS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl lichtara::Cleanup for Counted {
+    async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_task_of_one_run_never_triggers_or_feeds_another_run_on_the_same_thread() {
+    // A sleeps; B's spawned task manages an instance and shuts B down.
+    let a = Run::new().start_paused(true).run(async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let b = Run::new().start_paused(true).run(async {
+        tokio::spawn(async {
+            let _ = lichtara::manage(Recorder {
+                journal: Arc::default(),
+                id: 0,
+            });
+            lichtara::shutdown();
+        });
+        lichtara::signalled().await;
+    });
+    let (a, b) = tokio::join!(a, b);
+    let recorder = |report: &lichtara::ShutdownReport| {
+        report
+            .hooks()
+            .iter()
+            .find(|hook| hook.name() == "recorder")
+            .and_then(|hook| hook.detail().map(str::to_owned))
+    };
+    assert_eq!(a.trigger(), Trigger::MainReturned, "{a}");
+    assert_eq!(recorder(&a).as_deref(), Some("no instance to clean"), "{a}");
+    assert_eq!(b.trigger(), Trigger::Requested, "{b}");
+    assert_eq!(recorder(&b).as_deref(), Some("1 instance"), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_on_a_multi_thread_runtime_leave_its_workers_alone() {
+    let runs: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn(Run::new().start_paused(true).run(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                lichtara::shutdown();
+            }))
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(run.await.expect("run").trigger(), Trigger::Requested);
+    }
+    // Tasks outside any run see the process-wide lifecycle, never begun.
+    let outside: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(async { lichtara::is_shutting_down() }))
+        .collect();
+    for task in outside {
+        assert!(!task.await.expect("task"));
+    }
+}
+
+#[tokio::test]
+async fn a_signalled_built_before_the_run_waits_for_the_run() {
+    // As `with_graceful_shutdown(lichtara::signalled())` built first.
+    let signalled = lichtara::signalled();
+    let report = Run::new()
+        .trigger(Trigger::Requested)
+        .run(async move {
+            signalled.await;
+            Ok::<(), String>(())
+        })
+        .await;
+    assert_eq!(*report.main(), lichtara::MainOutcome::Success, "{report}");
+    assert!(!lichtara::is_shutting_down());
+}
+
+#[tokio::test]
+async fn a_run_drops_the_instances_it_did_not_clean() {
+    let before = COUNTED_DROPS.load(Ordering::SeqCst);
+    // Its type not selected: not cleaned, and not kept either.
+    let report = Run::new()
+        .hook("first")
+        .run(async {
+            for _ in 0..3 {
+                let _ = lichtara::manage(Counted);
+            }
+        })
+        .await;
+    assert_eq!(report.hooks().len(), 1, "{report}");
+    assert!(COUNTED_DROPS.load(Ordering::SeqCst) >= before + 3);
 }

@@ -205,7 +205,61 @@ pub(crate) fn write_if_asked(report: &ShutdownReport) {
     }
 }
 
+/// Writes `contents` to `path`: for a regular file (or none yet), whole
+/// or not at all, through a temporary file beside it renamed over it; a
+/// symbolic link is followed, so the file it names is replaced. Anything
+/// else (a FIFO, a device, `/dev/stdout`) is written in place, never
+/// replaced; so is a file that cannot be renamed over (a bind mount, such
+/// as Kubernetes' `/dev/termination-log`).
 fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let target = follow_links(path)?;
+    match std::fs::metadata(&target) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => return write_in_place(&target, contents),
+        _ => {}
+    }
+    match write_beside(&target, contents) {
+        Err(err) if renaming_refused(&err) => write_in_place(&target, contents),
+        written => written,
+    }
+}
+
+/// The file `path` names once its symbolic links are followed, also when
+/// the last one names a file not made yet.
+fn follow_links(path: &Path) -> std::io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    // As the kernel's own limit on links in a row.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(std::io::Error::other("too many symbolic links"))
+}
+
+/// Whether a rename failed because the target cannot be replaced, though
+/// it can be written.
+fn renaming_refused(err: &std::io::Error) -> bool {
+    // EBUSY (a mount point) and EXDEV (another file system).
+    matches!(err.raw_os_error(), Some(16 | 18))
+}
+
+fn write_in_place(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.write_all(b"\n")
+}
+
+fn write_beside(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("the path names no file"))?;
@@ -282,6 +336,46 @@ mod tests {
             .map(|entry| entry.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
+
+    #[test]
+    fn a_link_is_followed_and_a_fifo_is_written_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+
+        let dir =
+            std::env::temp_dir().join(format!("lichtara-report-special-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("real")).expect("temporary directory");
+        let real = dir.join("real/report.json");
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink(&real, &link).expect("a link");
+        write_atomically(&link, b"{}").expect("written through the link");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .expect("link")
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&real).expect("read"), "{}\n");
+
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let reader = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || std::fs::read_to_string(fifo).expect("read the FIFO")
+        });
+        write_atomically(&fifo, b"{}").expect("written into the FIFO");
+        assert_eq!(reader.join().expect("reader"), "{}\n");
+        assert!(
+            std::fs::metadata(&fifo)
+                .expect("fifo")
+                .file_type()
+                .is_fifo()
+        );
         std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 }

@@ -453,6 +453,13 @@ impl fmt::Display for Row<'_> {
 
 impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.main == MainOutcome::Refused {
+            return writeln!(
+                f,
+                "shutdown refused: a sequence had already run in this process; exit code {}",
+                self.exit_code()
+            );
+        }
         writeln!(
             f,
             "shutdown after {}: {} hooks, {} not ok, {:?}, exit code {}",

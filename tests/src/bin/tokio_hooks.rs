@@ -1,7 +1,7 @@
 //! A service that keeps `#[tokio::main]` and has hooks, its own and a
 //! library's. `MODE` picks how it adopts lichtara: `none` (the hooks are
 //! declared and nothing runs them: `main` returns), `signalled` (it waits
-//! on `lichtara::signalled()` with no lifecycle, briefly, then returns),
+//! on `lichtara::signalled()` with no lifecycle for 4 s, then returns),
 //! `run` (it wraps its application in `lichtara::run`, the documented
 //! path, and serves until a signal).
 
@@ -32,14 +32,22 @@ async fn main() {
         "none" => event("READY"),
         "signalled" => {
             event("READY");
-            let waited =
-                tokio::time::timeout(Duration::from_millis(10), lichtara::signalled()).await;
+            // Past the 3 s lichtara allows for `run` to come after a first
+            // wait, so that the warning is due.
+            let waited = tokio::time::timeout(Duration::from_secs(4), lichtara::signalled()).await;
             assert!(waited.is_err(), "nothing can begin shutdown here");
         }
         "run" => {
-            lichtara::run(async {
-                event("READY");
+            // A worker that waits before `run` claims the sequence: no
+            // warning, for `run` comes.
+            let worker = tokio::spawn(async {
                 lichtara::signalled().await;
+                event("worker saw shutdown");
+            });
+            tokio::task::yield_now().await;
+            lichtara::run(async move {
+                event("READY");
+                worker.await.expect("worker");
                 event("wound down");
             })
             .await

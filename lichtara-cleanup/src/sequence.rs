@@ -39,14 +39,47 @@ pub(crate) struct Progress {
 /// The current phase's hooks, and which of them have ended.
 #[derive(Default)]
 struct Running {
+    order: i32,
+    started: Option<Instant>,
     names: Vec<Cow<'static, str>>,
     ended: Vec<bool>,
 }
 
+/// A hook still running when the process must end: for the report the
+/// watchdog writes.
+pub(crate) struct StillRunning {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) order: i32,
+    pub(crate) elapsed: Duration,
+}
+
 impl Progress {
-    fn set_phase(&self, names: Vec<Cow<'static, str>>) {
+    fn set_phase(&self, order: i32, names: Vec<Cow<'static, str>>) {
         let ended = vec![false; names.len()];
-        *lock(&self.running) = Running { names, ended };
+        *lock(&self.running) = Running {
+            order,
+            started: Some(Instant::now()),
+            names,
+            ended,
+        };
+    }
+
+    /// The hooks of the current phase that have not ended, with their
+    /// order and how long they have run.
+    pub(crate) fn still_running(&self) -> Vec<StillRunning> {
+        let running = lock(&self.running);
+        let elapsed = running.started.map_or(Duration::ZERO, |at| at.elapsed());
+        running
+            .names
+            .iter()
+            .zip(&running.ended)
+            .filter(|(_, ended)| !**ended)
+            .map(|(name, _)| StillRunning {
+                name: name.clone(),
+                order: running.order,
+                elapsed,
+            })
+            .collect()
     }
 
     /// Marks the hooks at these indices of the phase as ended.
@@ -212,7 +245,7 @@ pub(crate) async fn run(
         }
         first += len;
     }
-    progress.set_phase(Vec::new());
+    progress.set_phase(0, Vec::new());
     SequenceOutcome {
         hooks: reports,
         deadline_passed,
@@ -345,7 +378,10 @@ async fn run_phase(phase: Phase<'_>, deadline: Instant, progress: &Progress) -> 
     } = phase;
     let started = Instant::now();
     tracing::debug!(order, hooks = reports.len(), "phase started");
-    progress.set_phase(reports.iter().map(|report| report.name.clone()).collect());
+    progress.set_phase(
+        order,
+        reports.iter().map(|report| report.name.clone()).collect(),
+    );
     let mut done = vec![false; reports.len()];
     let mut left = reports.len();
     let queue = Arc::new(Mutex::new(Queue {

@@ -179,6 +179,7 @@ fn force_exit(signal: Trigger) -> ! {
         hooks_running = ?running,
         "second signal during shutdown: exiting at once"
     );
+    crate::report::write_unfinished_if_asked(128 + signal_number(signal), false);
     exit::die_of_signal(signal_number(signal))
 }
 
@@ -190,5 +191,6 @@ fn deadline_exit() -> ! {
         exit_code = 124,
         "global deadline passed with the runtime stuck: exiting"
     );
+    crate::report::write_unfinished_if_asked(124, true);
     exit::exit(124)
 }

@@ -244,28 +244,7 @@ fn the_json_report_is_written_and_matches_its_schema() {
         "{ended}"
     );
     assert!(ended.stderr.contains("error: the disk is full"), "{ended}");
-    let text = std::fs::read_to_string(&path).expect("the report was written");
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../lichtara-cleanup/report.schema.json"
-    );
-    let check = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, jsonschema\n\
-             schema = json.load(open(sys.argv[1]))\n\
-             jsonschema.Draft202012Validator.check_schema(schema)\n\
-             jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft202012Validator)",
-        ])
-        .arg(schema)
-        .arg(&path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        check.status.success(),
-        "the report does not match the schema (is Python's jsonschema installed?):\n{}\n{text}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let text = valid_report(&path);
     for expected in [
         "\"kind\": \"main_returned\"",
         "\"exit_code\": 1",
@@ -298,4 +277,60 @@ fn hooks_sharing_a_name_are_warned_of_at_startup_and_in_the_listing() {
             .any(|line| line.starts_with("warning: more than one hook is named \"flush\"")),
         "{listed}"
     );
+}
+
+/// The report at `path`, checked against the documented schema (Python's
+/// `jsonschema`, which `.ci/run` installs).
+fn valid_report(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).expect("the report was written");
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../lichtara-cleanup/report.schema.json"
+    );
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1]))\n\
+             jsonschema.Draft202012Validator.check_schema(schema)\n\
+             jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft202012Validator)",
+        ])
+        .arg(schema)
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        check.status.success(),
+        "the report does not match the schema (is Python's jsonschema installed?):\n{}\n{text}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    text
+}
+
+/// The watchdog's exit at the deadline writes what is known: an
+/// unfinished report, valid against the schema.
+#[test]
+fn the_watchdog_writes_an_unfinished_report() {
+    let dir = std::env::temp_dir().join(format!("lichtara-report-wedged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let path = dir.join("report.json");
+    let mut proc = Proc::start(
+        env!("CARGO_BIN_EXE_wedged"),
+        &[("LICHTARA_REPORT", path.to_str().expect("UTF-8 path"))],
+    );
+    proc.wait_for_line("READY");
+    proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let ended = proc.wait();
+    assert_eq!(ended.code(), Some(124), "{ended}");
+    let text = valid_report(&path);
+    for expected in [
+        "\"complete\": false",
+        "\"exit_code\": 124",
+        "\"deadline_passed\": true",
+        "\"signal\": \"SIGTERM\"",
+        "\"outcome\": \"unknown\"",
+    ] {
+        assert!(text.contains(expected), "missing {expected}:\n{text}");
+    }
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
 }

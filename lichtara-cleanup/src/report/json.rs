@@ -8,11 +8,14 @@
 //! ```text
 //! {
 //!   "schema_version": 1,
+//!   "complete": true,   // false: ended mid-sequence (watchdog, second
+//!                       // signal); `hooks` then holds those still running
+//!                       // and `main.outcome` is "unknown"
 //!   "trigger": { "kind": "signal" | "main_returned" | "main_failed"
 //!                        | "main_panicked" | "requested",
 //!                "signal": "SIGTERM" | null, "signal_number": 15 | null },
 //!   "main": { "outcome": "success" | "failure" | "panicked" | "dropped"
-//!                      | "abandoned" | "refused",
+//!                      | "abandoned" | "refused" | "unknown",
 //!             "code": 3 | null, "message": "…" | null },  // the panic or the error
 //!   "deadline_ms": 10000.0, "deadline_passed": false,
 //!   "elapsed_ms": 12.345, "exit_code": 0,
@@ -39,6 +42,10 @@ const REPORT_VAR: &str = "LICHTARA_REPORT";
 #[derive(Serialize)]
 struct ReportView<'a> {
     schema_version: u32,
+    /// `false` when the process was ended mid-sequence (the watchdog at
+    /// the deadline, a second signal): `hooks` then lists only those
+    /// still running, and `main` is `unknown`.
+    complete: bool,
     trigger: TriggerView,
     main: MainView<'a>,
     deadline_ms: f64,
@@ -130,6 +137,7 @@ fn hook_view(hook: &HookReport) -> HookView<'_> {
 fn report_view(report: &ShutdownReport) -> ReportView<'_> {
     ReportView {
         schema_version: SCHEMA_VERSION,
+        complete: true,
         trigger: trigger_view(report.trigger),
         main: main_view(&report.main),
         deadline_ms: millis(report.deadline),
@@ -191,11 +199,56 @@ mod impls {
 /// not at all (a temporary file beside it, renamed over it). A failure is
 /// logged; it does not change the exit code.
 pub(crate) fn write_if_asked(report: &ShutdownReport) {
+    write_json_if_asked(|| report.to_json());
+}
+
+/// What is known when the process must end mid-sequence (the watchdog at
+/// the deadline, a second signal): the trigger, the deadline, the exit code
+/// and the hooks still running; `complete` is `false`.
+pub(crate) fn write_unfinished_if_asked(exit_code: i32, deadline_passed: bool) {
+    write_json_if_asked(|| {
+        let lifecycle = crate::lifecycle::process();
+        let (trigger, elapsed) = lifecycle.triggered().map_or(
+            (Trigger::Requested, std::time::Duration::ZERO),
+            |(trigger, at)| (trigger, at.elapsed()),
+        );
+        let running = lifecycle.progress().still_running();
+        let view = ReportView {
+            schema_version: SCHEMA_VERSION,
+            complete: false,
+            trigger: trigger_view(trigger),
+            main: MainView {
+                outcome: "unknown",
+                code: None,
+                message: None,
+            },
+            deadline_ms: millis(lifecycle.budget()),
+            deadline_passed,
+            elapsed_ms: millis(elapsed),
+            exit_code,
+            hooks: running
+                .iter()
+                .map(|hook| HookView {
+                    name: &hook.name,
+                    order: hook.order,
+                    timeout_ms: None,
+                    outcome: "timed_out",
+                    error: None,
+                    elapsed_ms: millis(hook.elapsed),
+                    detail: Some("still running when the process was ended"),
+                })
+                .collect(),
+        };
+        serde_json::to_string_pretty(&view).unwrap_or_default()
+    });
+}
+
+fn write_json_if_asked(json: impl FnOnce() -> String) {
     let Some(path) = std::env::var_os(REPORT_VAR).filter(|path| !path.is_empty()) else {
         return;
     };
     let path = PathBuf::from(path);
-    match write_atomically(&path, report.to_json().as_bytes()) {
+    match write_atomically(&path, json().as_bytes()) {
         Ok(()) => tracing::debug!(path = %path.display(), "report written"),
         Err(err) => tracing::warn!(
             path = %path.display(),
@@ -308,6 +361,7 @@ mod tests {
         };
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
         assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["complete"], true);
         assert_eq!(json["trigger"]["kind"], "signal");
         assert_eq!(json["trigger"]["signal_number"], 15);
         assert_eq!(json["main"]["outcome"], "success");

@@ -9,7 +9,7 @@ use crate::unwind::panic_message;
 
 mod json;
 
-pub(crate) use json::write_if_asked;
+pub(crate) use json::{write_if_asked, write_unfinished_if_asked};
 
 /// Milliseconds with microsecond precision, for log fields: `12.345`.
 pub(crate) fn millis(duration: Duration) -> f64 {

@@ -108,7 +108,7 @@ impl Shutdown {
     pub async fn run<F>(self, app: F) -> ShutdownReport
     where
         F: Future,
-        F::Output: crate::MainOutput,
+        F::Output: crate::report::MainOutput,
     {
         let lifecycle = lifecycle::process();
         if !lifecycle.claim() {

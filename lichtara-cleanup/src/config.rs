@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// The global deadline when nothing else sets one.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::ShutdownReport;
 use crate::registry::{self, Selection};
+use crate::report::ShutdownReport;
 use crate::{config, drive, exit, lifecycle, logging, supervisor};
 
 /// What `#[lichtara::main]` was given. Not public API.
@@ -21,7 +21,7 @@ pub struct MainConfig {
 pub fn run_main<F, T>(config: MainConfig, mut builder: tokio::runtime::Builder, body: F) -> T
 where
     F: Future<Output = T>,
-    T: crate::MainOutput,
+    T: crate::report::MainOutput,
 {
     list_hooks_if_asked();
     start(config.timeout);
@@ -69,7 +69,7 @@ where
 pub async fn run<F>(app: F) -> !
 where
     F: Future,
-    F::Output: crate::MainOutput,
+    F::Output: crate::report::MainOutput,
 {
     list_hooks_if_asked();
     start(None);

@@ -22,9 +22,9 @@ use tokio::time::Instant;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::Trigger;
 use crate::config::DEFAULT_TIMEOUT;
 use crate::hook::Hook;
+use crate::report::Trigger;
 use crate::sequence::Progress;
 
 pub(crate) struct Lifecycle {

@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::BoxError;
+use crate::error::BoxError;
 use crate::hook::{Hook, HookFuture, HookKind, HookMeta, HookRunner};
 use crate::lifecycle::{self, Lifecycle};
 use crate::resource::ResourceRun;
@@ -237,13 +237,16 @@ impl Iterator for Sorted {
 /// items with one `name = "…"`), and a report or selection by name could
 /// not tell them apart.
 fn duplicate_names(plan: &Plan) -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = plan.hooks.iter().map(|r| r.name).collect();
-    names.sort_unstable();
-    let mut duplicates: Vec<&'static str> = names
-        .windows(2)
-        .filter(|pair| pair[0] == pair[1])
-        .map(|pair| pair[0])
+    // One pass with a set: at startup, beside `main`, with 10,000 hooks a
+    // sort of their names cost the service a millisecond to READY.
+    let mut seen = std::collections::HashSet::with_capacity(plan.hooks.len());
+    let mut duplicates: Vec<&'static str> = plan
+        .hooks
+        .iter()
+        .map(|registration| registration.name)
+        .filter(|name| !seen.insert(*name))
         .collect();
+    duplicates.sort_unstable();
     duplicates.dedup();
     duplicates
 }

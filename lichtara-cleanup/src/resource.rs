@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use crate::BoxError;
+use crate::error::BoxError;
 use crate::hook::{DetailSlot, HookFuture};
 use crate::unwind::{CatchUnwind, poll_once};
 

@@ -520,7 +520,7 @@ mod tests {
 
     fn hook<F>(name: &str, order: i32, timeout_ms: Option<u64>, journal: &Journal, body: F) -> Hook
     where
-        F: Future<Output = Result<(), crate::BoxError>> + Send + 'static,
+        F: Future<Output = Result<(), crate::error::BoxError>> + Send + 'static,
     {
         let journal = journal.clone();
         let label = name.to_owned();
@@ -546,7 +546,7 @@ mod tests {
 
     use std::future::Future;
 
-    async fn sleep_ms(ms: u64) -> Result<(), crate::BoxError> {
+    async fn sleep_ms(ms: u64) -> Result<(), crate::error::BoxError> {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(())
     }
@@ -694,11 +694,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn blocking_hooks_run_on_the_blocking_pool_and_their_panics_are_caught() {
-        fn counts() -> Result<(), crate::BoxError> {
+        fn counts() -> Result<(), crate::error::BoxError> {
             BLOCKING_RUNS.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
-        fn panics() -> Result<(), crate::BoxError> {
+        fn panics() -> Result<(), crate::error::BoxError> {
             panic!("sync hook exploded")
         }
         let meta = |name: &str| HookMeta {

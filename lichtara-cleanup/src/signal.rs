@@ -3,7 +3,7 @@
 
 use std::io;
 
-use crate::Trigger;
+use crate::report::Trigger;
 
 /// Listens for SIGTERM, SIGINT and SIGHUP.
 #[cfg(unix)]

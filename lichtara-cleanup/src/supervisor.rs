@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::exit;
 use crate::lifecycle;
+use crate::report::Trigger;
 use crate::signal::Listener;
-use crate::{Trigger, exit};
 
 /// How long past the deadline the watchdog waits for the sequencer to end
 /// on its own (and report properly) before it ends the process itself.

@@ -76,7 +76,7 @@ use crate::{config, drive};
 pub async fn run<F>(app: F) -> ShutdownReport
 where
     F: Future + Send + 'static,
-    F::Output: crate::MainOutput,
+    F::Output: crate::report::MainOutput,
 {
     Run::new().run(app).await
 }
@@ -167,7 +167,7 @@ impl Run {
     pub async fn run<F>(self, app: F) -> ShutdownReport
     where
         F: Future + Send + 'static,
-        F::Output: crate::MainOutput,
+        F::Output: crate::report::MainOutput,
     {
         let (report_tx, report_rx) = tokio::sync::oneshot::channel();
         let Run {
@@ -312,7 +312,7 @@ pub fn assert_nothing_not_run(report: &ShutdownReport) {
 }
 
 #[track_caller]
-fn find<'r>(report: &'r ShutdownReport, name: &str) -> (usize, &'r crate::HookReport) {
+fn find<'r>(report: &'r ShutdownReport, name: &str) -> (usize, &'r crate::report::HookReport) {
     match report
         .hooks()
         .iter()

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connections::{CUT, Counted, SESSIONS, connections};
-use crate::BoxError;
+use crate::error::BoxError;
 use crate::hook::{Hook, HookKind, HookMeta, HookRunner};
 
 /// The drain delay under Kubernetes when none is set: long enough for the

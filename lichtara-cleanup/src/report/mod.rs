@@ -34,7 +34,7 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// How a finished hook (or a resource instance's cleanup) ended.
 pub(crate) fn outcome_of(
-    finished: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
+    finished: Result<Result<(), crate::error::BoxError>, Box<dyn std::any::Any + Send>>,
 ) -> Outcome {
     match finished {
         Ok(Ok(())) => Outcome::Ok,

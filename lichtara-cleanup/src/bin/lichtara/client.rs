@@ -82,6 +82,9 @@ pub(crate) fn stop_by_signal(record: &Record, timeout: Duration) -> Result<(), S
 /// A connection to the live supervisor of a service.
 pub(crate) struct Connection {
     stream: UnixStream,
+    /// The supervisor at the other end, pinned: a stop waits for it to
+    /// exit, so that its lock is free when `stop` returns (`stop && start`).
+    supervisor: Option<terminate::Pinned>,
 }
 
 /// How long a status request may take (a supervisor answers from memory,
@@ -97,11 +100,12 @@ impl Connection {
             .map_err(|err| format!("cannot reach its supervisor's socket: {err}"))?;
         let peer = rustix::net::sockopt::socket_peercred(&stream)
             .map_err(|err| format!("cannot read its socket's peer: {err}"))?;
-        check_supervisor(
-            record,
-            Some((peer.pid.as_raw_nonzero().get(), peer.uid.as_raw())),
-        )?;
-        Ok(Self { stream })
+        let pid = peer.pid.as_raw_nonzero().get();
+        check_supervisor(record, Some((pid, peer.uid.as_raw())))?;
+        Ok(Self {
+            stream,
+            supervisor: terminate::Pinned::open(pid),
+        })
     }
 
     /// Connects to the supervisor of `name` when there is no record to
@@ -127,7 +131,10 @@ impl Connection {
                 "the socket is served by pid {pid}, which is not a supervisor of `{name}` here"
             ));
         }
-        Ok(Self { stream })
+        Ok(Self {
+            stream,
+            supervisor: terminate::Pinned::open(pid),
+        })
     }
 
     pub(crate) fn status(self) -> Result<StatusReply, String> {
@@ -139,13 +146,26 @@ impl Connection {
 
     /// Asks for a stop and waits until the supervisor says the service
     /// has ended (its timeout, SIGKILL, and a margin for a busy machine).
-    pub(crate) fn stop(self, timeout: Duration) -> Result<StopReply, String> {
+    pub(crate) fn stop(mut self, timeout: Duration) -> Result<StopReply, String> {
         let wait = timeout + terminate::KILL_WAIT * 3 + STATUS_TIMEOUT;
         let request = Request::Stop {
             timeout_ms: timeout.as_millis() as u64,
         };
+        let supervisor = self.supervisor.take();
         match self.ask(&request, wait)? {
-            Reply::Stopped(stopped) => Ok(stopped),
+            Reply::Stopped(stopped) => {
+                // It answers, then exits: wait for that, bounded.
+                if let Some(supervisor) = supervisor {
+                    let pid = supervisor.pid;
+                    if !terminate::wait_exit(vec![supervisor], STATUS_TIMEOUT).is_empty() {
+                        note!(
+                            "its supervisor (pid {pid}) stopped the service but had not exited after {}",
+                            humantime::format_duration(STATUS_TIMEOUT)
+                        );
+                    }
+                }
+                Ok(stopped)
+            }
             other => Err(unexpected(&other)),
         }
     }

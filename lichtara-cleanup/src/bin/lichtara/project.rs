@@ -196,7 +196,7 @@ impl Project {
 }
 
 fn parse_duration(key: &str, text: &str) -> Result<Duration, Failure> {
-    crate::duration_arg(text).map_err(|err| {
+    crate::cli::duration_arg(text).map_err(|err| {
         Failure::new(format!(
             "Lichtara.toml: `{key} = {text:?}` is not a duration ({err}); write it like \"10s\""
         ))

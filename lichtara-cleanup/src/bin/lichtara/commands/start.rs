@@ -10,9 +10,10 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::exit::Exit;
 use crate::project::Project;
 use crate::protocol::{Report, SUPERVISOR_VAR};
-use crate::{Failure, exit, record};
+use crate::{Failure, record};
 
 pub(crate) fn run(
     project: &Project,
@@ -94,8 +95,8 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
             }
             Ok(Report::Failed { message, code }) => {
                 let _ = child.wait();
-                return Err(match code {
-                    exit::REFUSED => Failure::refused(message),
+                return Err(match Exit::from_code(code) {
+                    Some(Exit::Refused) => Failure::refused(message),
                     _ => Failure::new(message),
                 });
             }

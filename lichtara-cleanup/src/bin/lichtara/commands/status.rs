@@ -8,12 +8,13 @@ use serde_json::json;
 
 use crate::client::Connection;
 use crate::containment::Containment;
+use crate::exit::Status;
 use crate::project::Project;
 use crate::protocol::StatusReply;
 use crate::record::Record;
 use crate::record::{self, Liveness};
 use crate::state::StateDir;
-use crate::{Failure, exit, procfs};
+use crate::{Failure, procfs};
 
 pub(crate) fn run(
     project: &Project,
@@ -38,7 +39,7 @@ pub(crate) fn run(
                 live.pid, live.supervisor
             ),
         );
-        return Ok(ExitCode::from(exit::STATUS_RUNNING));
+        return Ok(ExitCode::from(Status::Running));
     }
     let (Some(record), Some(state_dir)) = (record, state_dir) else {
         report(
@@ -46,7 +47,7 @@ pub(crate) fn run(
             json!({"name": name, "state": "stopped"}),
             &format!("`{name}` is not running"),
         );
-        return Ok(ExitCode::from(exit::STATUS_STOPPED));
+        return Ok(ExitCode::from(Status::Stopped));
     };
     match record.liveness(project, &name) {
         Liveness::Running(_) => {}
@@ -56,7 +57,7 @@ pub(crate) fn run(
                 json!({"name": name, "state": "stale", "pid": record.pid, "reason": why}),
                 &format!("`{name}` is dead but its PID file remains: {why}"),
             );
-            return Ok(ExitCode::from(exit::STATUS_DEAD));
+            return Ok(ExitCode::from(Status::Dead));
         }
         Liveness::Foreign(why) => {
             report(
@@ -64,7 +65,7 @@ pub(crate) fn run(
                 json!({"name": name, "state": "stopped", "reason": why}),
                 &format!("`{name}` is not running here: {why}"),
             );
-            return Ok(ExitCode::from(exit::STATUS_STOPPED));
+            return Ok(ExitCode::from(Status::Stopped));
         }
         Liveness::Refused(why) => {
             report(
@@ -72,7 +73,7 @@ pub(crate) fn run(
                 json!({"name": name, "state": "unknown", "pid": record.pid, "reason": why}),
                 &format!("`{name}`: unknown: {why}"),
             );
-            return Ok(ExitCode::from(exit::STATUS_UNKNOWN));
+            return Ok(ExitCode::from(Status::Unknown));
         }
     }
     let all = procfs::all_stats().unwrap_or_default();
@@ -184,7 +185,7 @@ pub(crate) fn run(
         }),
         &text,
     );
-    Ok(ExitCode::from(exit::STATUS_RUNNING))
+    Ok(ExitCode::from(Status::Running))
 }
 
 /// What `status` knows of a service's supervisor.

@@ -236,7 +236,7 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
         Request::Stop { timeout_ms } => {
             let mut shared = inner.lock();
             if shared.stop.is_none() && shared.outcome.is_none() {
-                shared.stop = Some(Duration::from_millis(timeout_ms).min(crate::MAX_DURATION));
+                shared.stop = Some(Duration::from_millis(timeout_ms).min(crate::cli::MAX_DURATION));
                 let _ = rustix::io::write(&inner.wake, &1u64.to_ne_bytes());
             }
             shared.replying += 1;

@@ -50,13 +50,14 @@ use self::control::{Control, Phase};
 use self::log::RotatingLog;
 use crate::commands::stop;
 use crate::containment::{self, Containment};
+use crate::exit::Exit;
 use crate::ownership::Claim;
 use crate::project::Project;
 use crate::protocol::{Report, SUPERVISOR_VAR, StopReply, socket_name};
 use crate::record::{self, Lock, Record};
 use crate::state::{StateDir, StateFile};
 use crate::terminate::Pinned;
-use crate::{Failure, exit, procfs};
+use crate::{Failure, procfs};
 
 /// The supervisor's entry: `report_fd` is the pipe `start` reads,
 /// `lock_fd` the name's lock, which `start` took.
@@ -74,9 +75,9 @@ pub(crate) fn run(
     let Some(lock) = setup::adopt_lock(lock_fd) else {
         report.send(&Report::Failed {
             message: format!("the supervisor of `{name}` was not given its lock"),
-            code: exit::FAILURE,
+            code: Exit::Failure.code(),
         });
-        return ExitCode::from(exit::FAILURE);
+        return ExitCode::from(Exit::Failure);
     };
     // SIGTERM, SIGINT and SIGHUP ask for a stop, as `lichtara stop` does:
     // blocked in every thread (none has started yet) and read from a
@@ -86,9 +87,9 @@ pub(crate) fn run(
         Err(err) => {
             report.send(&Report::Failed {
                 message: format!("the supervisor cannot take its signals: {err}"),
-                code: exit::FAILURE,
+                code: Exit::Failure.code(),
             });
-            return ExitCode::from(exit::FAILURE);
+            return ExitCode::from(Exit::Failure);
         }
     };
     let marker = match std::env::var(SUPERVISOR_VAR) {
@@ -103,9 +104,9 @@ pub(crate) fn run(
                 message: format!(
                     "the supervisor of `{name}` was not given this project's marker (was the project directory moved or replaced during `start`?)"
                 ),
-                code: exit::FAILURE,
+                code: Exit::Failure.code(),
             });
-            return ExitCode::from(exit::FAILURE);
+            return ExitCode::from(Exit::Failure);
         }
     };
     match Service::start(project, name, command, marker, lock, &mut report) {
@@ -114,7 +115,7 @@ pub(crate) fn run(
             let code = failure.code();
             report.send(&Report::Failed {
                 message: failure.message().to_owned(),
-                code,
+                code: code.code(),
             });
             ExitCode::from(code)
         }
@@ -433,7 +434,7 @@ impl Service {
             };
             report.send(&Report::Failed {
                 message,
-                code: exit::FAILURE,
+                code: Exit::Failure.code(),
             });
         }
         self.control.finish(StopReply {

@@ -1,0 +1,167 @@
+//! The command line: one `Args` struct per subcommand, parsed by clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Manage the server processes of a project, safely.
+#[derive(Debug, Parser)]
+#[command(name = "lichtara", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// The project directory (default: the current directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// `--name`, shared by the commands that act on one service.
+#[derive(Debug, Args)]
+pub(crate) struct NameArg {
+    /// The service name (default: `name` in Lichtara.toml, else `server`).
+    #[arg(long, short = 'N')]
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start the command under a supervisor of its own, detached, its
+    /// output in `.lichtara/<name>.log` (capped and rotated).
+    Start(StartArgs),
+    /// Stop the service: its stop signal (SIGTERM) to each of its
+    /// processes, SIGKILL (or `cgroup.kill`) after the timeout.
+    Stop(StopArgs),
+    /// Show whether the service runs. Exit (LSB): 0 running, 1 dead with a
+    /// PID file, 3 not running, 4 unknown (an error, or a PID file whose
+    /// process is not provably the project's).
+    Status(StatusArgs),
+    /// Stop, then start again.
+    Restart(RestartArgs),
+    /// Print the end of the service's log.
+    Logs(LogsArgs),
+    /// Find processes of this project that outlived their service, and
+    /// end them.
+    Cleanup(CleanupArgs),
+    /// Run the command in the foreground as its supervisor: forward
+    /// signals, reap zombies, leave no descendant behind.
+    Run(RunArgs),
+    /// Internal: the supervisor that `start` launches for one service.
+    #[command(name = "__supervise", hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+/// The arguments of `start`.
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    #[command(flatten)]
+    pub(crate) name: NameArg,
+    /// The command (default: `command` in Lichtara.toml).
+    #[arg(last = true)]
+    pub(crate) command: Vec<String>,
+}
+
+/// The arguments of `stop`.
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    #[command(flatten)]
+    pub(crate) name: NameArg,
+    /// How long to wait after SIGTERM (default: `stop_timeout`, else 10s).
+    #[arg(long, value_parser = duration_arg)]
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// The arguments of `status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) name: NameArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The arguments of `restart`.
+#[derive(Debug, Args)]
+pub(crate) struct RestartArgs {
+    #[command(flatten)]
+    pub(crate) name: NameArg,
+    /// How long to wait after SIGTERM.
+    #[arg(long, value_parser = duration_arg)]
+    pub(crate) timeout: Option<Duration>,
+    /// The command (default: Lichtara.toml's, else the one recorded).
+    #[arg(last = true)]
+    pub(crate) command: Vec<String>,
+}
+
+/// The arguments of `logs`.
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    #[command(flatten)]
+    pub(crate) name: NameArg,
+    /// How many lines.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub(crate) lines: usize,
+    /// Keep printing what is appended, until Ctrl-C.
+    #[arg(short = 'f', long)]
+    pub(crate) follow: bool,
+}
+
+/// The arguments of `cleanup`.
+#[derive(Debug, Args)]
+pub(crate) struct CleanupArgs {
+    /// Only list them.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Do not ask before ending them.
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+    /// How long to wait after SIGTERM before SIGKILL.
+    #[arg(long, value_parser = duration_arg, default_value = "5s")]
+    pub(crate) timeout: Duration,
+}
+
+/// The arguments of `run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) name: NameArg,
+    /// How long the command gets after a forwarded signal before SIGKILL.
+    #[arg(long, value_parser = duration_arg)]
+    pub(crate) timeout: Option<Duration>,
+    /// The command (default: `command` in Lichtara.toml).
+    #[arg(last = true)]
+    pub(crate) command: Vec<String>,
+}
+
+/// The arguments of `supervise`.
+#[derive(Debug, Args)]
+pub(crate) struct SuperviseArgs {
+    #[arg(long)]
+    pub(crate) name: String,
+    /// The pipe to report to `start` on.
+    #[arg(long)]
+    pub(crate) report_fd: i32,
+    /// The name's lock, taken by `start`.
+    #[arg(long)]
+    pub(crate) lock_fd: i32,
+    #[arg(last = true, required = true)]
+    pub(crate) command: Vec<String>,
+}
+
+/// The longest duration an option or setting takes: a longer one is a
+/// typo (`500000000000years`), refused before anything is spawned.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a duration option or setting (`"10s"`, `"1m 30s"`), at most
+/// [`MAX_DURATION`].
+pub(crate) fn duration_arg(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|err| err.to_string())?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "at most {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(duration)
+}

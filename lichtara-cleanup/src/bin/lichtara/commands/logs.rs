@@ -37,11 +37,13 @@ pub(crate) fn run(
     // if a rotation came meanwhile, or the one it will get); only rotated
     // files numbered below it are older. Should it be removed before it is
     // numbered (rotated away past log_keep while this looked: a writer far
-    // faster than the reader), it is all read again.
+    // faster than the reader), its own last lines are printed; should every
+    // file have gone between the listing and the opening, all is looked at
+    // again.
     let mut pieces = Vec::new();
     for _ in 0..10 {
         pieces = last_lines(&state, &name, lines, &io_err)?;
-        if pieces.iter().all(|piece| piece.is_some()) {
+        if !pieces.is_empty() {
             break;
         }
     }
@@ -200,8 +202,12 @@ fn last_lines(
     let mut needed = lines;
     let mut below = u64::MAX;
     if let Some(mut file) = open_log(state, name, None)? {
+        // Rotated and removed before it could be placed (a writer far
+        // faster than this reader): nothing older can follow it in order,
+        // so its own last lines are the answer — never "no log".
         let Some(number) = number_of(state, name, &file).map_err(io_err)? else {
-            return Ok(vec![None]);
+            let (start, _) = tail_start(&mut file, needed).map_err(io_err)?;
+            return Ok(vec![Some((file, start))]);
         };
         below = number;
         let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;

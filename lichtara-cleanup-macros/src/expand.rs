@@ -258,21 +258,26 @@ pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
     // not needed. Only in a binary target (cargo sets `CARGO_BIN_NAME`):
     // the `#[used]` static would mark any program that links a library
     // with an unused `#[lichtara::main]` function.
-    let entry_marker = std::env::var_os("CARGO_BIN_NAME").map(|_| {
-        quote! {
-            #[cfg(any(
-                target_os = "linux",
-                target_os = "android",
-                target_os = "freebsd",
-                target_os = "netbsd",
-                target_os = "openbsd",
-                target_os = "dragonfly",
-            ))]
-            #[used]
-            #[unsafe(link_section = ".preinit_array")]
-            static __LICHTARA_MAIN_ENTRY: extern "C" fn() = #krate::__private::main_entry;
-        }
-    });
+    // And only on `main` itself: on another function (which `main` may
+    // or may not call) the load-time listing is still needed.
+    let is_main = function.sig.ident == "main";
+    let entry_marker = std::env::var_os("CARGO_BIN_NAME")
+        .filter(|_| is_main)
+        .map(|_| {
+            quote! {
+                #[cfg(any(
+                    target_os = "linux",
+                    target_os = "android",
+                    target_os = "freebsd",
+                    target_os = "netbsd",
+                    target_os = "openbsd",
+                    target_os = "dragonfly",
+                ))]
+                #[used]
+                #[unsafe(link_section = ".preinit_array")]
+                static __LICHTARA_MAIN_ENTRY: extern "C" fn() = #krate::__private::main_entry;
+            }
+        });
     quote! {
         #(#attrs)*
         #vis #sig {

@@ -169,12 +169,13 @@ impl Selection {
         self.names.is_empty() && self.orders.is_none()
     }
 
-    fn admits(&self, meta: &HookMeta) -> bool {
-        let named = self.names.is_empty() || self.names.iter().any(|name| *name == meta.name);
+    fn admits_registered(&self, registration: &Registration) -> bool {
+        let named =
+            self.names.is_empty() || self.names.iter().any(|name| name == registration.name);
         let ordered = self
             .orders
             .as_ref()
-            .is_none_or(|orders| orders.contains(&meta.order));
+            .is_none_or(|orders| orders.contains(&registration.order));
         named && ordered
     }
 }
@@ -187,12 +188,15 @@ pub(crate) fn take(lifecycle: &Arc<Lifecycle>, selection: &Selection) -> Sorted 
         // Sorted at startup: straight from the plan, with no list between.
         return Sorted::Registered(plan().hooks.iter(), Arc::clone(lifecycle));
     }
+    // A selection picks among the registered hooks; those added while the
+    // program ran (a child's stop, a server's drain) are the run's own
+    // resources, and always run: a child must not outlive its run.
     let hooks: Vec<Hook> = plan()
         .hooks
         .iter()
+        .filter(|registration| selection.admits_registered(registration))
         .map(|registration| registration.hook(lifecycle))
         .chain(added)
-        .filter(|hook| selection.admits(&hook.meta))
         .collect();
     Sorted::Merged(sort(hooks).into_iter())
 }

@@ -42,6 +42,7 @@ struct Running {
     order: i32,
     started: Option<Instant>,
     names: Vec<Cow<'static, str>>,
+    timeouts: Vec<Option<Duration>>,
     ended: Vec<bool>,
 }
 
@@ -50,17 +51,18 @@ struct Running {
 pub(crate) struct StillRunning {
     pub(crate) name: Cow<'static, str>,
     pub(crate) order: i32,
+    pub(crate) timeout: Option<Duration>,
     pub(crate) elapsed: Duration,
 }
 
 impl Progress {
-    fn set_phase(&self, order: i32, names: Vec<Cow<'static, str>>) {
-        let ended = vec![false; names.len()];
+    fn set_phase(&self, order: i32, hooks: &[HookReport]) {
         *lock(&self.running) = Running {
             order,
             started: Some(Instant::now()),
-            names,
-            ended,
+            names: hooks.iter().map(|hook| hook.name.clone()).collect(),
+            timeouts: hooks.iter().map(|hook| hook.timeout).collect(),
+            ended: vec![false; hooks.len()],
         };
     }
 
@@ -72,11 +74,13 @@ impl Progress {
         running
             .names
             .iter()
+            .zip(&running.timeouts)
             .zip(&running.ended)
             .filter(|(_, ended)| !**ended)
-            .map(|(name, _)| StillRunning {
+            .map(|((name, timeout), _)| StillRunning {
                 name: name.clone(),
                 order: running.order,
+                timeout: *timeout,
                 elapsed,
             })
             .collect()
@@ -245,7 +249,7 @@ pub(crate) async fn run(
         }
         first += len;
     }
-    progress.set_phase(0, Vec::new());
+    progress.set_phase(0, &[]);
     SequenceOutcome {
         hooks: reports,
         deadline_passed,
@@ -378,10 +382,7 @@ async fn run_phase(phase: Phase<'_>, deadline: Instant, progress: &Progress) -> 
     } = phase;
     let started = Instant::now();
     tracing::debug!(order, hooks = reports.len(), "phase started");
-    progress.set_phase(
-        order,
-        reports.iter().map(|report| report.name.clone()).collect(),
-    );
+    progress.set_phase(order, reports);
     let mut done = vec![false; reports.len()];
     let mut left = reports.len();
     let queue = Arc::new(Mutex::new(Queue {

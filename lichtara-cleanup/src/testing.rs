@@ -53,6 +53,7 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::ops::{Bound, RangeBounds, RangeInclusive};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::lifecycle::{self, Lifecycle};
@@ -116,8 +117,10 @@ impl Run {
         Self::default()
     }
 
-    /// Runs the hook of this name (repeat for more); without it, every
-    /// hook of the selected orders runs.
+    /// Runs the registered hook of this name (repeat for more); without
+    /// it, every registered hook of the selected orders runs. Hooks the
+    /// application added while it ran (a child's stop, a server's drain)
+    /// always run: they are the run's own.
     pub fn hook(mut self, name: impl Into<String>) -> Self {
         self.selection.names.push(name.into());
         self
@@ -146,6 +149,12 @@ impl Run {
     /// Runs on a paused clock: time passes only when every task waits on
     /// a timer, and then at once to the next one, so a 30 s timeout costs
     /// nothing. Needs the `test-util` feature (tokio's `test-util`).
+    ///
+    /// The clock is the run's own: a `tokio::time::timeout` around the
+    /// run in a test that is itself paused sees none of the run's work and
+    /// fires at once. And tokio does not advance a paused clock while a
+    /// blocking task runs, so a sync hook's timeout is not enforced on it:
+    /// test those on the real clock.
     #[cfg(feature = "test-util")]
     pub fn start_paused(mut self, paused: bool) -> Self {
         self.paused = paused;
@@ -161,9 +170,9 @@ impl Run {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future does not stop the run: it goes on to its end
-    /// on its own thread (within its deadline), cleans what it managed, and
-    /// its report is dropped.
+    /// Dropping the future begins the run's shutdown (as `shutdown()`
+    /// would): it winds down on its own thread within its deadline, cleans
+    /// what it managed, and its report is dropped.
     pub async fn run<F>(self, app: F) -> ShutdownReport
     where
         F: Future + Send + 'static,
@@ -176,20 +185,26 @@ impl Run {
             trigger,
             paused,
         } = self;
+        let lifecycle = Lifecycle::separate();
+        lifecycle.claim();
+        lifecycle.set_budget(deadline.unwrap_or(config::DEFAULT_TIMEOUT));
+        // Dropped before its end, the run is asked to wind down: it ends
+        // within its deadline instead of running on unseen.
+        let mut dropped = TriggerOnDrop(Some(Arc::clone(&lifecycle)));
         let thread = std::thread::Builder::new()
             .name("lichtara-testing-run".into())
             .spawn(move || {
                 let mut builder = tokio::runtime::Builder::new_current_thread();
                 builder.enable_all();
+                // The blocking pool's threads belong to the run too.
+                let owner = Arc::clone(&lifecycle);
+                builder.on_thread_start(move || lifecycle::own_thread(&owner));
                 #[cfg(feature = "test-util")]
                 builder.start_paused(paused);
                 #[cfg(not(feature = "test-util"))]
                 let _ = paused;
                 let runtime = builder.build().expect("a runtime for the testing run");
-                let lifecycle = Lifecycle::separate();
                 lifecycle::own_thread(&lifecycle);
-                lifecycle.claim();
-                lifecycle.set_budget(deadline.unwrap_or(config::DEFAULT_TIMEOUT));
                 let report = runtime.block_on(async {
                     if let Some(trigger) = trigger {
                         lifecycle.trigger(trigger);
@@ -203,13 +218,26 @@ impl Run {
                 runtime.shutdown_background();
             })
             .expect("a thread for the testing run");
-        match report_rx.await {
+        let report = report_rx.await;
+        dropped.0 = None;
+        match report {
             Ok(report) => report,
             // The run's thread panicked: the panic is the test's.
             Err(_) => match thread.join() {
                 Err(panic) => std::panic::resume_unwind(panic),
                 Ok(()) => unreachable!("the run ended without a report"),
             },
+        }
+    }
+}
+
+/// Begins a run's shutdown if its future is dropped before the report.
+struct TriggerOnDrop(Option<Arc<Lifecycle>>);
+
+impl Drop for TriggerOnDrop {
+    fn drop(&mut self) {
+        if let Some(lifecycle) = self.0.take() {
+            lifecycle.trigger(Trigger::Requested);
         }
     }
 }

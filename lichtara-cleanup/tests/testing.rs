@@ -311,3 +311,71 @@ async fn a_run_drops_the_instances_it_did_not_clean() {
     assert_eq!(report.hooks().len(), 1, "{report}");
     assert!(COUNTED_DROPS.load(Ordering::SeqCst) >= before + 3);
 }
+
+#[tokio::test]
+async fn the_blocking_threads_of_a_run_belong_to_it() {
+    let report = Run::new()
+        .run(async {
+            // A sync piece of the application ends the run from the
+            // blocking pool.
+            tokio::task::spawn_blocking(lichtara::shutdown)
+                .await
+                .expect("blocking task");
+            lichtara::signalled().await;
+        })
+        .await;
+    assert_eq!(report.trigger(), Trigger::Requested, "{report}");
+    assert!(!lichtara::is_shutting_down());
+}
+
+/// Says, through a channel, that it was cleaned.
+#[lichtara::cleanup(order = 8, name = "announcer")]
+struct Announcer(std::sync::mpsc::SyncSender<()>);
+
+impl lichtara::Cleanup for Announcer {
+    async fn cleanup(&self) -> Result<(), lichtara::BoxError> {
+        let _ = self.0.try_send(());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_future_is_dropped_winds_down_and_cleans() {
+    let (cleaned, announced) = std::sync::mpsc::sync_channel(1);
+    let run = Run::new().run(async move {
+        let _ = lichtara::manage(Announcer(cleaned));
+        lichtara::signalled().await;
+    });
+    // Polled once (the run starts on its thread), then dropped.
+    let mut run = Box::pin(run);
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(run.as_mut(), cx))
+    })
+    .await;
+    assert!(first.is_pending());
+    drop(run);
+    announced
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the dropped run was shut down and cleaned its instance");
+}
+
+#[cfg(all(target_os = "linux", feature = "process"))]
+#[tokio::test]
+async fn a_child_of_a_run_is_stopped_even_when_the_selection_leaves_out_every_registered_hook() {
+    let report = Run::new()
+        .orders(1000..=1000)
+        .run(async {
+            let mut sleep = tokio::process::Command::new("sleep");
+            sleep.arg("30");
+            let child = lichtara::process::spawn(sleep).await.expect("spawned");
+            assert!(child.try_status().is_none());
+        })
+        .await;
+    let stop = report
+        .hooks()
+        .iter()
+        .find(|hook| hook.name().starts_with("lichtara::process::child"))
+        .expect("the child's stop ran");
+    assert_eq!(*stop.outcome(), Outcome::Ok, "{report}");
+    assert_eq!(report.hooks().len(), 1, "{report}");
+}

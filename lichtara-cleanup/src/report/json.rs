@@ -20,7 +20,8 @@
 //!   "deadline_ms": 10000.0, "deadline_passed": false,
 //!   "elapsed_ms": 12.345, "exit_code": 0,
 //!   "hooks": [ { "name": "app::flush", "order": 1, "timeout_ms": 5000.0 | null,
-//!                "outcome": "ok" | "error" | "panicked" | "timed_out" | "not_run",
+//!                "outcome": "ok" | "error" | "panicked" | "timed_out" | "not_run"
+//!                         | "interrupted" (unfinished reports: a second signal),
 //!                "error": "…" | null, "elapsed_ms": 0.5, "detail": "…" | null } ]
 //! }
 //! ```
@@ -206,6 +207,16 @@ pub(crate) fn write_if_asked(report: &ShutdownReport) {
 /// the deadline, a second signal): the trigger, the deadline, the exit code
 /// and the hooks still running; `complete` is `false`.
 pub(crate) fn write_unfinished_if_asked(exit_code: i32, deadline_passed: bool) {
+    // At the deadline the running hooks timed out; at a second signal
+    // they were cut short before theirs.
+    let (outcome, detail) = if deadline_passed {
+        ("timed_out", "still running at the global deadline")
+    } else {
+        (
+            "interrupted",
+            "still running when a second signal ended the process",
+        )
+    };
     write_json_if_asked(|| {
         let lifecycle = crate::lifecycle::process();
         let (trigger, elapsed) = lifecycle.triggered().map_or(
@@ -231,11 +242,11 @@ pub(crate) fn write_unfinished_if_asked(exit_code: i32, deadline_passed: bool) {
                 .map(|hook| HookView {
                     name: &hook.name,
                     order: hook.order,
-                    timeout_ms: None,
-                    outcome: "timed_out",
+                    timeout_ms: hook.timeout.map(millis),
+                    outcome,
                     error: None,
                     elapsed_ms: millis(hook.elapsed),
-                    detail: Some("still running when the process was ended"),
+                    detail: Some(detail),
                 })
                 .collect(),
         };
@@ -265,15 +276,67 @@ fn write_json_if_asked(json: impl FnOnce() -> String) {
 /// replaced; so is a file that cannot be renamed over (a bind mount, such
 /// as Kubernetes' `/dev/termination-log`).
 fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    // `/dev/stdout`, `/proc/self/fd/1`: the process's own descriptor,
+    // whatever it is (a pipe, a terminal, a log file appended to). Opened
+    // through the kernel's link, appended to, never renamed over.
+    if names_a_descriptor(path) {
+        return write_in_place(path, contents, Placement::Append);
+    }
     let target = follow_links(path)?;
     match std::fs::metadata(&target) {
-        Ok(meta) if !meta.is_file() && !meta.is_dir() => return write_in_place(&target, contents),
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => {
+            return write_in_place(&target, contents, Placement::Append);
+        }
         _ => {}
     }
     match write_beside(&target, contents) {
-        Err(err) if renaming_refused(&err) => write_in_place(&target, contents),
+        Err(err) if renaming_refused(&err) => write_in_place(&target, contents, Placement::Replace),
         written => written,
     }
+}
+
+/// Whether `path`, or a link on the way to its file, names one of this
+/// process's descriptors.
+fn names_a_descriptor(path: &Path) -> bool {
+    let magic = |path: &Path| {
+        path.starts_with("/proc/self/fd")
+            || path.starts_with("/dev/fd")
+            || ["/dev/stdout", "/dev/stderr", "/dev/stdin"]
+                .iter()
+                .any(|name| path == Path::new(name))
+            || path
+                .strip_prefix("/proc")
+                .ok()
+                .and_then(|rest| rest.components().nth(1))
+                .is_some_and(|second| second.as_os_str() == "fd")
+    };
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        if magic(&path) {
+            return true;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(&path) {
+                Ok(target) => {
+                    path = match path.parent() {
+                        Some(dir) if target.is_relative() => dir.join(target),
+                        _ => target,
+                    };
+                }
+                Err(_) => return false,
+            },
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// How a report written in place treats what is there.
+enum Placement {
+    /// A stream (a FIFO, a device, a descriptor): written after it.
+    Append,
+    /// A file that cannot be renamed over: its contents replaced.
+    Replace,
 }
 
 /// The file `path` names once its symbolic links are followed, also when
@@ -303,11 +366,33 @@ fn renaming_refused(err: &std::io::Error) -> bool {
     matches!(err.raw_os_error(), Some(16 | 18))
 }
 
-fn write_in_place(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)?;
+fn write_in_place(path: &Path, contents: &[u8], placement: Placement) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    match placement {
+        Placement::Append => options.append(true),
+        Placement::Replace => options.write(true).truncate(true),
+    };
+    // Never blocks: a FIFO with no reader is an error (ENXIO), not an exit
+    // that waits forever for one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits());
+    }
+    let mut file = match options.open(path) {
+        Err(err) if err.raw_os_error() == Some(6) => {
+            return Err(std::io::Error::other("a FIFO with no reader"));
+        }
+        opened => opened?,
+    };
+    // Opened without waiting; written as any output is, blocking: a
+    // reader that is there drains a report larger than the pipe.
+    #[cfg(unix)]
+    {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL)?);
+        fcntl(&file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    }
     file.write_all(contents)?;
     file.write_all(b"\n")
 }
@@ -418,18 +503,43 @@ mod tests {
             .status()
             .expect("mkfifo runs");
         assert!(made.success());
-        let reader = std::thread::spawn({
-            let fifo = fifo.clone();
-            move || std::fs::read_to_string(fifo).expect("read the FIFO")
-        });
+        // No reader: an error at once, never an exit that waits for one.
+        let refused = write_atomically(&fifo, b"{}").expect_err("no reader");
+        assert!(refused.to_string().contains("no reader"), "{refused}");
+        // A reader: written into it, and the FIFO stays a FIFO.
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .expect("a reader");
         write_atomically(&fifo, b"{}").expect("written into the FIFO");
-        assert_eq!(reader.join().expect("reader"), "{}\n");
+        let mut read = String::new();
+        reader.read_to_string(&mut read).expect("read the FIFO");
+        assert_eq!(read, "{}\n");
         assert!(
             std::fs::metadata(&fifo)
                 .expect("fifo")
                 .file_type()
                 .is_fifo()
         );
+
+        // The process's own descriptor (`/dev/stdout` redirected to a log):
+        // appended to, never renamed over.
+        let log = dir.join("app.log");
+        std::fs::write(&log, "READY\n").expect("a log");
+        let held = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("held");
+        let through = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+        assert!(names_a_descriptor(Path::new(&through)));
+        assert!(names_a_descriptor(Path::new("/dev/stdout")));
+        assert!(!names_a_descriptor(&log));
+        write_atomically(Path::new(&through), b"{}").expect("appended");
+        assert_eq!(std::fs::read_to_string(&log).expect("read"), "READY\n{}\n");
+        drop(held);
         std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 }

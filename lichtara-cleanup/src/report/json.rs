@@ -457,6 +457,7 @@ mod tests {
         assert_eq!(hook["timeout_ms"], 1500.0);
         assert_eq!(hook["outcome"], "error");
         assert_eq!(hook["error"], "disk full");
+        // The fixed 2,500 µs given above, in milliseconds: no clock is read.
         assert_eq!(hook["elapsed_ms"], 2.5);
         assert!(hook["detail"].is_null());
     }

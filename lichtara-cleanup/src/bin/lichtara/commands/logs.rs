@@ -47,7 +47,6 @@ pub(crate) fn run(
             break;
         }
     }
-    let pieces: Vec<(File, u64)> = pieces.into_iter().flatten().collect();
     if pieces.is_empty() {
         return Err(Failure::new(format!(
             "`{name}` has no log yet: {} does not exist",
@@ -197,7 +196,7 @@ fn last_lines(
     name: &str,
     lines: usize,
     io_err: &dyn Fn(std::io::Error) -> Failure,
-) -> Result<Vec<Option<(File, u64)>>, Failure> {
+) -> Result<Vec<(File, u64)>, Failure> {
     let mut pieces = Vec::new();
     let mut needed = lines;
     let mut below = u64::MAX;
@@ -207,12 +206,12 @@ fn last_lines(
         // so its own last lines are the answer — never "no log".
         let Some(number) = number_of(state, name, &file).map_err(io_err)? else {
             let (start, _) = tail_start(&mut file, needed).map_err(io_err)?;
-            return Ok(vec![Some((file, start))]);
+            return Ok(vec![(file, start)]);
         };
         below = number;
         let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
         needed -= found;
-        pieces.push(Some((file, start)));
+        pieces.push((file, start));
     }
     let older: Vec<u64> = log::rotated(state, name)
         .into_iter()
@@ -229,7 +228,7 @@ fn last_lines(
         };
         let (start, found) = tail_start(&mut file, needed).map_err(io_err)?;
         needed -= found;
-        pieces.push(Some((file, start)));
+        pieces.push((file, start));
     }
     Ok(pieces)
 }

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use lichtara_tests::harness::{Ended, Proc};
+use lichtara_tests::harness::{Ended, Proc, log_field};
 use nix::sys::signal::Signal;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_http_server");
@@ -458,4 +458,300 @@ fn a_leaked_connection_cannot_hang_the_shutdown() {
             .contains("hook=\"http_server::Database\" order=1"),
         "{ended}"
     );
+}
+
+/// Whether the server ended the connection: end of file, or a reset. Not a
+/// read timeout (that is a panic: the server did not close it).
+fn ended_by_server(stream: &mut TcpStream) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(err) => {
+                panic!("the server did not close the connection within {PATIENCE:?}: {err}")
+            }
+        }
+    }
+    if bytes.is_empty() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[test]
+fn a_client_that_sends_its_head_too_slowly_is_disconnected_while_others_are_served() {
+    let (mut server, addr) = start(&["--header-read-timeout", "1s"]);
+    let mut slow = connect(&addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+        .unwrap();
+    // The slow client goes on sending a byte every 100 ms, for at most
+    // 30 s, and never ends its head; it stops when a write fails.
+    let mut writer = slow.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        for _ in 0..300 {
+            if writer.write_all(b"a").is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    // Meanwhile, another client is served.
+    let mut other = connect(&addr);
+    send_get(&mut other, "/");
+    assert_eq!(read_response(&mut other).0, 200);
+    assert_eq!(
+        ended_by_server(&mut slow),
+        Ok(()),
+        "the slow client is disconnected without an answer"
+    );
+    assert!(
+        sender.join().unwrap(),
+        "its writes fail once the server closed the connection"
+    );
+    // And the server goes on serving.
+    let mut after = connect(&addr);
+    send_get(&mut after, "/");
+    assert_eq!(read_response(&mut after).0, 200);
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert_eq!(
+        log_field(&ended.stderr, " drained ", "header_timeouts"),
+        1,
+        "{ended}"
+    );
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_at_the_keep_alive_timeout() {
+    let (mut server, addr) = start(&["--keep-alive-timeout", "1s"]);
+    let mut idle = connect(&addr);
+    send_get(&mut idle, "/");
+    let (code, headers, _) = read_response(&mut idle);
+    assert_eq!(code, 200);
+    assert_eq!(header(&headers, "connection"), None, "kept alive");
+    assert_eq!(
+        ended_by_server(&mut idle),
+        Ok(()),
+        "closed once idle too long"
+    );
+    let mut next = connect(&addr);
+    send_get(&mut next, "/");
+    assert_eq!(
+        read_response(&mut next).0,
+        200,
+        "the server goes on serving"
+    );
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert_eq!(
+        log_field(&ended.stderr, " drained ", "idle_timeouts"),
+        1,
+        "{ended}"
+    );
+}
+
+/// Sends a WebSocket upgrade request on a new connection; returns the
+/// status, the headers and the stream.
+fn upgrade_request(addr: &str) -> (u16, Vec<(String, String)>, TcpStream) {
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let (code, headers, _) = read_response(&mut stream);
+    (code, headers, stream)
+}
+
+#[test]
+fn during_the_drain_delay_a_reconnecting_websocket_client_gets_503_and_is_not_upgraded() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    // Long enough for the requests below to be made within it on a loaded
+    // machine; the test then waits it out.
+    let (mut server, addr) = start(&["--drain-delay", "5s"]);
+    let (upgraded, _, _) = upgrade_request(&addr);
+    assert_eq!(upgraded, 101, "before shutdown, upgrades are accepted");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("connect");
+        socket.send(Message::text("hello")).await.unwrap();
+        let echo = tokio::time::timeout(PATIENCE, socket.next()).await.unwrap();
+        assert_eq!(echo.unwrap().unwrap(), Message::text("hello"));
+        server.signal(Signal::SIGTERM);
+        loop {
+            match tokio::time::timeout(PATIENCE, socket.next())
+                .await
+                .expect("a close frame in time")
+            {
+                Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    });
+    // The client reconnects at once, and again: sent elsewhere each time.
+    for attempt in 1..=3 {
+        let (code, headers, mut stream) = upgrade_request(&addr);
+        assert_eq!(code, 503, "attempt {attempt}: {headers:?}");
+        assert_eq!(header(&headers, "retry-after"), Some("1"), "{headers:?}");
+        assert_eq!(header(&headers, "connection"), Some("close"), "{headers:?}");
+        assert_eq!(
+            ended_by_server(&mut stream),
+            Ok(()),
+            "and the connection closes"
+        );
+    }
+    // Plain requests are still served during the delay.
+    let mut plain = connect(&addr);
+    send_get(&mut plain, "/");
+    assert_eq!(read_response(&mut plain).0, 200);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert_eq!(
+        log_field(&ended.stderr, " drained ", "refused_upgrades"),
+        3,
+        "{ended}"
+    );
+}
+
+/// CPU time (user + system) of a process, from /proc.
+#[cfg(target_os = "linux")]
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read its stat");
+    // After the command's closing parenthesis: fields 3 onwards.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn out_of_file_descriptors_the_server_backs_off_says_so_once_and_serves_again() {
+    use std::os::unix::process::CommandExt;
+
+    let mut command = Proc::command(
+        SERVER,
+        &["--addr", "127.0.0.1:0", "--drain-timeout", "25s"],
+        &[],
+    );
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 48, 48)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut server = Proc::spawn(command);
+    let addr = server
+        .wait_for_prefix("listening on http://")
+        .trim_start_matches("listening on http://")
+        .to_owned();
+    // More connections than descriptors: the kernel completes them all
+    // (the backlog), the server cannot accept them all.
+    let mut clients: Vec<TcpStream> = (0..60).map(|_| connect(&addr)).collect();
+    server.wait_for_log("accept failing");
+    // The connections it did accept are served meanwhile (the first one
+    // was accepted: the server accepts in order).
+    send_get(&mut clients[0], "/");
+    assert_eq!(read_response(&mut clients[0]).0, 200);
+    // A measurement window, not a synchronisation: what the exhaustion
+    // costs while it lasts.
+    let before = cpu_seconds(server.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let burned = cpu_seconds(server.pid()) - before;
+    println!("CPU time during 3 s without file descriptors: {burned:.2} s");
+    drop(clients);
+    // Once descriptors free up, new connections are served.
+    let mut fresh = connect(&addr);
+    send_get(&mut fresh, "/");
+    assert_eq!(read_response(&mut fresh).0, 200);
+    server.wait_for_log("accepting again after");
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    let warnings = ended
+        .stderr
+        .lines()
+        .filter(|line| line.contains("accept failing"))
+        .count();
+    let failed = log_field(&ended.stderr, "accepting again after", "failed_accepts");
+    println!("{failed} failed accepts in the episode, {warnings} warning(s)");
+    assert_eq!(
+        warnings, 1,
+        "one warning for the episode:\n{}",
+        ended.stderr
+    );
+    assert!(
+        failed >= 1,
+        "the recovery counts the failed accepts: {}",
+        ended.stderr
+    );
+}
+
+#[test]
+fn http2_streams_in_flight_at_sigterm_finish_and_the_connection_gets_goaway() {
+    use http_body_util::BodyExt;
+
+    let (mut server, addr) = start(&[]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("an HTTP/2 handshake (prior knowledge)");
+        let connection = tokio::spawn(connection);
+        let get = |path: &str| {
+            axum::http::Request::get(format!("http://{addr}{path}"))
+                .body(String::new())
+                .unwrap()
+        };
+        // Several streams in normal running: the connection is HTTP/2.
+        for _ in 0..3 {
+            let response = sender.send_request(get("/")).await.expect("answered");
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.version(), axum::http::Version::HTTP_2);
+        }
+        let slow = sender.send_request(get("/slow?ms=1500"));
+        let slow = tokio::spawn(slow);
+        server.wait_for_line("slow request started (1500 ms)");
+        server.signal(Signal::SIGTERM);
+        let response = slow
+            .await
+            .unwrap()
+            .expect("the stream in flight is answered");
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"slept 1500 ms\n");
+        // GOAWAY: the connection ends cleanly, and takes no new stream.
+        tokio::time::timeout(PATIENCE, connection)
+            .await
+            .expect("the connection ends after GOAWAY")
+            .unwrap()
+            .expect("cleanly");
+        assert!(sender.send_request(get("/")).await.is_err());
+    });
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
 }

@@ -53,6 +53,11 @@ pub(crate) struct Lifecycle {
     added: Mutex<Vec<Hook>>,
     /// The hooks still running, for the watchdog.
     progress: Progress,
+    /// The HTTP servers' shared drain state (connection counts, WebSocket
+    /// sessions, the cut): one per lifecycle, so that one testing run's
+    /// timed-out drain cannot cut another's connections.
+    #[cfg(feature = "http")]
+    http: OnceLock<Arc<crate::http::Drains>>,
 }
 
 /// How many lifecycles other than the process-wide one were made, and how
@@ -159,6 +164,15 @@ pub(crate) fn any_sequence_ran() -> bool {
     SEQUENCES.load(Ordering::Acquire) > 0
 }
 
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("id", &self.id)
+            .field("begun", &self.has_begun())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Lifecycle {
     fn with_id(id: u64) -> Self {
         Self {
@@ -172,6 +186,8 @@ impl Lifecycle {
             install_logging: AtomicBool::new(false),
             added: Mutex::new(Vec::new()),
             progress: Progress::default(),
+            #[cfg(feature = "http")]
+            http: OnceLock::new(),
         }
     }
 
@@ -289,6 +305,12 @@ impl Lifecycle {
 
     pub(crate) fn progress(&self) -> &Progress {
         &self.progress
+    }
+
+    /// The HTTP drain state of this lifecycle.
+    #[cfg(feature = "http")]
+    pub(crate) fn http(&self) -> &Arc<crate::http::Drains> {
+        self.http.get_or_init(Default::default)
     }
 }
 

@@ -136,7 +136,7 @@ pub(crate) fn registered() -> usize {
 }
 
 /// Adds a hook to the coming sequence of the lifecycle running now.
-#[cfg_attr(not(any(feature = "http", feature = "process")), allow(dead_code))]
+#[cfg_attr(not(feature = "process"), allow(dead_code))]
 pub(crate) fn add(hook: Hook) {
     lifecycle::current().add(hook);
 }

@@ -77,6 +77,20 @@ pub fn wait_exited(pids: &[i32]) -> bool {
     true
 }
 
+/// A `name=value` field of the first log line holding `message` (the
+/// compact format of `tracing`'s stderr subscriber); panics with the log
+/// when there is none.
+pub fn log_field(stderr: &str, message: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|line| line.contains(message))
+        .unwrap_or_else(|| panic!("no {message:?} line in the log:\n{stderr}"));
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(&format!("{name}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+}
+
 /// A running test binary.
 pub struct Proc {
     child: Child,

@@ -5,11 +5,13 @@
 //! the server.
 //!
 //! Half the workers open a connection per request (`Connection: close`), the
-//! other half keep one alive. A request on a *reused* keep-alive connection
-//! that the server closes before any byte of the answer is the race every
-//! HTTP/1.1 client has with an idle-connection close; like real clients
-//! (RFC 9112 §9.3.1) the worker retries it once on a new connection and the
-//! retry is recorded as a request of its own.
+//! other half keep one alive (or all of them: [`Config::all_keep_alive`]).
+//! A request on a *reused* keep-alive connection that the server closes
+//! before any byte of the answer is the race every HTTP/1.1 client has with
+//! an idle-connection close; like real clients (RFC 9112 §9.3.1) the worker
+//! retries it once on a new connection and the retry is recorded as a
+//! request of its own — unless [`Config::retry`] is off, as in most load
+//! generators: then it is a failure.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -35,6 +37,28 @@ pub struct Config {
     pub limit: Duration,
     /// Seeds the `{ms}` numbers: another seed, another pattern.
     pub seed: u64,
+    /// Every worker keeps its connection alive (not only the even ones).
+    pub all_keep_alive: bool,
+    /// Retry a request that a reused connection closed before any byte of
+    /// the answer (as browsers do); off, it counts as failed.
+    pub retry: bool,
+}
+
+impl Config {
+    /// The mixed load of the shutdown suites: half the workers keep
+    /// connections alive, retries on.
+    pub fn mixed(addr: String, workers: usize, interval: Duration, paths: Vec<String>) -> Config {
+        Config {
+            addr,
+            workers,
+            interval,
+            paths,
+            limit: Duration::from_secs(60),
+            seed: 1,
+            all_keep_alive: false,
+            retry: true,
+        }
+    }
 }
 
 /// How one request ended.
@@ -57,6 +81,8 @@ pub struct Record {
     pub connected: Option<Instant>,
     /// Whether it went out on a connection that had already served one.
     pub reused: bool,
+    /// Whether the worker retried it (on a new connection).
+    pub retried: bool,
     /// When it was sent and when its answer (or failure) came.
     pub span: (Instant, Instant),
     /// How it ended.
@@ -97,7 +123,7 @@ impl Tally {
                         tally.in_flight += 1;
                     }
                 }
-                (Outcome::ClosedBeforeAnswer, true) if record.reused => tally.retried += 1,
+                (Outcome::ClosedBeforeAnswer, true) if record.retried => tally.retried += 1,
                 (Outcome::Refused | Outcome::ClosedBeforeAnswer, false) => tally.refused_after += 1,
                 (outcome, _) => {
                     tally.failed += 1;
@@ -137,7 +163,7 @@ impl Load {
             .map(|index| {
                 let worker = Worker {
                     config: config.clone(),
-                    keep_alive: index % 2 == 0,
+                    keep_alive: config.all_keep_alive || index % 2 == 0,
                     index,
                     stop: stop.clone(),
                     answered: answered.clone(),
@@ -200,12 +226,19 @@ impl Worker {
             let path = self.config.paths[turn % self.config.paths.len()]
                 .replace("{ms}", &(20 + seed % 180).to_string());
             turn += 1;
-            let record = self.request(&path);
-            let retry = record.reused && record.outcome == Outcome::ClosedBeforeAnswer;
+            let mut record = self.request(&path);
+            let retry =
+                self.config.retry && record.reused && record.outcome == Outcome::ClosedBeforeAnswer;
+            record.retried = retry;
+            let refused = record.outcome == Outcome::Refused;
             self.note(record);
             if retry {
                 let record = self.request(&path);
                 self.note(record);
+            }
+            if refused && self.config.interval.is_zero() {
+                // The listener is closed: no busy loop of refused connects.
+                std::thread::sleep(Duration::from_millis(1));
             }
             // Pacing for a steady rate, not synchronisation.
             next += self.config.interval;
@@ -242,6 +275,7 @@ impl Worker {
                     return Record {
                         connected: None,
                         reused: false,
+                        retried: false,
                         span: (sent, Instant::now()),
                         outcome: Outcome::Refused,
                     };
@@ -269,6 +303,7 @@ impl Worker {
         Record {
             connected: Some(connected),
             reused,
+            retried: false,
             span: (sent, Instant::now()),
             outcome,
         }

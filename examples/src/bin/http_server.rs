@@ -9,6 +9,9 @@
 //! curl localhost:3000/slow?ms=3000 & kill -TERM <pid>   # the request still completes
 //! ```
 //!
+//! A client gets 30 s to send a request head and a keep-alive connection
+//! may stay idle 75 s (`--header-read-timeout`, `--keep-alive-timeout`).
+//!
 //! Routes: `GET /` (quick), `GET /slow?ms=N` (answers after N ms),
 //! `GET /ready` (200, then 503 once shutdown begins), `GET /ws` (echo),
 //! `POST /items?delay_ms=N` (inserts a row in a transaction that stays open
@@ -50,6 +53,12 @@ struct Args {
     /// How long connections get to finish before they are cut.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     drain_timeout: Duration,
+    /// How long a client has to send a request head.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    header_read_timeout: Duration,
+    /// How long a keep-alive connection may stay idle between requests.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "75s")]
+    keep_alive_timeout: Duration,
     /// A SQLite file, or a `postgres://` URL (default: a SQLite file in a
     /// temporary folder).
     #[arg(long)]
@@ -252,9 +261,31 @@ impl lichtara::Cleanup for TempFolder {
     }
 }
 
+/// The server's log from its start (`RUST_LOG`, info by default), on
+/// stderr: what happens in normal running (accepts failing for want of
+/// file descriptors, say) is seen, not only the shutdown.
+fn init_logging() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|value| value.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .compact()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter),
+        )
+        .init();
+}
+
 #[lichtara::main(timeout = "30s")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    init_logging();
     // The runtime owns the folder until shutdown; this handle going out of
     // scope does not remove it.
     let (db_path, _temp_folder) = match args.db {
@@ -275,7 +306,9 @@ async fn main() -> anyhow::Result<()> {
     let server = lichtara::http::Server::bind(args.addr)
         .await?
         .drain_delay(args.drain_delay)
-        .drain_timeout(args.drain_timeout);
+        .drain_timeout(args.drain_timeout)
+        .header_read_timeout(args.header_read_timeout)
+        .keep_alive_timeout(args.keep_alive_timeout);
     println!("listening on http://{}", server.local_addr()?);
     server.serve(app(db)).await?;
     Ok(())

@@ -4,21 +4,28 @@
 //! [`Server`] serves any tower or hyper service — an `axum::Router`
 //! included — and joins the shutdown sequence as one hook of its own:
 //!
-//! 1. shutdown begins: [`readiness`] turns 503 at once;
-//! 2. after the drain delay (0 by default, 5 s under Kubernetes) the
-//!    listener closes, so the port is free; connections the kernel had
+//! 1. shutdown begins: [`readiness`] turns 503 at once; during the drain
+//!    delay (0 by default, 5 s under Kubernetes) plain requests are still
+//!    served, while upgrade requests (WebSockets) get `503` with
+//!    `Retry-After` and `Connection: close`, so their clients go elsewhere;
+//! 2. the listener closes, so the port is free; connections the kernel had
 //!    already completed (waiting in the backlog) are accepted first, not
 //!    reset;
-//! 3. idle keep-alive connections close at once; a connection that has not
-//!    sent its first request may begin one until 250 ms after its accept
-//!    (its client may have connected just before the signal; one silent
-//!    for longer closes at once); requests in flight finish,
-//!    their responses carrying `Connection: close` (HTTP/1) or after a
-//!    GOAWAY (HTTP/2); WebSocket [`Session`](ws::Session)s are sent close
-//!    1001 (going away);
+//! 3. every request that reached the server is answered, with
+//!    `Connection: close` (HTTP/1) or after a GOAWAY (HTTP/2) — one in
+//!    flight, and one whose bytes wait in the connection's receive buffer;
+//!    an idle connection may begin one more request until 250 ms after its
+//!    last activity (its accept or its last answer), then closes; WebSocket
+//!    [`Session`](ws::Session)s are sent close 1001 (going away);
 //! 4. whatever is still open at the drain timeout is cut, logged with how
 //!    many connections were cut, and the drain hook is reported `timed out`
 //!    (exit code 1).
+//!
+//! In normal running a request head must arrive within the header-read
+//! timeout (30 s) and an idle keep-alive connection closes after the
+//! keep-alive timeout (75 s); accepts that fail for want of file
+//! descriptors back off instead of spinning. Each lifecycle (the process's,
+//! or a [`testing`](crate::testing) run's) has its own drain state.
 //!
 //! ```no_run
 //! # #[cfg(feature = "axum")]
@@ -38,12 +45,15 @@
 //! # fn main() {}
 //! ```
 
+mod accept;
+mod connection;
 mod connections;
 mod readiness;
 mod server;
 #[cfg(feature = "axum")]
 pub mod ws;
 
+pub(crate) use connections::Drains;
 pub use connections::{Connections, connections};
 pub use readiness::readiness;
 #[cfg(feature = "axum")]

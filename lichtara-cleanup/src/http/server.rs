@@ -3,32 +3,38 @@
 use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connections::{CUT, Counted, SESSIONS, connections};
+use super::accept::Backoff;
+use super::connection::{self, DRAIN_GRACE, Executor, Limits, Shared};
+use super::connections::Drains;
 use crate::error::BoxError;
 use crate::hook::{Hook, HookKind, HookMeta, HookRunner};
+use crate::lifecycle::Lifecycle;
 
 /// The drain delay under Kubernetes when none is set: long enough for the
 /// endpoint removal to reach the load balancers after the pod turns
 /// unready.
 const KUBERNETES_DRAIN_DELAY: Duration = Duration::from_secs(5);
 
-/// How long after its accept a connection that has not begun a request
-/// may still begin one once the drain starts (at most the drain timeout):
-/// a client whose connect raced the signal is answered, not reset, while
-/// one that has been silent longer (a browser's or a load balancer's
-/// preconnect) is closed at once and does not hold the drain up.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(250);
+/// The default bound on the wait for a request head (from its first byte,
+/// or from the accept for a connection's first request): the common
+/// servers' default.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default bound on an idle keep-alive connection: longer than the
+/// 60 s idle timeout of the common load balancers, so that the balancer,
+/// not the server, closes a connection it may be about to reuse.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// An HTTP server whose drain is one hook of the shutdown sequence.
 ///
@@ -54,6 +60,8 @@ pub struct Server {
     order: i32,
     drain_timeout: Duration,
     drain_delay: Option<Duration>,
+    header_read_timeout: Duration,
+    keep_alive_timeout: Duration,
 }
 
 impl Server {
@@ -73,6 +81,8 @@ impl Server {
             order: 0,
             drain_timeout: Duration::from_secs(5),
             drain_delay: None,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            keep_alive_timeout: KEEP_ALIVE_TIMEOUT,
         }
     }
 
@@ -107,6 +117,41 @@ impl Server {
         self
     }
 
+    /// How long a client has to send a whole request head (default 30 s):
+    /// from the accept for a connection's first request, from the head's
+    /// first byte for the next ones. A client slower than that (one that
+    /// sends a byte a second, holding a connection and a task) is
+    /// disconnected.
+    ///
+    /// ```
+    /// # async fn run() -> std::io::Result<()> {
+    /// let server = lichtara::http::Server::bind("127.0.0.1:0")
+    ///     .await?
+    ///     .header_read_timeout(std::time::Duration::from_secs(10));
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a keep-alive connection may stay idle between two requests
+    /// (default 75 s, longer than the usual load balancer's 60 s, so the
+    /// balancer closes first). An HTTP/2 connection with no stream open for
+    /// that long gets a GOAWAY.
+    ///
+    /// ```
+    /// # async fn run() -> std::io::Result<()> {
+    /// let server = lichtara::http::Server::bind("127.0.0.1:0")
+    ///     .await?
+    ///     .keep_alive_timeout(std::time::Duration::from_secs(120));
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive_timeout = timeout;
+        self
+    }
+
     fn effective_drain_delay(&self) -> Duration {
         self.drain_delay.unwrap_or_else(|| {
             if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
@@ -122,10 +167,17 @@ impl Server {
     /// returns; the connections still open are drained by the hook this
     /// call registers.
     ///
+    /// During the drain delay, plain requests are served while requests to
+    /// upgrade (WebSockets) are answered `503` with `Retry-After` and
+    /// `Connection: close`: upgraded, they would be closed at once.
+    ///
     /// # Errors
     ///
-    /// When the listener's address cannot be read; accept errors are logged
-    /// and accepting goes on.
+    /// When the listener's address cannot be read. Accept errors are not
+    /// returned: one that concerns a single connection is retried at once;
+    /// one for want of file descriptors or memory is logged once per
+    /// episode and retried after a growing pause (up to 1 s), while the
+    /// connections already open are served and drained as usual.
     ///
     /// # Cancel safety
     ///
@@ -146,72 +198,51 @@ impl Server {
     {
         let addr = self.local_addr()?;
         let delay = self.effective_drain_delay();
+        let lifecycle = crate::lifecycle::current();
         let tracker = TaskTracker::new();
-        let draining = CancellationToken::new();
-        register_drain(addr, self.order, self.drain_timeout, tracker.clone());
+        let shared = Arc::new(Shared {
+            limits: Limits {
+                header_read_timeout: self.header_read_timeout,
+                keep_alive_timeout: self.keep_alive_timeout,
+                drain_grace: DRAIN_GRACE.min(self.drain_timeout),
+            },
+            epoch: tokio::time::Instant::now(),
+            stats: Default::default(),
+            drains: Arc::clone(lifecycle.http()),
+            lifecycle: Arc::clone(&lifecycle),
+            draining: CancellationToken::new(),
+        });
+        register_drain(
+            &lifecycle,
+            addr,
+            self.order,
+            self.drain_timeout,
+            tracker.clone(),
+            Arc::clone(&shared),
+        );
         tracing::info!(%addr, drain_delay_ms = delay.as_millis() as u64, "serving");
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let grace = FIRST_REQUEST_GRACE.min(self.drain_timeout);
-        // Serves one connection until it ends, or until the drain: then an
-        // idle keep-alive connection is closed at once, a request in flight
-        // finishes (answered with `Connection: close`), and a connection
-        // that has not begun a request yet gets a moment to begin one.
+        let mut builder = auto::Builder::new(Executor {
+            lifecycle: Arc::clone(&lifecycle),
+        });
+        // For WebSockets over HTTP/2 (RFC 8441).
+        builder.http2().enable_connect_protocol();
         let spawn_connection = |stream: tokio::net::TcpStream| {
-            let accepted = tokio::time::Instant::now();
-            let _ = stream.set_nodelay(true);
-            let builder = builder.clone();
-            let begun = CancellationToken::new();
-            let service = TowerToHyperService::new(MarkBegun {
-                inner: service.clone(),
-                begun: begun.clone(),
-            });
-            let draining = draining.clone();
-            tracker.spawn(async move {
-                let _counted = Counted::http();
-                let connection =
-                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                tokio::pin!(connection);
-                let finished = tokio::select! {
-                    finished = connection.as_mut() => Some(finished),
-                    () = draining.cancelled() => None,
-                    () = CUT.cancelled() => return,
-                };
-                let finished = match finished {
-                    Some(finished) => finished,
-                    None => {
-                        if !begun.is_cancelled() {
-                            // Connected but silent: a client that connected
-                            // just before the drain may be about to send.
-                            let until = accepted + grace;
-                            let wait = until.saturating_duration_since(tokio::time::Instant::now());
-                            tracing::debug!(
-                                wait_ms = wait.as_millis() as u64,
-                                "draining a connection that has not begun a request"
-                            );
-                            tokio::select! {
-                                finished = connection.as_mut() => return log_end(finished),
-                                () = begun.cancelled() => {}
-                                () = tokio::time::sleep_until(until) => {}
-                                () = CUT.cancelled() => return,
-                            }
-                        }
-                        // Idle: closed now. In flight: finishes, then closes.
-                        connection.as_mut().graceful_shutdown();
-                        tokio::select! {
-                            finished = connection => finished,
-                            () = CUT.cancelled() => return,
-                        }
-                    }
-                };
-                log_end(finished);
-            });
+            tracker.spawn(crate::lifecycle::scoped(
+                &lifecycle,
+                connection::serve(
+                    stream,
+                    service.clone(),
+                    builder.clone(),
+                    Arc::clone(&shared),
+                ),
+            ));
         };
         let stop_accepting = async {
             crate::signalled().await;
             if !delay.is_zero() {
                 tracing::info!(
                     delay_ms = delay.as_millis() as u64,
-                    "unready; still accepting during the drain delay"
+                    "unready; still accepting during the drain delay (upgrades are refused)"
                 );
                 tokio::time::sleep(delay).await;
             }
@@ -219,27 +250,34 @@ impl Server {
         tokio::pin!(stop_accepting);
         #[cfg(unix)]
         crate::systemd::ready();
+        let mut backoff = Backoff::default();
         loop {
             let accepted = tokio::select! {
                 biased;
                 () = &mut stop_accepting => break,
-                accepted = self.listener.accept() => accepted,
+                accepted = accept(&self.listener, backoff.pause()) => accepted,
             };
             match accepted {
-                Ok((stream, _peer)) => spawn_connection(stream),
-                // Out of file descriptors and the like: the connection is
-                // lost, the server goes on.
-                Err(err) => tracing::warn!(error = %err, "accept failed"),
+                Ok(stream) => {
+                    backoff.accepted();
+                    spawn_connection(stream);
+                }
+                Err(err) => {
+                    backoff.failed(&err);
+                }
             }
         }
-        // Connections the kernel completed before this point wait in the
-        // backlog; closing the listener would reset them. Their clients
-        // connected before the listener closed: accept and serve them.
+        // The connections open now drain; those the kernel completed
+        // before this point wait in the backlog, and closing the listener
+        // would reset them: their clients connected before it closed, so
+        // they are accepted and drained too.
+        shared.draining.cancel();
         let listener = self.listener.into_std()?;
         let mut swept = 0;
         loop {
             match listener.accept() {
                 Ok((stream, _peer)) => {
+                    backoff.accepted();
                     let stream = stream
                         .set_nonblocking(true)
                         .and_then(|()| tokio::net::TcpStream::from_std(stream));
@@ -252,10 +290,20 @@ impl Server {
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    break;
+                    // Out of descriptors: the draining connections free
+                    // some as they close. Waited for within the drain's
+                    // timeout, then what is left in the backlog is reset.
+                    if let Some(pause) = backoff.failed(&err) {
+                        if backoff.failing_for() >= self.drain_timeout {
+                            tracing::warn!(
+                                error = %err,
+                                "cannot accept the connections left in the backlog; they are reset"
+                            );
+                            break;
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
                 }
             }
         }
@@ -263,52 +311,37 @@ impl Server {
         if swept > 0 {
             tracing::debug!(swept, "accepted the connections waiting in the backlog");
         }
-        draining.cancel();
-        let open = connections();
+        let open = shared.drains.counts();
         tracing::info!(%addr, open = open.http, upgraded = open.upgraded, "listener closed");
         Ok(())
     }
 }
 
-fn log_end(finished: Result<(), BoxError>) {
-    if let Err(err) = finished {
-        tracing::trace!(error = %err, "connection ended with an error");
+/// Accepts one connection, after `pause` if accepts have been failing.
+async fn accept(
+    listener: &TcpListener,
+    pause: Option<Duration>,
+) -> io::Result<tokio::net::TcpStream> {
+    if let Some(pause) = pause {
+        tokio::time::sleep(pause).await;
     }
+    listener.accept().await.map(|(stream, _peer)| stream)
 }
 
-/// The service of one connection, noting that a request has begun.
-#[derive(Clone)]
-struct MarkBegun<S> {
-    inner: S,
-    begun: CancellationToken,
-}
-
-impl<S, R> tower_service::Service<R> for MarkBegun<S>
-where
-    S: tower_service::Service<R>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        self.begun.cancel();
-        self.inner.call(request)
-    }
-}
-
-/// Registers the hook that waits for the server's connections.
-fn register_drain(addr: SocketAddr, order: i32, timeout: Duration, tracker: TaskTracker) {
+/// Registers the hook that waits for the server's connections, and says
+/// what the drain did.
+fn register_drain(
+    lifecycle: &Lifecycle,
+    addr: SocketAddr,
+    order: i32,
+    timeout: Duration,
+    tracker: TaskTracker,
+    shared: Arc<Shared>,
+) {
     let run = move || -> crate::hook::HookFuture {
         Box::pin(async move {
-            let open = connections();
+            let drains = &shared.drains;
+            let open = drains.counts();
             if open.http + open.upgraded > 0 {
                 let count = open.http + open.upgraded;
                 tracing::info!(
@@ -320,16 +353,31 @@ fn register_drain(addr: SocketAddr, order: i32, timeout: Duration, tracker: Task
             }
             // Cuts what is left if the sequencer abandons this hook at its
             // timeout.
-            let mut cut_on_timeout = CutOnDrop { armed: true };
+            let mut cut_on_timeout = CutOnDrop {
+                drains: Arc::clone(drains),
+                armed: true,
+            };
             tracker.close();
-            SESSIONS.close();
+            drains.sessions.close();
             tracker.wait().await;
-            SESSIONS.wait().await;
+            drains.sessions.wait().await;
             cut_on_timeout.armed = false;
+            let stats = &shared.stats;
+            let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+            tracing::info!(
+                %addr,
+                requests = count(&stats.received),
+                closed_idle = count(&stats.closed_idle),
+                unread_at_close = count(&stats.unread_at_close),
+                refused_upgrades = count(&stats.refused_upgrades),
+                header_timeouts = count(&stats.header_timeouts),
+                idle_timeouts = count(&stats.idle_timeouts),
+                "drained"
+            );
             Ok(())
         })
     };
-    crate::registry::add(Hook {
+    lifecycle.add(Hook {
         meta: HookMeta {
             name: Cow::Owned(format!("lichtara::http::drain {addr}")),
             order,
@@ -343,20 +391,21 @@ fn register_drain(addr: SocketAddr, order: i32, timeout: Duration, tracker: Task
 }
 
 struct CutOnDrop {
+    drains: Arc<Drains>,
     armed: bool,
 }
 
 impl Drop for CutOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            let open = connections();
+            let open = self.drains.counts();
             tracing::error!(
                 cut = open.http + open.upgraded,
                 http = open.http,
                 upgraded = open.upgraded,
                 "drain timeout: cutting the connections still open"
             );
-            CUT.cancel();
+            self.drains.cut.cancel();
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 
-use super::connections::{CUT, Counted, SESSIONS};
+use std::sync::Arc;
+
+use super::connections::{Counted, Drains};
+use crate::lifecycle::Lifecycle;
 
 /// An axum WebSocket that the drain waits for, and that is sent close 1001
 /// (going away) when shutdown begins.
@@ -31,6 +34,8 @@ use super::connections::{CUT, Counted, SESSIONS};
 #[derive(Debug)]
 pub struct Session {
     socket: WebSocket,
+    lifecycle: Arc<Lifecycle>,
+    drains: Arc<Drains>,
     _tracked: tokio_util::task::task_tracker::TaskTrackerToken,
     _counted: CountedDebug,
 }
@@ -44,12 +49,18 @@ impl std::fmt::Debug for CountedDebug {
 }
 
 impl Session {
-    /// Tracks `socket` until the session is dropped.
+    /// Tracks `socket` until the session is dropped, in the lifecycle the
+    /// caller runs in (the process's; inside a [`testing`](crate::testing)
+    /// run, the run's).
     pub fn new(socket: WebSocket) -> Self {
+        let lifecycle = crate::lifecycle::current();
+        let drains = Arc::clone(lifecycle.http());
         Self {
             socket,
-            _tracked: SESSIONS.token(),
-            _counted: CountedDebug(Counted::upgraded()),
+            lifecycle,
+            _tracked: drains.sessions.token(),
+            _counted: CountedDebug(Counted::upgraded(&drains)),
+            drains,
         }
     }
 
@@ -64,12 +75,12 @@ impl Session {
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
         tokio::select! {
             message = self.socket.recv() => message,
-            () = crate::signalled() => {
+            () = self.lifecycle.begun() => {
                 let frame = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
                 let _ = self.socket.send(Message::Close(Some(frame))).await;
                 None
             }
-            () = CUT.cancelled() => None,
+            () = self.drains.cut.cancelled() => None,
         }
     }
 

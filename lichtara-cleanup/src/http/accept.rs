@@ -63,6 +63,11 @@ pub(super) fn classify(err: &io::Error) -> Failure {
     Failure::Resources
 }
 
+/// How long accepts must work before an episode of failures is over: a
+/// process that hovers at its descriptor limit, failing and succeeding in
+/// turn, is one episode, not a warning per flap.
+const QUIET: Duration = Duration::from_secs(1);
+
 /// The state of an accept loop between two accepts.
 #[derive(Debug, Default)]
 pub(super) struct Backoff {
@@ -75,12 +80,19 @@ struct Episode {
     began: Instant,
     failed: u64,
     pause: Duration,
+    /// Since when accepts work again (`None`: they are failing).
+    recovered: Option<Instant>,
+    /// Whether the recovery was said (once per episode).
+    said: bool,
 }
 
 impl Backoff {
     /// How long to wait before the next accept (`None`: at once).
     pub(super) fn pause(&self) -> Option<Duration> {
-        self.episode.as_ref().map(|episode| episode.pause)
+        self.episode
+            .as_ref()
+            .filter(|episode| episode.recovered.is_none())
+            .map(|episode| episode.pause)
     }
 
     /// Notes a failed accept; returns how long to wait before the next one
@@ -91,7 +103,14 @@ impl Backoff {
             return self.pause();
         }
         match &mut self.episode {
-            None => {
+            Some(episode) if episode.recovered.is_none_or(|at| at.elapsed() < QUIET) => {
+                episode.failed += 1;
+                episode.pause = match episode.recovered.take() {
+                    Some(_) => FIRST_PAUSE,
+                    None => (episode.pause * 2).min(LONGEST_PAUSE),
+                };
+            }
+            _ => {
                 tracing::warn!(
                     error = %err,
                     "accept failing: out of file descriptors or memory; new connections wait in the backlog, retrying with a growing pause (up to {} ms)",
@@ -101,19 +120,30 @@ impl Backoff {
                     began: Instant::now(),
                     failed: 1,
                     pause: FIRST_PAUSE,
+                    recovered: None,
+                    said: false,
                 });
-            }
-            Some(episode) => {
-                episode.failed += 1;
-                episode.pause = (episode.pause * 2).min(LONGEST_PAUSE);
             }
         }
         self.pause()
     }
 
-    /// Notes an accept that worked: ends the episode, if one was going on.
+    /// Notes an accept that worked: the episode going on, if any, is over
+    /// once accepts have worked for a while; the first success says so.
     pub(super) fn accepted(&mut self) {
-        if let Some(episode) = self.episode.take() {
+        let Some(episode) = &mut self.episode else {
+            return;
+        };
+        if let Some(at) = episode.recovered {
+            if at.elapsed() >= QUIET {
+                self.episode = None;
+            }
+            return;
+        }
+        episode.recovered = Some(Instant::now());
+        if !episode.said {
+            // Said once per episode: a flap within it is counted, not said.
+            episode.said = true;
             tracing::info!(
                 failed_accepts = episode.failed,
                 lasted_ms = episode.began.elapsed().as_millis() as u64,
@@ -128,6 +158,7 @@ impl Backoff {
     pub(super) fn failing_for(&self) -> Duration {
         self.episode
             .as_ref()
+            .filter(|episode| episode.recovered.is_none())
             .map_or(Duration::ZERO, |episode| episode.began.elapsed())
     }
 }
@@ -164,7 +195,7 @@ mod tests {
 
     #[cfg(unix)]
     #[tokio::test(start_paused = true)]
-    async fn the_pause_grows_to_its_cap_and_an_accept_ends_the_episode() {
+    async fn the_pause_grows_to_its_cap_and_quiet_accepts_end_the_episode() {
         let emfile = os(nix::errno::Errno::EMFILE as i32);
         let aborted = os(nix::errno::Errno::ECONNABORTED as i32);
         let mut backoff = Backoff::default();
@@ -185,7 +216,16 @@ mod tests {
             "a connection's own error does not end the episode"
         );
         backoff.accepted();
-        assert_eq!(backoff.pause(), None);
+        assert_eq!(backoff.pause(), None, "accepting again: at once");
+        // A flap soon after: the same episode, from the first pause.
+        assert_eq!(backoff.failed(&emfile), Some(FIRST_PAUSE));
+        let episode = backoff.episode.as_ref().unwrap();
+        assert_eq!((episode.failed, episode.said), (13, true));
+        backoff.accepted();
+        tokio::time::advance(QUIET).await;
+        backoff.accepted();
+        assert!(backoff.episode.is_none(), "over after a quiet second");
         assert_eq!(backoff.failed(&emfile), Some(FIRST_PAUSE), "a new episode");
+        assert_eq!(backoff.episode.as_ref().unwrap().failed, 1);
     }
 }

@@ -33,12 +33,18 @@ use crate::lifecycle::Lifecycle;
 /// while a connection idle for longer is closed at once.
 pub(super) const DRAIN_GRACE: Duration = Duration::from_millis(250);
 
+/// How long a request head that began arriving before or during the drain
+/// has to complete (at most the header-read timeout): enough for a lost
+/// packet to be sent again.
+pub(super) const DRAIN_HEAD_GRACE: Duration = Duration::from_secs(1);
+
 /// The timers of a server's connections.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Limits {
     pub(super) header_read_timeout: Duration,
     pub(super) keep_alive_timeout: Duration,
     pub(super) drain_grace: Duration,
+    pub(super) drain_head_grace: Duration,
 }
 
 /// A server's own accounting, logged when its drain ends.
@@ -542,6 +548,13 @@ pub(super) async fn serve<S, B>(
                 // idle since the end of its answer, or still serving.
                 State::Serving => {
                     Some((Instant::now() + limits.keep_alive_timeout, Expiry::Recheck))
+                }
+                // Draining, a head that began arriving gets a second to
+                // complete (a retransmission), not the whole header-read
+                // timeout: bytes that are not a head (the rest of a body
+                // its handler did not read) must not hold the drain up.
+                State::Reading { since } if draining => {
+                    Some((since + limits.drain_head_grace, Expiry::Head))
                 }
                 State::Reading { since } => {
                     Some((since + limits.header_read_timeout, Expiry::Head))

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::accept::Backoff;
-use super::connection::{self, DRAIN_GRACE, Executor, Limits, Shared};
+use super::connection::{self, DRAIN_GRACE, DRAIN_HEAD_GRACE, Executor, Limits, Shared};
 use super::connections::Drains;
 use crate::error::BoxError;
 use crate::hook::{Hook, HookKind, HookMeta, HookRunner};
@@ -205,6 +205,9 @@ impl Server {
                 header_read_timeout: self.header_read_timeout,
                 keep_alive_timeout: self.keep_alive_timeout,
                 drain_grace: DRAIN_GRACE.min(self.drain_timeout),
+                drain_head_grace: DRAIN_HEAD_GRACE
+                    .min(self.header_read_timeout)
+                    .min(self.drain_timeout),
             },
             epoch: tokio::time::Instant::now(),
             stats: Default::default(),

@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p lichtara-bench --bin bench            # 7 runs each
 //! cargo run --release -p lichtara-bench --bin bench -- --quick # 1 run each, as CI does
+//! cargo run --release -p lichtara-bench --bin bench -- S7 --baseline DIR  # one section, beside another build
 //! ```
 //!
 //! These are figures, not tests: nothing here asserts a speed.
@@ -166,6 +167,9 @@ fn main() {
     if wanted("S4") {
         http::drain(&dir, runs);
     }
+    if wanted("S7") {
+        hostile::run(&dir, baseline.as_deref(), if quick { 3 } else { 30 });
+    }
     // S6 builds crates of its own: minutes, so not in --quick.
     if !quick && wanted("S6") {
         compile::cost();
@@ -177,6 +181,8 @@ fn main() {
         manager::cleanup_scan(&dir, if quick { 200 } else { 2_000 });
     }
 }
+
+mod hostile;
 
 /// S6: what the attribute costs at compile time, and what the runtime adds
 /// to a binary. Crates are generated outside the workspace and built with
@@ -989,9 +995,14 @@ struct Started {
 
 /// Starts a scenario program and waits for its `READY` line.
 fn start(binary: &Path, env: &[(&str, &str)]) -> Started {
+    start_command(binary, Command::new(binary).envs(env.iter().copied()))
+}
+
+/// As [`start`], for a command set up by the caller (S7's descriptor
+/// limit).
+fn start_command(binary: &Path, command: &mut Command) -> Started {
     let started = Instant::now();
-    let mut child = Command::new(binary)
-        .envs(env.iter().copied())
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -615,10 +615,18 @@ fn during_the_drain_delay_a_reconnecting_websocket_client_gets_503_and_is_not_up
             "and the connection closes"
         );
     }
-    // Plain requests are still served during the delay.
+    // Plain requests are still served during the delay, and so is one that
+    // offers another upgrade the server does not do (`h2c`).
     let mut plain = connect(&addr);
     send_get(&mut plain, "/");
     assert_eq!(read_response(&mut plain).0, 200);
+    let mut h2c = connect(&addr);
+    write!(
+        h2c,
+        "GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut h2c).0, 200);
     let ended = server.wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
     assert_eq!(
@@ -754,4 +762,149 @@ fn http2_streams_in_flight_at_sigterm_finish_and_the_connection_gets_goaway() {
     });
     let ended = server.wait();
     assert_eq!(ended.code(), Some(0), "{ended}");
+}
+
+#[test]
+fn a_keep_alive_timeout_of_zero_closes_after_each_answer_and_never_spins() {
+    let (mut server, addr) = start(&[
+        "--keep-alive-timeout",
+        "0s",
+        "--header-read-timeout",
+        "100ms",
+    ]);
+    let mut stream = connect(&addr);
+    // Longer than the header-read timeout: the connection's task looks at
+    // it while it is served, and must not spin.
+    send_get(&mut stream, "/slow?ms=500");
+    let (code, headers, body) = read_response(&mut stream);
+    assert_eq!((code, body.as_str()), (200, "slept 500 ms\n"));
+    assert_eq!(header(&headers, "connection"), Some("close"), "{headers:?}");
+    assert_eq!(ended_by_server(&mut stream), Ok(()));
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+}
+
+/// The two timers of an idle keep-alive connection do not stretch each
+/// other: a head begun on it is timed by the header-read timeout, not the
+/// keep-alive one, and an idle one by the keep-alive timeout, not the
+/// header-read one. (The other timer is far longer than the wait.)
+#[test]
+fn each_timer_of_a_keep_alive_connection_holds_whatever_the_other_is() {
+    let (mut server, addr) = start(&[
+        "--header-read-timeout",
+        "1s",
+        "--keep-alive-timeout",
+        "1000s",
+    ]);
+    let mut slow = connect(&addr);
+    send_get(&mut slow, "/");
+    assert_eq!(read_response(&mut slow).0, 200);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert_eq!(
+        ended_by_server(&mut slow),
+        Ok(()),
+        "closed by the header-read timeout"
+    );
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(
+        log_field(&ended.stderr, " drained ", "header_timeouts"),
+        1,
+        "{ended}"
+    );
+
+    let (mut server, addr) = start(&[
+        "--header-read-timeout",
+        "1000s",
+        "--keep-alive-timeout",
+        "1s",
+    ]);
+    let mut idle = connect(&addr);
+    send_get(&mut idle, "/");
+    assert_eq!(read_response(&mut idle).0, 200);
+    assert_eq!(
+        ended_by_server(&mut idle),
+        Ok(()),
+        "closed by the keep-alive timeout"
+    );
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(
+        log_field(&ended.stderr, " drained ", "idle_timeouts"),
+        1,
+        "{ended}"
+    );
+}
+
+/// A first read of `P` might begin the HTTP/2 preface; `POST` does not:
+/// the connection is HTTP/1, and its next head is timed as such.
+#[test]
+fn a_request_whose_first_packet_is_one_byte_of_the_http2_preface_is_http1() {
+    let (mut server, addr) = start(&["--header-read-timeout", "1s"]);
+    let mut stream = connect(&addr);
+    stream.set_nodelay(true).unwrap();
+    stream.write_all(b"P").unwrap();
+    stream.flush().unwrap();
+    // Two packets, not one; the pause is not a synchronisation.
+    std::thread::sleep(Duration::from_millis(100));
+    stream
+        .write_all(b"OST /items HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut stream).0, 201);
+    stream.write_all(b"GET / HT").unwrap();
+    assert_eq!(
+        ended_by_server(&mut stream),
+        Ok(()),
+        "its next head is timed by the header-read timeout"
+    );
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+}
+
+#[test]
+fn an_empty_line_or_a_stalled_head_does_not_hold_the_drain_up() {
+    for extra in [&b"\r\n"[..], &b"GET / HT"[..]] {
+        let (mut server, addr) = start(&[]);
+        let mut stream = connect(&addr);
+        send_get(&mut stream, "/");
+        assert_eq!(read_response(&mut stream).0, 200);
+        stream.write_all(extra).unwrap();
+        // Until the server has seen the bytes: a second connection's answer
+        // comes after them (one server task reads both in turn, and the
+        // bytes are already in the socket).
+        let mut other = connect(&addr);
+        send_get(&mut other, "/");
+        assert_eq!(read_response(&mut other).0, 200);
+        server.signal(Signal::SIGTERM);
+        assert_eq!(ended_by_server(&mut stream), Ok(()));
+        let ended = server.wait();
+        // The drain timeout is 25 s: had it been reached, the exit code
+        // would be 1.
+        assert_eq!(ended.code(), Some(0), "{extra:?}: {ended}");
+    }
+}
+
+#[test]
+fn an_http2_peer_that_never_answers_the_goaway_does_not_hold_the_drain_up() {
+    let (mut server, addr) = start(&[]);
+    let mut stream = connect(&addr);
+    // The preface and an empty SETTINGS frame; then silence: no SETTINGS
+    // acknowledgement, no PING answer.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    // The server's SETTINGS: it is speaking HTTP/2 to this connection.
+    let mut frame = [0u8; 9];
+    stream.read_exact(&mut frame).unwrap();
+    assert_eq!(frame[3], 4, "a SETTINGS frame");
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{ended}");
+    assert_eq!(
+        log_field(&ended.stderr, " drained ", "closed_idle"),
+        1,
+        "{ended}"
+    );
 }

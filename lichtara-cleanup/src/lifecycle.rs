@@ -226,8 +226,10 @@ impl Lifecycle {
         first
     }
 
+    /// Whether shutdown has begun: one atomic load (the trigger is set just
+    /// before `begun` is cancelled), so that it can be asked per request.
     pub(crate) fn has_begun(&self) -> bool {
-        self.begun.is_cancelled()
+        self.trigger.get().is_some()
     }
 
     /// Resolves once shutdown has begun.

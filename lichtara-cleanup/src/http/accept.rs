@@ -153,14 +153,6 @@ impl Backoff {
             );
         }
     }
-
-    /// For how long accepts have been failing for want of resources.
-    pub(super) fn failing_for(&self) -> Duration {
-        self.episode
-            .as_ref()
-            .filter(|episode| episode.recovered.is_none())
-            .map_or(Duration::ZERO, |episode| episode.began.elapsed())
-    }
 }
 
 #[cfg(test)]

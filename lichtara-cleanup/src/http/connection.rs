@@ -6,12 +6,14 @@
 //! the bytes of a request arriving while the connection is idle; the
 //! service wrapper ([`Tracked`]) notes each request from its call to the
 //! end of its response body; and the connection's task ([`serve`]) reads
-//! both to choose its next deadline.
+//! both to choose its next deadline. Nothing wakes the task when they
+//! change: it sleeps until the earliest deadline any next state could
+//! have, and looks again.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -35,8 +37,13 @@ pub(super) const DRAIN_GRACE: Duration = Duration::from_millis(250);
 
 /// How long a request head that began arriving before or during the drain
 /// has to complete (at most the header-read timeout): enough for a lost
-/// packet to be sent again.
+/// packet to be sent again. Also how long an HTTP/2 peer has to answer a
+/// GOAWAY's ping before its connection is dropped.
 pub(super) const DRAIN_HEAD_GRACE: Duration = Duration::from_secs(1);
+
+/// The shortest sleep of a connection's task: a timer of zero cannot make
+/// it spin.
+const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 
 /// The timers of a server's connections.
 #[derive(Clone, Copy, Debug)]
@@ -50,7 +57,8 @@ pub(super) struct Limits {
 /// A server's own accounting, logged when its drain ends.
 #[derive(Debug, Default)]
 pub(super) struct Stats {
-    /// Requests whose head was received (each call of the service).
+    /// Requests whose head was received (each call of the service), added
+    /// as each connection ends.
     pub(super) received: AtomicU64,
     /// Idle connections the drain closed.
     pub(super) closed_idle: AtomicU64,
@@ -75,8 +83,38 @@ pub(super) struct Shared {
     pub(super) drains: Arc<Drains>,
     pub(super) lifecycle: Arc<Lifecycle>,
     /// Cancelled when the listener has closed: the connections drain.
-    pub(super) draining: CancellationToken,
+    draining: CancellationToken,
+    /// Set with `draining`, for the check made on every answer (a token's
+    /// check takes a lock that every connection would share).
+    is_draining: AtomicBool,
 }
+
+impl Shared {
+    pub(super) fn new(limits: Limits, drains: Arc<Drains>, lifecycle: Arc<Lifecycle>) -> Self {
+        Shared {
+            limits,
+            epoch: Instant::now(),
+            stats: Stats::default(),
+            drains,
+            lifecycle,
+            draining: CancellationToken::new(),
+            is_draining: AtomicBool::new(false),
+        }
+    }
+
+    /// The listener has closed: every connection drains.
+    pub(super) fn drain(&self) {
+        self.is_draining.store(true, Ordering::Release);
+        self.draining.cancel();
+    }
+}
+
+/// What a connection's first bytes say it speaks.
+const UNDECIDED: u8 = 0;
+const HTTP1: u8 = 1;
+const HTTP2: u8 = 2;
+
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What one connection is doing, shared by its socket, its service and its
 /// task.
@@ -94,9 +132,12 @@ pub(super) struct Conn {
     /// When the first bytes of a request arrived on the idle connection
     /// (0: none arrived; else the instant plus one).
     pending_since: AtomicU64,
-    /// The connection speaks HTTP/2 (its preface was read): its bytes are
-    /// frames, not the beginnings of requests, and GOAWAY ends it.
-    h2: AtomicBool,
+    /// [`UNDECIDED`] until the first bytes match or leave the HTTP/2
+    /// preface; on HTTP/2 the bytes are frames, not the beginnings of
+    /// requests, and GOAWAY ends the connection.
+    protocol: AtomicU8,
+    /// How many bytes of the HTTP/2 preface came so far (while undecided).
+    preface: AtomicUsize,
     /// A response switched protocols: the socket belongs to the upgraded
     /// session now.
     upgraded: AtomicBool,
@@ -110,8 +151,6 @@ pub(super) struct Conn {
     fd: std::os::fd::RawFd,
 }
 
-const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
-
 impl Conn {
     fn new(shared: Arc<Shared>, stream: &TcpStream) -> Self {
         #[cfg(not(unix))]
@@ -123,7 +162,8 @@ impl Conn {
             served: AtomicU64::new(0),
             idle_since: AtomicU64::new(now),
             pending_since: AtomicU64::new(0),
-            h2: AtomicBool::new(false),
+            protocol: AtomicU8::new(UNDECIDED),
+            preface: AtomicUsize::new(0),
             upgraded: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             #[cfg(unix)]
@@ -145,30 +185,56 @@ impl Conn {
         self.shared.epoch + Duration::from_nanos(nanos)
     }
 
+    fn is_h2(&self) -> bool {
+        self.protocol.load(Ordering::Relaxed) == HTTP2
+    }
+
     /// Bytes came in: on an idle HTTP/1 connection they begin a request.
+    /// (Only the connection's own task reads its socket.)
     fn read(&self, bytes: &[u8]) {
-        if bytes.is_empty()
-            || self.active.load(Ordering::Acquire) > 0
-            || self.h2.load(Ordering::Relaxed)
-            || self.upgraded.load(Ordering::Relaxed)
+        if bytes.is_empty() || self.upgraded.load(Ordering::Relaxed) {
+            return;
+        }
+        match self.protocol.load(Ordering::Relaxed) {
+            HTTP2 => return,
+            UNDECIDED => {
+                let matched = self.preface.load(Ordering::Relaxed);
+                let rest = &HTTP2_PREFACE[matched..];
+                let n = rest.len().min(bytes.len());
+                if bytes[..n] == rest[..n] {
+                    if matched + n == HTTP2_PREFACE.len() {
+                        self.protocol.store(HTTP2, Ordering::Relaxed);
+                    } else {
+                        self.preface.store(matched + n, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                self.protocol.store(HTTP1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if self.active.load(Ordering::Acquire) > 0
             || self.pending_since.load(Ordering::Acquire) != 0
+            // Empty lines before a request line are ignored (RFC 9112 §2.2).
+            || bytes.iter().all(|&byte| byte == b'\r' || byte == b'\n')
         {
             return;
         }
-        let head = &bytes[..bytes.len().min(HTTP2_PREFACE.len())];
-        if self.served.load(Ordering::Relaxed) == 0 && HTTP2_PREFACE.starts_with(head) {
-            self.h2.store(true, Ordering::Relaxed);
-        } else {
-            self.pending_since.store(self.now() + 1, Ordering::Release);
-        }
+        self.pending_since.store(self.now() + 1, Ordering::Release);
     }
 
     /// A request's head was received and its service called.
-    fn begin(self: &Arc<Self>) -> Active {
+    fn begin(self: &Arc<Self>, version: http::Version) -> Active {
+        if version == http::Version::HTTP_2 {
+            self.protocol.store(HTTP2, Ordering::Relaxed);
+        }
         self.active.fetch_add(1, Ordering::AcqRel);
         self.served.fetch_add(1, Ordering::Relaxed);
         self.pending_since.store(0, Ordering::Release);
-        Active(Arc::clone(self))
+        Active {
+            conn: Arc::clone(self),
+            ended: AtomicBool::new(false),
+        }
     }
 
     fn end(&self) {
@@ -205,11 +271,15 @@ impl Conn {
         if self.active.load(Ordering::Acquire) > 0 {
             return State::Serving;
         }
+        let idle_since = self.instant(self.idle_since.load(Ordering::Acquire));
+        let first = self.served.load(Ordering::Relaxed) == 0;
         match self.pending_since.load(Ordering::Acquire) {
             0 => State::Idle {
-                since: self.instant(self.idle_since.load(Ordering::Acquire)),
-                first: self.served.load(Ordering::Relaxed) == 0,
+                since: idle_since,
+                first,
             },
+            // A connection's first head is timed from its accept.
+            _ if first => State::Reading { since: idle_since },
             since => State::Reading {
                 since: self.instant(since - 1),
             },
@@ -221,18 +291,31 @@ impl Conn {
 enum State {
     /// A request is being served.
     Serving,
-    /// The first bytes of a request head arrived at `since`.
+    /// The head being read is timed from `since`.
     Reading { since: Instant },
     /// Nothing to do since `since`; `first`: no request yet.
     Idle { since: Instant, first: bool },
 }
 
-/// One request being served, until its response body is dropped.
-pub(super) struct Active(Arc<Conn>);
+/// One request being served, until the last frame of its response body has
+/// been handed to hyper (or the body is dropped): from then on, bytes that
+/// come in begin the next request.
+pub(super) struct Active {
+    conn: Arc<Conn>,
+    ended: AtomicBool,
+}
+
+impl Active {
+    fn end(&self) {
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            self.conn.end();
+        }
+    }
+}
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.end();
+        self.end();
     }
 }
 
@@ -320,24 +403,52 @@ impl<S: Clone> Clone for Tracked<S> {
     }
 }
 
-/// Whether `request` asks to switch protocols (an HTTP/1 `Upgrade`, or an
-/// HTTP/2 extended CONNECT such as a WebSocket over HTTP/2).
-fn is_upgrade<B>(request: &Request<B>) -> bool {
-    let connection_upgrade = request
-        .headers()
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    (connection_upgrade && request.headers().contains_key(http::header::UPGRADE))
+/// Whether `request` asks for a WebSocket: an HTTP/1 `Upgrade: websocket`
+/// (with `Connection: upgrade`), or an HTTP/2 extended CONNECT (RFC 8441).
+/// Other upgrades (`h2c`, say) are left to the application: a server that
+/// does not do them answers the request as a plain one.
+fn is_websocket<B>(request: &Request<B>) -> bool {
+    let tokens = |name: http::header::HeaderName, token: &'static str| {
+        request
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(move |item| item.trim().eq_ignore_ascii_case(token))
+    };
+    (tokens(http::header::CONNECTION, "upgrade") && tokens(http::header::UPGRADE, "websocket"))
         || (request.method() == http::Method::CONNECT
             && request.extensions().get::<hyper::ext::Protocol>().is_some())
 }
 
-/// What a client retrying an upgrade refused during the drain delay is told
+/// What a client whose upgrade was refused during the drain delay is told
 /// to wait: another instance should take it meanwhile.
 const RETRY_AFTER_SECS: &str = "1";
+
+/// The answer to an upgrade once shutdown has begun: upgraded now, the
+/// session would be sent close 1001 at once, so its client is sent
+/// elsewhere instead.
+fn refusal<B>(http1: bool) -> Response<Body<B>> {
+    let mut response = Response::new(Body::Refused);
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from_static("0"),
+    );
+    if http1 {
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
 
 impl<S, B> tower_service::Service<Request<hyper::body::Incoming>> for Tracked<S>
 where
@@ -352,36 +463,21 @@ where
     }
 
     fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
-        let active = self.conn.begin();
+        let active = self.conn.begin(request.version());
         let shared = &self.conn.shared;
-        shared.stats.received.fetch_add(1, Ordering::Relaxed);
-        if shared.lifecycle.has_begun() && is_upgrade(&request) {
-            // Upgraded now, the session would be sent close 1001 at once:
-            // send the client elsewhere instead.
+        if shared.lifecycle.has_begun() && is_websocket(&request) {
+            // Not handed to the application: dropped with the request, the
+            // pending upgrade is dropped too, and hyper closes the
+            // connection after the answer instead of upgrading it.
             shared
                 .stats
                 .refused_upgrades
                 .fetch_add(1, Ordering::Relaxed);
-            let mut response = Response::new(Body::Refused);
-            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-            let headers = response.headers_mut();
-            headers.insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-            headers.insert(
-                http::header::CONTENT_LENGTH,
-                http::HeaderValue::from_static("0"),
-            );
-            if request.version() < http::Version::HTTP_2 {
-                headers.insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
+            let http1 = request.version() < http::Version::HTTP_2;
+            drop(request);
             drop(active);
             return Responding::Refused {
-                response: Some(response),
+                response: Some(refusal(http1)),
             };
         }
         Responding::Serving {
@@ -407,29 +503,27 @@ where
     type Output = Result<Response<Body<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            RespondingProj::Serving { inner, active } => {
-                let mut response = ready!(inner.poll(cx))?;
-                let active = active.take().expect("polled after completion");
-                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                    active.0.upgraded.store(true, Ordering::Release);
-                } else if active.0.shared.draining.is_cancelled()
-                    && !active.0.h2.load(Ordering::Relaxed)
-                {
-                    // Draining: a request that reached the server is
-                    // answered, and its client told not to send another on
-                    // this connection (hyper closes it after the answer).
-                    response.headers_mut().insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                Poll::Ready(Ok(response.map(|body| Body::Served { body, active })))
-            }
+        let (inner, active) = match self.project() {
+            RespondingProj::Serving { inner, active } => (inner, active),
             RespondingProj::Refused { response } => {
-                Poll::Ready(Ok(response.take().expect("polled after completion")))
+                return Poll::Ready(Ok(response.take().expect("polled after completion")));
             }
+        };
+        let mut response = ready!(inner.poll(cx))?;
+        let active = active.take().expect("polled after completion");
+        let conn = &active.conn;
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            conn.upgraded.store(true, Ordering::Release);
+        } else if conn.shared.is_draining.load(Ordering::Acquire) && !conn.is_h2() {
+            // Draining: a request that reached the server is answered, and
+            // its client told not to send another on this connection
+            // (hyper closes it after the answer).
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
         }
+        Poll::Ready(Ok(response.map(|body| Body::Served { body, active })))
     }
 }
 
@@ -452,14 +546,26 @@ impl<B: http_body::Body> http_body::Body for Body<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         match self.project() {
-            BodyProj::Served { body, .. } => body.poll_frame(cx),
+            BodyProj::Served { mut body, active } => {
+                let frame = ready!(body.as_mut().poll_frame(cx));
+                if frame.is_none() || body.is_end_stream() {
+                    active.end();
+                }
+                Poll::Ready(frame)
+            }
             BodyProj::Refused => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Body::Served { body, .. } => body.is_end_stream(),
+            Body::Served { body, active } => {
+                let end = body.is_end_stream();
+                if end {
+                    active.end();
+                }
+                end
+            }
             Body::Refused => true,
         }
     }
@@ -512,6 +618,8 @@ pub(super) async fn serve<S, B>(
     let _counted = Counted::http(&shared.drains);
     let _ = stream.set_nodelay(true);
     let conn = Arc::new(Conn::new(Arc::clone(&shared), &stream));
+    // Adds the connection's requests to the server's count when it ends.
+    let _accounted = Accounted(Arc::clone(&conn));
     let io = Watched {
         stream,
         conn: Arc::clone(&conn),
@@ -525,57 +633,85 @@ pub(super) async fn serve<S, B>(
     tokio::pin!(connection);
     let limits = shared.limits;
     let mut draining = false;
-    // Once asked to shut down gracefully, the connection is only waited for.
-    let mut shutting = false;
+    // When the connection was asked to shut down gracefully (then it is
+    // only waited for: HTTP/1 closes by itself; an HTTP/2 peer has a
+    // moment to answer the GOAWAY once its streams are done).
+    let mut shut: Option<Instant> = None;
     loop {
-        let deadline = if shutting {
-            None
-        } else if draining && conn.h2.load(Ordering::Relaxed) {
-            // HTTP/2: GOAWAY; the streams it has received finish.
-            connection.as_mut().graceful_shutdown();
-            shutting = true;
-            None
+        let now = Instant::now();
+        // Nothing wakes the task when the connection's state changes: it
+        // looks again by the earliest deadline a state the connection may
+        // reach meanwhile could have (a request that begins and ends, then
+        // idles or reads the next head).
+        let soonest_next = if draining {
+            limits.drain_grace.min(limits.drain_head_grace)
+        } else if limits.keep_alive_timeout.is_zero() {
+            // No keep-alive: the connection closes after its answer.
+            limits.header_read_timeout
         } else {
-            match conn.state() {
-                // HTTP/1 in flight: hyper closes the connection after the
-                // answer (which says `Connection: close`).
-                State::Serving if draining => {
-                    connection.as_mut().graceful_shutdown();
-                    shutting = true;
-                    None
+            limits.keep_alive_timeout.min(limits.header_read_timeout)
+        };
+        let look_again = (now + soonest_next.max(SHORTEST_WAIT), Expiry::Recheck);
+        let or_sooner = |own: (Instant, Expiry)| {
+            if look_again.0 < own.0 {
+                look_again
+            } else {
+                own
+            }
+        };
+        let h2 = conn.is_h2();
+        let state = conn.state();
+        let deadline = match (shut, state) {
+            (Some(_), State::Serving) if h2 => Some(look_again),
+            (Some(at), _) if h2 => Some((at + limits.drain_head_grace, Expiry::Unanswered)),
+            (Some(_), _) => None,
+            (None, _) if draining && h2 => {
+                // HTTP/2: GOAWAY; the streams it has received finish.
+                if state != State::Serving {
+                    shared.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
                 }
-                // Looked at again after a keep-alive timeout: then it is
-                // idle since the end of its answer, or still serving.
-                State::Serving => {
-                    Some((Instant::now() + limits.keep_alive_timeout, Expiry::Recheck))
-                }
-                // Draining, a head that began arriving gets a second to
-                // complete (a retransmission), not the whole header-read
-                // timeout: bytes that are not a head (the rest of a body
-                // its handler did not read) must not hold the drain up.
-                State::Reading { since } if draining => {
-                    Some((since + limits.drain_head_grace, Expiry::Head))
-                }
-                State::Reading { since } => {
-                    Some((since + limits.header_read_timeout, Expiry::Head))
-                }
-                State::Idle { since, .. } if draining => {
-                    Some((since + limits.drain_grace, Expiry::Idle))
-                }
-                State::Idle { since, first: true } => {
-                    Some((since + limits.header_read_timeout, Expiry::Head))
-                }
+                connection.as_mut().graceful_shutdown();
+                shut = Some(now);
+                continue;
+            }
+            // HTTP/1 in flight: hyper closes the connection after the
+            // answer (which says `Connection: close`).
+            (None, State::Serving) if draining => {
+                connection.as_mut().graceful_shutdown();
+                shut = Some(now);
+                continue;
+            }
+            (None, State::Serving) => Some(look_again),
+            // Draining, a head that began arriving gets a moment to
+            // complete (a retransmission), not the whole header-read
+            // timeout.
+            (None, State::Reading { since }) if draining => {
+                Some(or_sooner((since + limits.drain_head_grace, Expiry::Head)))
+            }
+            (None, State::Reading { since }) => Some(or_sooner((
+                since + limits.header_read_timeout,
+                Expiry::Head,
+            ))),
+            (None, State::Idle { since, .. }) if draining => {
+                Some(or_sooner((since + limits.drain_grace, Expiry::Idle)))
+            }
+            (None, State::Idle { since, first: true }) => Some(or_sooner((
+                since + limits.header_read_timeout,
+                Expiry::Head,
+            ))),
+            (
+                None,
                 State::Idle {
                     since,
                     first: false,
-                } => Some((since + limits.keep_alive_timeout, Expiry::Idle)),
-            }
+                },
+            ) => Some(or_sooner((since + limits.keep_alive_timeout, Expiry::Idle))),
         };
-        // A deadline is acted on only when it is still the one the
-        // connection's state gives once it has passed: the state may have
-        // changed while the task slept (a request began and ended).
+        // A deadline is acted on when it is still the one the connection's
+        // state gives once it has passed: the state may have changed while
+        // the task slept.
         let expired = match deadline {
-            Some((at, why)) if at <= Instant::now() => Some(why),
+            Some((at, why)) if at <= now => Some(why),
             _ => {
                 tokio::select! {
                     biased;
@@ -605,21 +741,27 @@ pub(super) async fn serve<S, B>(
         };
         match expired {
             None | Some(Expiry::Recheck) => {}
-            Some(Expiry::Head) if conn.h2.load(Ordering::Relaxed) => {
-                // An HTTP/2 connection that opened no stream in time.
-                shared.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
-                connection.as_mut().graceful_shutdown();
-                shutting = true;
+            Some(Expiry::Unanswered) => {
+                tracing::debug!(
+                    "dropping an HTTP/2 connection whose peer did not answer the GOAWAY"
+                );
+                return;
             }
             Some(Expiry::Head) => {
                 shared.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                if h2 {
+                    // An HTTP/2 connection that opened no stream in time.
+                    connection.as_mut().graceful_shutdown();
+                    shut = Some(now);
+                    continue;
+                }
                 tracing::debug!(
                     timeout_ms = limits.header_read_timeout.as_millis() as u64,
                     "closing a connection whose request head did not arrive in time"
                 );
                 return;
             }
-            Some(Expiry::Idle) if conn.has_unread() => {
+            Some(Expiry::Idle) if !h2 && conn.has_unread() => {
                 // A request arrived that the connection has not read yet:
                 // it is read at the next turn, under the head timer.
                 if conn.pending_since.load(Ordering::Acquire) == 0 {
@@ -636,9 +778,23 @@ pub(super) async fn serve<S, B>(
                 // Idle: hyper closes it at once (a request that began in
                 // the meantime is answered, with `Connection: close`).
                 connection.as_mut().graceful_shutdown();
-                shutting = true;
+                shut = Some(now);
             }
         }
+    }
+}
+
+/// Adds a connection's requests to its server's count as it ends.
+struct Accounted(Arc<Conn>);
+
+impl Drop for Accounted {
+    fn drop(&mut self) {
+        let served = self.0.served.load(Ordering::Relaxed);
+        self.0
+            .shared
+            .stats
+            .received
+            .fetch_add(served, Ordering::Relaxed);
     }
 }
 
@@ -648,7 +804,9 @@ enum Expiry {
     Head,
     /// Idle for the keep-alive timeout, or past the drain's grace.
     Idle,
-    /// Serving at the last look: look again.
+    /// An HTTP/2 peer did not answer the GOAWAY in time.
+    Unanswered,
+    /// Look at the state again.
     Recheck,
 }
 

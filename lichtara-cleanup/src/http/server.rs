@@ -11,7 +11,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::accept::Backoff;
@@ -119,9 +118,9 @@ impl Server {
 
     /// How long a client has to send a whole request head (default 30 s):
     /// from the accept for a connection's first request, from the head's
-    /// first byte for the next ones. A client slower than that (one that
-    /// sends a byte a second, holding a connection and a task) is
-    /// disconnected.
+    /// first byte for the next ones (at least 1 ms). A client slower than
+    /// that (one that sends a byte a second, holding a connection and a
+    /// task) is disconnected.
     ///
     /// ```
     /// # async fn run() -> std::io::Result<()> {
@@ -131,14 +130,15 @@ impl Server {
     /// # let _ = server; Ok(()) }
     /// ```
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.header_read_timeout = timeout;
+        self.header_read_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// How long a keep-alive connection may stay idle between two requests
     /// (default 75 s, longer than the usual load balancer's 60 s, so the
     /// balancer closes first). An HTTP/2 connection with no stream open for
-    /// that long gets a GOAWAY.
+    /// that long gets a GOAWAY. Zero turns HTTP/1 keep-alive off: each
+    /// connection closes after its answer.
     ///
     /// ```
     /// # async fn run() -> std::io::Result<()> {
@@ -200,8 +200,8 @@ impl Server {
         let delay = self.effective_drain_delay();
         let lifecycle = crate::lifecycle::current();
         let tracker = TaskTracker::new();
-        let shared = Arc::new(Shared {
-            limits: Limits {
+        let shared = Arc::new(Shared::new(
+            Limits {
                 header_read_timeout: self.header_read_timeout,
                 keep_alive_timeout: self.keep_alive_timeout,
                 drain_grace: DRAIN_GRACE.min(self.drain_timeout),
@@ -209,12 +209,9 @@ impl Server {
                     .min(self.header_read_timeout)
                     .min(self.drain_timeout),
             },
-            epoch: tokio::time::Instant::now(),
-            stats: Default::default(),
-            drains: Arc::clone(lifecycle.http()),
-            lifecycle: Arc::clone(&lifecycle),
-            draining: CancellationToken::new(),
-        });
+            Arc::clone(lifecycle.http()),
+            Arc::clone(&lifecycle),
+        ));
         register_drain(
             &lifecycle,
             addr,
@@ -229,6 +226,9 @@ impl Server {
         });
         // For WebSockets over HTTP/2 (RFC 8441).
         builder.http2().enable_connect_protocol();
+        if self.keep_alive_timeout.is_zero() {
+            builder.http1().keep_alive(false);
+        }
         let spawn_connection = |stream: tokio::net::TcpStream| {
             tracker.spawn(crate::lifecycle::scoped(
                 &lifecycle,
@@ -274,9 +274,10 @@ impl Server {
         // before this point wait in the backlog, and closing the listener
         // would reset them: their clients connected before it closed, so
         // they are accepted and drained too.
-        shared.draining.cancel();
+        shared.drain();
         let listener = self.listener.into_std()?;
         let mut swept = 0;
+        let sweep_began = tokio::time::Instant::now();
         loop {
             match listener.accept() {
                 Ok((stream, _peer)) => {
@@ -298,7 +299,7 @@ impl Server {
                     // some as they close. Waited for within the drain's
                     // timeout, then what is left in the backlog is reset.
                     if let Some(pause) = backoff.failed(&err) {
-                        if backoff.failing_for() >= self.drain_timeout {
+                        if sweep_began.elapsed() >= self.drain_timeout {
                             tracing::warn!(
                                 error = %err,
                                 "cannot accept the connections left in the backlog; they are reset"

@@ -221,8 +221,8 @@ fn descriptors(servers: &[Server], rounds: usize) {
     println!();
 }
 
-/// Requests per second `wrk` measured, or `None` when wrk is missing.
-fn wrk(addr: &str, seconds: u64) -> Option<f64> {
+/// What `wrk` measured: requests per second, and requests in all.
+fn wrk(addr: &str, seconds: u64) -> Option<(f64, f64)> {
     let output = Command::new("wrk")
         .args([
             "-t2",
@@ -233,23 +233,37 @@ fn wrk(addr: &str, seconds: u64) -> Option<f64> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
+    let rate = text
+        .lines()
         .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|value| value.trim().parse().ok())
+        .and_then(|value| value.trim().parse().ok())?;
+    // "  123456 requests in 5.00s, 12.34MB read"
+    let total = text
+        .lines()
+        .find(|line| line.contains(" requests in "))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|value| value.parse().ok())?;
+    Some((rate, total))
 }
 
 fn throughput(servers: &[Server], rounds: usize, seconds: u64) {
     println!(
-        "## S7c: steady state: `wrk -t2 -c64 -d{seconds}s` on `GET /` ({rounds} rounds, servers alternating)\n"
+        "## S7c: steady state: `wrk -t2 -c64 -d{seconds}s` on `GET /` ({rounds} rounds, servers alternating): requests/s, and the server's CPU time per request\n"
     );
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    let mut costs: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
     for _ in 0..rounds {
         for (index, server) in servers.iter().enumerate() {
             let started = super::start(&server.path, &[]);
-            let rate = wrk(&started.said, seconds);
+            let before = cpu_seconds(started.pid);
+            let measured = wrk(&started.said, seconds);
+            let cpu = cpu_seconds(started.pid) - before;
             stop(started.child, started.pid);
-            match rate {
-                Some(rate) => rates[index].push(rate),
+            match measured {
+                Some((rate, total)) => {
+                    rates[index].push(rate);
+                    costs[index].push(cpu / total * 1e6);
+                }
                 None => {
                     println!("wrk is not installed (`apt-get install wrk`): skipped\n");
                     return;
@@ -257,21 +271,24 @@ fn throughput(servers: &[Server], rounds: usize, seconds: u64) {
             }
         }
     }
-    println!("| server | requests/s median (min-max) |");
-    println!("|---|---|");
+    println!("| server | requests/s median (min-max) | CPU µs per request median (min-max) |");
+    println!("|---|---|---|");
     for (index, server) in servers.iter().enumerate() {
         let (median, min, max) = super::stats(rates[index].clone());
-        println!("| {} | {median:.0} ({min:.0}-{max:.0}) |", server.label);
-    }
-    for (index, server) in servers.iter().enumerate().skip(1) {
-        let ratios = rates[0]
-            .iter()
-            .zip(&rates[index])
-            .map(|(ours, theirs)| ours / theirs)
-            .collect();
-        let (median, min, max) = super::stats(ratios);
+        let (cost, cost_min, cost_max) = super::stats(costs[index].clone());
         println!(
-            "\n{} / {}: requests/s x{median:.3} (median of round-by-round ratios, {min:.3}-{max:.3})",
+            "| {} | {median:.0} ({min:.0}-{max:.0}) | {cost:.2} ({cost_min:.2}-{cost_max:.2}) |",
+            server.label
+        );
+    }
+    let ratio = |ours: &[f64], theirs: &[f64]| {
+        super::stats(ours.iter().zip(theirs).map(|(a, b)| a / b).collect())
+    };
+    for (index, server) in servers.iter().enumerate().skip(1) {
+        let (rate, rate_min, rate_max) = ratio(&rates[0], &rates[index]);
+        let (cost, cost_min, cost_max) = ratio(&costs[0], &costs[index]);
+        println!(
+            "\n{} / {}: requests/s x{rate:.3} ({rate_min:.3}-{rate_max:.3}), CPU per request x{cost:.3} ({cost_min:.3}-{cost_max:.3}); medians of round-by-round ratios",
             servers[0].label, server.label
         );
     }

@@ -20,7 +20,6 @@ use std::time::Duration;
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::connections::{Counted, Drains};
@@ -43,7 +42,7 @@ pub(super) const DRAIN_HEAD_GRACE: Duration = Duration::from_secs(1);
 
 /// The shortest sleep of a connection's task: a timer of zero cannot make
 /// it spin.
-const SHORTEST_WAIT: Duration = Duration::from_millis(1);
+pub(super) const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 
 /// The timers of a server's connections.
 #[derive(Clone, Copy, Debug)]
@@ -77,35 +76,77 @@ pub(super) struct Stats {
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) limits: Limits,
-    /// The origin of the connections' instants (nanoseconds since it).
-    pub(super) epoch: Instant,
     pub(super) stats: Stats,
     pub(super) drains: Arc<Drains>,
     pub(super) lifecycle: Arc<Lifecycle>,
-    /// Cancelled when the listener has closed: the connections drain.
-    draining: CancellationToken,
-    /// Set with `draining`, for the check made on every answer (a token's
-    /// check takes a lock that every connection would share).
+    /// Set when the listener has closed: the connections drain. (An
+    /// atomic, not a token: it is read for every answer, and a token's
+    /// check takes a lock that every connection would share.)
     is_draining: AtomicBool,
+    /// The live connections, for the sweeper.
+    connections: std::sync::Mutex<Vec<std::sync::Weak<Conn>>>,
+    /// Set when the server accepts no more connections: the sweeper ends
+    /// with the last one.
+    accepting_done: AtomicBool,
+    /// Wakes the sweeper thread before its deadline.
+    pub(super) sweeper: super::sweeper::Wakeup,
+    /// Cancelled when the sweeper has ended.
+    pub(super) swept: CancellationToken,
 }
 
 impl Shared {
     pub(super) fn new(limits: Limits, drains: Arc<Drains>, lifecycle: Arc<Lifecycle>) -> Self {
         Shared {
             limits,
-            epoch: Instant::now(),
             stats: Stats::default(),
             drains,
             lifecycle,
-            draining: CancellationToken::new(),
             is_draining: AtomicBool::new(false),
+            connections: std::sync::Mutex::new(Vec::new()),
+            accepting_done: AtomicBool::new(false),
+            sweeper: super::sweeper::Wakeup::default(),
+            swept: CancellationToken::new(),
         }
+    }
+
+    pub(super) fn is_draining(&self) -> bool {
+        self.is_draining.load(Ordering::Acquire)
+    }
+
+    fn register(&self, conn: &Arc<Conn>) {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::downgrade(conn));
+    }
+
+    /// The connections alive now (the ones gone are forgotten).
+    pub(super) fn live(&self) -> Vec<Arc<Conn>> {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        connections.retain(|conn| conn.strong_count() > 0);
+        connections
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect()
+    }
+
+    /// The server accepts no more connections.
+    pub(super) fn accepting_done(&self) {
+        self.accepting_done.store(true, Ordering::Release);
+        self.sweeper.wake();
+    }
+
+    pub(super) fn is_accepting_done(&self) -> bool {
+        self.accepting_done.load(Ordering::Acquire)
     }
 
     /// The listener has closed: every connection drains.
     pub(super) fn drain(&self) {
         self.is_draining.store(true, Ordering::Release);
-        self.draining.cancel();
+        self.sweeper.wake();
     }
 }
 
@@ -149,13 +190,20 @@ pub(super) struct Conn {
     open: AtomicBool,
     #[cfg(unix)]
     fd: std::os::fd::RawFd,
+    /// What the sweeper asks of the task ([`NOTHING`] to [`CLOSE`]).
+    command: AtomicU8,
+    /// Wakes the task when a command comes.
+    waker: futures_util::task::AtomicWaker,
+    /// When the task was told to shut the connection down (0: not yet;
+    /// else the instant plus one).
+    shut_at: AtomicU64,
 }
 
 impl Conn {
     fn new(shared: Arc<Shared>, stream: &TcpStream) -> Self {
         #[cfg(not(unix))]
         let _ = stream;
-        let now = Self::nanos_at(shared.epoch, Instant::now());
+        let now = now();
         Conn {
             shared,
             active: AtomicUsize::new(0),
@@ -170,22 +218,27 @@ impl Conn {
             open: AtomicBool::new(true),
             #[cfg(unix)]
             fd: std::os::fd::AsRawFd::as_raw_fd(stream),
+            command: AtomicU8::new(NOTHING),
+            waker: futures_util::task::AtomicWaker::new(),
+            shut_at: AtomicU64::new(0),
         }
     }
 
-    fn nanos_at(epoch: Instant, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+    pub(super) fn set_shut(&self) {
+        let _ = self
+            .shut_at
+            .compare_exchange(0, now() + 1, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    fn now(&self) -> u64 {
-        Self::nanos_at(self.shared.epoch, Instant::now())
+    /// When the connection was told to shut down, if it was.
+    pub(super) fn shut(&self) -> Option<u64> {
+        match self.shut_at.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(at - 1),
+        }
     }
 
-    fn instant(&self, nanos: u64) -> Instant {
-        self.shared.epoch + Duration::from_nanos(nanos)
-    }
-
-    fn is_h2(&self) -> bool {
+    pub(super) fn is_h2(&self) -> bool {
         self.protocol.load(Ordering::Relaxed) == HTTP2
     }
 
@@ -220,7 +273,7 @@ impl Conn {
         {
             return;
         }
-        self.pending_since.store(self.now() + 1, Ordering::Release);
+        self.pending_since.store(now() + 1, Ordering::Release);
     }
 
     /// A request's head was received and its service called.
@@ -238,7 +291,7 @@ impl Conn {
     }
 
     fn end(&self) {
-        self.idle_since.store(self.now(), Ordering::Release);
+        self.idle_since.store(now(), Ordering::Release);
         self.active.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -267,11 +320,11 @@ impl Conn {
     }
 
     /// What the connection is doing right now.
-    fn state(&self) -> State {
+    pub(super) fn state(&self) -> State {
         if self.active.load(Ordering::Acquire) > 0 {
             return State::Serving;
         }
-        let idle_since = self.instant(self.idle_since.load(Ordering::Acquire));
+        let idle_since = self.idle_since.load(Ordering::Acquire);
         let first = self.served.load(Ordering::Relaxed) == 0;
         match self.pending_since.load(Ordering::Acquire) {
             0 => State::Idle {
@@ -280,21 +333,48 @@ impl Conn {
             },
             // A connection's first head is timed from its accept.
             _ if first => State::Reading { since: idle_since },
-            since => State::Reading {
-                since: self.instant(since - 1),
-            },
+            since => State::Reading { since: since - 1 },
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     /// A request is being served.
     Serving,
-    /// The head being read is timed from `since`.
-    Reading { since: Instant },
+    /// The head being read is timed from `since` (see [`now`]).
+    Reading { since: u64 },
     /// Nothing to do since `since`; `first`: no request yet.
-    Idle { since: Instant, first: bool },
+    Idle { since: u64, first: bool },
+}
+
+/// The monotonic clock, in nanoseconds: read per request, so it is the
+/// raw clock (a vDSO call), not `Instant` arithmetic; the sweeper thread
+/// compares these numbers directly.
+pub(super) fn now() -> u64 {
+    #[cfg(unix)]
+    {
+        use nix::time::{ClockId, clock_gettime};
+        match clock_gettime(ClockId::CLOCK_MONOTONIC) {
+            Ok(now) => (now.tv_sec() as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(now.tv_nsec() as u64),
+            Err(_) => fallback_now(),
+        }
+    }
+    #[cfg(not(unix))]
+    fallback_now()
+}
+
+fn fallback_now() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// `duration` in the clock's nanoseconds.
+pub(super) fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One request being served, until the last frame of its response body has
@@ -590,15 +670,46 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, future: F) {
-        tokio::spawn(crate::lifecycle::scoped(&self.lifecycle, future));
+        if self.lifecycle.id() == 0 {
+            tokio::spawn(future);
+        } else {
+            tokio::spawn(crate::lifecycle::scoped(&self.lifecycle, future));
+        }
     }
 }
 
-/// Serves one connection until it ends: in normal running, closes it when
-/// a request head is too slow to arrive or when it stays idle too long; at
-/// the drain, lets a request in flight finish (its response says
-/// `Connection: close`, or HTTP/2 gets a GOAWAY), answers a request that
-/// has reached the server, and closes the connection once it is idle.
+/// What the sweeper asks of a connection's task, in increasing order of
+/// force (a stronger command replaces a weaker one not yet carried out).
+pub(super) const NOTHING: u8 = 0;
+/// Idle too long: close, unless a request is waiting in the socket.
+pub(super) const CLOSE_IF_IDLE: u8 = 1;
+/// Shut down gracefully (HTTP/1: after the answer in flight; HTTP/2:
+/// GOAWAY).
+pub(super) const SHUT_DOWN: u8 = 2;
+/// Close now.
+pub(super) const CLOSE: u8 = 3;
+
+impl Conn {
+    /// Asks the connection's task to carry out `command`.
+    pub(super) fn command(&self, command: u8) {
+        self.command.fetch_max(command, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    /// The command waiting for the task, if any; registers the task to be
+    /// woken by the next one.
+    fn poll_command(&self, cx: &mut Context<'_>) -> Poll<u8> {
+        self.waker.register(cx.waker());
+        match self.command.swap(NOTHING, Ordering::AcqRel) {
+            NOTHING => Poll::Pending,
+            command => Poll::Ready(command),
+        }
+    }
+}
+
+/// Serves one connection until it ends, or until its server's sweeper
+/// (which keeps the time of every connection) asks it to shut down or
+/// close.
 pub(super) async fn serve<S, B>(
     stream: TcpStream,
     service: S,
@@ -618,6 +729,7 @@ pub(super) async fn serve<S, B>(
     let _counted = Counted::http(&shared.drains);
     let _ = stream.set_nodelay(true);
     let conn = Arc::new(Conn::new(Arc::clone(&shared), &stream));
+    shared.register(&conn);
     // Adds the connection's requests to the server's count when it ends.
     let _accounted = Accounted(Arc::clone(&conn));
     let io = Watched {
@@ -631,154 +743,44 @@ pub(super) async fn serve<S, B>(
     let connection =
         builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(connection);
-    let limits = shared.limits;
-    let mut draining = false;
-    // When the connection was asked to shut down gracefully (then it is
-    // only waited for: HTTP/1 closes by itself; an HTTP/2 peer has a
-    // moment to answer the GOAWAY once its streams are done).
-    let mut shut: Option<Instant> = None;
     loop {
-        let now = Instant::now();
-        // Nothing wakes the task when the connection's state changes: it
-        // looks again by the earliest deadline a state the connection may
-        // reach meanwhile could have (a request that begins and ends, then
-        // idles or reads the next head).
-        let soonest_next = if draining {
-            limits.drain_grace.min(limits.drain_head_grace)
-        } else if limits.keep_alive_timeout.is_zero() {
-            // No keep-alive: the connection closes after its answer.
-            limits.header_read_timeout
-        } else {
-            limits.keep_alive_timeout.min(limits.header_read_timeout)
-        };
-        let look_again = (now + soonest_next.max(SHORTEST_WAIT), Expiry::Recheck);
-        let or_sooner = |own: (Instant, Expiry)| {
-            if look_again.0 < own.0 {
-                look_again
-            } else {
-                own
-            }
-        };
-        let h2 = conn.is_h2();
-        let state = conn.state();
-        let deadline = match (shut, state) {
-            (Some(_), State::Serving) if h2 => Some(look_again),
-            (Some(at), _) if h2 => Some((at + limits.drain_head_grace, Expiry::Unanswered)),
-            (Some(_), _) => None,
-            (None, _) if draining && h2 => {
-                // HTTP/2: GOAWAY; the streams it has received finish.
-                if state != State::Serving {
-                    shared.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
+        let command = tokio::select! {
+            biased;
+            finished = connection.as_mut() => {
+                if let Err(err) = finished {
+                    tracing::trace!(error = %err, "connection ended with an error");
                 }
-                connection.as_mut().graceful_shutdown();
-                shut = Some(now);
-                continue;
-            }
-            // HTTP/1 in flight: hyper closes the connection after the
-            // answer (which says `Connection: close`).
-            (None, State::Serving) if draining => {
-                connection.as_mut().graceful_shutdown();
-                shut = Some(now);
-                continue;
-            }
-            (None, State::Serving) => Some(look_again),
-            // Draining, a head that began arriving gets a moment to
-            // complete (a retransmission), not the whole header-read
-            // timeout.
-            (None, State::Reading { since }) if draining => {
-                Some(or_sooner((since + limits.drain_head_grace, Expiry::Head)))
-            }
-            (None, State::Reading { since }) => Some(or_sooner((
-                since + limits.header_read_timeout,
-                Expiry::Head,
-            ))),
-            (None, State::Idle { since, .. }) if draining => {
-                Some(or_sooner((since + limits.drain_grace, Expiry::Idle)))
-            }
-            (None, State::Idle { since, first: true }) => Some(or_sooner((
-                since + limits.header_read_timeout,
-                Expiry::Head,
-            ))),
-            (
-                None,
-                State::Idle {
-                    since,
-                    first: false,
-                },
-            ) => Some(or_sooner((since + limits.keep_alive_timeout, Expiry::Idle))),
-        };
-        // A deadline is acted on when it is still the one the connection's
-        // state gives once it has passed: the state may have changed while
-        // the task slept.
-        let expired = match deadline {
-            Some((at, why)) if at <= now => Some(why),
-            _ => {
-                tokio::select! {
-                    biased;
-                    finished = connection.as_mut() => {
-                        if let Err(err) = finished {
-                            tracing::trace!(error = %err, "connection ended with an error");
-                        }
-                        return;
-                    }
-                    () = shared.drains.cut.cancelled() => return,
-                    () = shared.draining.cancelled(), if !draining => {
-                        draining = true;
-                        if let State::Idle { since, first } = conn.state() {
-                            let until = since + limits.drain_grace;
-                            let wait = until.saturating_duration_since(Instant::now());
-                            tracing::debug!(
-                                wait_ms = wait.as_millis() as u64,
-                                "draining a connection that {}",
-                                if first { "has not begun a request" } else { "is idle between requests" }
-                            );
-                        }
-                    }
-                    () = sleep_until(deadline.map(|(at, _)| at)) => {}
-                }
-                None
-            }
-        };
-        match expired {
-            None | Some(Expiry::Recheck) => {}
-            Some(Expiry::Unanswered) => {
-                tracing::debug!(
-                    "dropping an HTTP/2 connection whose peer did not answer the GOAWAY"
-                );
                 return;
             }
-            Some(Expiry::Head) => {
-                shared.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
-                if h2 {
-                    // An HTTP/2 connection that opened no stream in time.
-                    connection.as_mut().graceful_shutdown();
-                    shut = Some(now);
-                    continue;
-                }
-                tracing::debug!(
-                    timeout_ms = limits.header_read_timeout.as_millis() as u64,
-                    "closing a connection whose request head did not arrive in time"
-                );
-                return;
+            command = std::future::poll_fn(|cx| conn.poll_command(cx)) => command,
+        };
+        match command {
+            CLOSE => return,
+            SHUT_DOWN => {
+                conn.set_shut();
+                connection.as_mut().graceful_shutdown();
             }
-            Some(Expiry::Idle) if !h2 && conn.has_unread() => {
+            // A request began since the sweeper looked: not idle after all.
+            _ if !matches!(conn.state(), State::Idle { .. }) => {}
+            _ if !conn.is_h2() && conn.has_unread() => {
                 // A request arrived that the connection has not read yet:
                 // it is read at the next turn, under the head timer.
                 if conn.pending_since.load(Ordering::Acquire) == 0 {
-                    conn.pending_since.store(conn.now() + 1, Ordering::Release);
+                    conn.pending_since.store(now() + 1, Ordering::Release);
                 }
             }
-            Some(Expiry::Idle) => {
-                if draining {
-                    shared.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
+            _ => {
+                let stats = &shared.stats;
+                if shared.is_draining() {
+                    stats.closed_idle.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                    stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
                 }
                 conn.closing.store(true, Ordering::Release);
+                conn.set_shut();
                 // Idle: hyper closes it at once (a request that began in
                 // the meantime is answered, with `Connection: close`).
                 connection.as_mut().graceful_shutdown();
-                shut = Some(now);
             }
         }
     }
@@ -795,24 +797,5 @@ impl Drop for Accounted {
             .stats
             .received
             .fetch_add(served, Ordering::Relaxed);
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Expiry {
-    /// A request head did not arrive in time.
-    Head,
-    /// Idle for the keep-alive timeout, or past the drain's grace.
-    Idle,
-    /// An HTTP/2 peer did not answer the GOAWAY in time.
-    Unanswered,
-    /// Look at the state again.
-    Recheck,
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

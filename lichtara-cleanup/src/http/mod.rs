@@ -50,6 +50,7 @@ mod connection;
 mod connections;
 mod readiness;
 mod server;
+mod sweeper;
 #[cfg(feature = "axum")]
 pub mod ws;
 

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::accept::Backoff;
 use super::connection::{self, DRAIN_GRACE, DRAIN_HEAD_GRACE, Executor, Limits, Shared};
 use super::connections::Drains;
+use super::sweeper;
 use crate::error::BoxError;
 use crate::hook::{Hook, HookKind, HookMeta, HookRunner};
 use crate::lifecycle::Lifecycle;
@@ -229,17 +230,26 @@ impl Server {
         if self.keep_alive_timeout.is_zero() {
             builder.http1().keep_alive(false);
         }
+        // The process's lifecycle is the one every task sees unless told
+        // otherwise: only a testing run's needs scoping.
+        let scoped = lifecycle.id() != 0;
         let spawn_connection = |stream: tokio::net::TcpStream| {
-            tracker.spawn(crate::lifecycle::scoped(
-                &lifecycle,
-                connection::serve(
-                    stream,
-                    service.clone(),
-                    builder.clone(),
-                    Arc::clone(&shared),
-                ),
-            ));
+            let connection = connection::serve(
+                stream,
+                service.clone(),
+                builder.clone(),
+                Arc::clone(&shared),
+            );
+            if scoped {
+                tracker.spawn(crate::lifecycle::scoped(&lifecycle, connection));
+            } else {
+                tracker.spawn(connection);
+            }
         };
+        sweeper::start(&shared);
+        // However `serve` ends (returned, or dropped), no connection comes
+        // after: the sweeper ends with the last one.
+        let _accepting = AcceptingDone(Arc::clone(&shared));
         let stop_accepting = async {
             crate::signalled().await;
             if !delay.is_zero() {
@@ -318,6 +328,15 @@ impl Server {
         let open = shared.drains.counts();
         tracing::info!(%addr, open = open.http, upgraded = open.upgraded, "listener closed");
         Ok(())
+    }
+}
+
+/// Tells the sweeper that no connection comes after this point.
+struct AcceptingDone(Arc<Shared>);
+
+impl Drop for AcceptingDone {
+    fn drop(&mut self) {
+        self.0.accepting_done();
     }
 }
 

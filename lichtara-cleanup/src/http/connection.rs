@@ -282,7 +282,10 @@ impl Conn {
             self.protocol.store(HTTP2, Ordering::Relaxed);
         }
         self.active.fetch_add(1, Ordering::AcqRel);
-        self.served.fetch_add(1, Ordering::Relaxed);
+        // Only the connection's task calls the service (HTTP/2 too: it
+        // accepts the streams), so this needs no atomic increment.
+        let served = self.served.load(Ordering::Relaxed);
+        self.served.store(served + 1, Ordering::Relaxed);
         self.pending_since.store(0, Ordering::Release);
         Active {
             conn: Arc::clone(self),
@@ -387,7 +390,10 @@ pub(super) struct Active {
 
 impl Active {
     fn end(&self) {
-        if !self.ended.swap(true, Ordering::AcqRel) {
+        // One owner (the body, or the future before it) calls this, one
+        // call at a time: no atomic exchange is needed.
+        if !self.ended.load(Ordering::Relaxed) {
+            self.ended.store(true, Ordering::Relaxed);
             self.conn.end();
         }
     }
@@ -474,15 +480,6 @@ pub(super) struct Tracked<S> {
     conn: Arc<Conn>,
 }
 
-impl<S: Clone> Clone for Tracked<S> {
-    fn clone(&self) -> Self {
-        Tracked {
-            inner: self.inner.clone(),
-            conn: Arc::clone(&self.conn),
-        }
-    }
-}
-
 /// Whether `request` asks for a WebSocket: an HTTP/1 `Upgrade: websocket`
 /// (with `Connection: upgrade`), or an HTTP/2 extended CONNECT (RFC 8441).
 /// Other upgrades (`h2c`, say) are left to the application: a server that
@@ -530,19 +527,17 @@ fn refusal<B>(http1: bool) -> Response<Body<B>> {
     response
 }
 
-impl<S, B> tower_service::Service<Request<hyper::body::Incoming>> for Tracked<S>
+/// hyper's service, without a tower adapter: the connection's own state is
+/// borrowed, and only the application's service is cloned per request.
+impl<S, B> hyper::service::Service<Request<hyper::body::Incoming>> for Tracked<S>
 where
-    S: tower_service::Service<Request<hyper::body::Incoming>, Response = Response<B>>,
+    S: tower_service::Service<Request<hyper::body::Incoming>, Response = Response<B>> + Clone,
 {
     type Response = Response<Body<B>>;
     type Error = S::Error;
-    type Future = Responding<S::Future, B>;
+    type Future = Responding<S, B>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
         let active = self.conn.begin(request.version());
         let shared = &self.conn.shared;
         if shared.lifecycle.has_begun() && is_websocket(&request) {
@@ -560,50 +555,70 @@ where
                 response: Some(refusal(http1)),
             };
         }
-        Responding::Serving {
-            inner: self.inner.call(request),
+        Responding::Ready {
+            service: self.inner.clone(),
+            request: Some(request),
             active: Some(active),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The response future of [`Tracked`].
+    /// The response future of [`Tracked`]: the application's service made
+    /// ready and called (as tower's `Oneshot` does), then its answer.
     #[project = RespondingProj]
-    pub(super) enum Responding<F, B> {
-        Serving { #[pin] inner: F, active: Option<Active> },
+    pub(super) enum Responding<S, B>
+    where
+        S: tower_service::Service<Request<hyper::body::Incoming>>,
+    {
+        Ready { service: S, request: Option<Request<hyper::body::Incoming>>, active: Option<Active> },
+        Serving { #[pin] inner: S::Future, active: Option<Active> },
         Refused { response: Option<Response<Body<B>>> },
     }
 }
 
-impl<F, B, E> Future for Responding<F, B>
+impl<S, B> Future for Responding<S, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: tower_service::Service<Request<hyper::body::Incoming>, Response = Response<B>>,
 {
-    type Output = Result<Response<Body<B>>, E>;
+    type Output = Result<Response<Body<B>>, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (inner, active) = match self.project() {
-            RespondingProj::Serving { inner, active } => (inner, active),
-            RespondingProj::Refused { response } => {
-                return Poll::Ready(Ok(response.take().expect("polled after completion")));
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let (inner, active) = match self.as_mut().project() {
+                RespondingProj::Ready {
+                    service,
+                    request,
+                    active,
+                } => {
+                    ready!(service.poll_ready(cx))?;
+                    let request = request.take().expect("polled after completion");
+                    let inner = service.call(request);
+                    let active = active.take();
+                    self.set(Responding::Serving { inner, active });
+                    continue;
+                }
+                RespondingProj::Serving { inner, active } => (inner, active),
+                RespondingProj::Refused { response } => {
+                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                }
+            };
+            let mut response = ready!(inner.poll(cx))?;
+            let active = active.take().expect("polled after completion");
+            let conn = &active.conn;
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                conn.upgraded.store(true, Ordering::Release);
+            } else if conn.shared.is_draining() && !conn.is_h2() {
+                // Draining: a request that reached the server is answered,
+                // and its client told not to send another on this
+                // connection (hyper closes it after the answer).
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
             }
-        };
-        let mut response = ready!(inner.poll(cx))?;
-        let active = active.take().expect("polled after completion");
-        let conn = &active.conn;
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            conn.upgraded.store(true, Ordering::Release);
-        } else if conn.shared.is_draining.load(Ordering::Acquire) && !conn.is_h2() {
-            // Draining: a request that reached the server is answered, and
-            // its client told not to send another on this connection
-            // (hyper closes it after the answer).
-            response.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
+            return Poll::Ready(Ok(response.map(|body| Body::Served { body, active })));
         }
-        Poll::Ready(Ok(response.map(|body| Body::Served { body, active })))
     }
 }
 
@@ -697,9 +712,12 @@ impl Conn {
     }
 
     /// The command waiting for the task, if any; registers the task to be
-    /// woken by the next one.
+    /// woken by the next one (every time: a wake takes the waker).
     fn poll_command(&self, cx: &mut Context<'_>) -> Poll<u8> {
         self.waker.register(cx.waker());
+        if self.command.load(Ordering::Acquire) == NOTHING {
+            return Poll::Pending;
+        }
         match self.command.swap(NOTHING, Ordering::AcqRel) {
             NOTHING => Poll::Pending,
             command => Poll::Ready(command),
@@ -736,10 +754,10 @@ pub(super) async fn serve<S, B>(
         stream,
         conn: Arc::clone(&conn),
     };
-    let service = hyper_util::service::TowerToHyperService::new(Tracked {
+    let service = Tracked {
         inner: service,
         conn: Arc::clone(&conn),
-    });
+    };
     let connection =
         builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(connection);

@@ -49,8 +49,8 @@ pub(super) fn run(dir: &Path, baseline: Option<&Path>, race_runs: usize) {
     descriptors(&servers, if quick { 1 } else { 3 });
     throughput(
         &servers,
-        if quick { 1 } else { 5 },
-        if quick { 2 } else { 5 },
+        if quick { 1 } else { 9 },
+        if quick { 2 } else { 4 },
     );
 }
 

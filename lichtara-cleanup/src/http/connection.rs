@@ -84,7 +84,7 @@ pub(super) struct Shared {
     /// check takes a lock that every connection would share.)
     is_draining: AtomicBool,
     /// The live connections, for the sweeper.
-    connections: std::sync::Mutex<Vec<std::sync::Weak<Conn>>>,
+    connections: std::sync::Mutex<Registry>,
     /// Set when the server accepts no more connections: the sweeper ends
     /// with the last one.
     accepting_done: AtomicBool,
@@ -92,6 +92,15 @@ pub(super) struct Shared {
     pub(super) sweeper: super::sweeper::Wakeup,
     /// Cancelled when the sweeper has ended.
     pub(super) swept: CancellationToken,
+}
+
+/// The connections of one server (some may have ended since the last
+/// look).
+#[derive(Debug, Default)]
+struct Registry {
+    list: Vec<std::sync::Weak<Conn>>,
+    /// How many were alive at the last look.
+    kept: usize,
 }
 
 impl Shared {
@@ -102,7 +111,7 @@ impl Shared {
             drains,
             lifecycle,
             is_draining: AtomicBool::new(false),
-            connections: std::sync::Mutex::new(Vec::new()),
+            connections: std::sync::Mutex::new(Registry::default()),
             accepting_done: AtomicBool::new(false),
             sweeper: super::sweeper::Wakeup::default(),
             swept: CancellationToken::new(),
@@ -114,10 +123,18 @@ impl Shared {
     }
 
     fn register(&self, conn: &Arc<Conn>) {
-        self.connections
+        let mut connections = self
+            .connections
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Arc::downgrade(conn));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        connections.list.push(Arc::downgrade(conn));
+        // Under churn (a connection per request), the ended ones are
+        // forgotten as the list doubles, not only when the sweeper looks:
+        // a `Weak` keeps its connection's memory.
+        if connections.list.len() >= 2 * connections.kept + 64 {
+            connections.list.retain(|conn| conn.strong_count() > 0);
+            connections.kept = connections.list.len();
+        }
     }
 
     /// The connections alive now (the ones gone are forgotten).
@@ -126,8 +143,10 @@ impl Shared {
             .connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        connections.retain(|conn| conn.strong_count() > 0);
+        connections.list.retain(|conn| conn.strong_count() > 0);
+        connections.kept = connections.list.len();
         connections
+            .list
             .iter()
             .filter_map(std::sync::Weak::upgrade)
             .collect()

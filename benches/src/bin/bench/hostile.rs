@@ -7,8 +7,9 @@
 //! - out of file descriptors (`RLIMIT_NOFILE` 48, 60 connections): CPU
 //!   seconds burned in 3 s, and whether a request is served once the
 //!   connections close;
-//! - steady state: requests per second under `wrk` (2 threads, 64
-//!   connections), with the header-read and keep-alive timers on.
+//! - steady state: requests per second under `wrk` (64 connections; the
+//!   server pinned to one core, wrk to the other), and the server's CPU
+//!   time per request, with the header-read and keep-alive timers on.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -47,11 +48,7 @@ pub(super) fn run(dir: &Path, baseline: Option<&Path>, race_runs: usize) {
     let quick = race_runs < 10;
     race(&servers, race_runs);
     descriptors(&servers, if quick { 1 } else { 3 });
-    throughput(
-        &servers,
-        if quick { 1 } else { 9 },
-        if quick { 2 } else { 4 },
-    );
+    throughput(&servers, if quick { 1 } else { 30 }, 2);
 }
 
 /// Sends SIGTERM to `pid` (a child of ours, not reaped) and reaps it;
@@ -221,17 +218,37 @@ fn descriptors(servers: &[Server], rounds: usize) {
     println!();
 }
 
+/// Pins the calling process to one core (between fork and exec).
+fn pin_to(core: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and
+    // sched_setaffinity get valid pointers to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
 /// What `wrk` measured: requests per second, and requests in all.
-fn wrk(addr: &str, seconds: u64) -> Option<(f64, f64)> {
-    let output = Command::new("wrk")
-        .args([
-            "-t2",
-            "-c64",
-            &format!("-d{seconds}s"),
-            &format!("http://{addr}/"),
-        ])
-        .output()
-        .ok()?;
+fn wrk(addr: &str, seconds: u64, pinned: bool) -> Option<(f64, f64)> {
+    let mut command = Command::new("wrk");
+    command.args([
+        if pinned { "-t1" } else { "-t2" },
+        "-c64",
+        &format!("-d{seconds}s"),
+        &format!("http://{addr}/"),
+    ]);
+    if pinned {
+        // SAFETY: as for the server.
+        unsafe {
+            command.pre_exec(|| pin_to(1));
+        }
+    }
+    let output = command.output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     let rate = text
         .lines()
@@ -248,15 +265,31 @@ fn wrk(addr: &str, seconds: u64) -> Option<(f64, f64)> {
 
 fn throughput(servers: &[Server], rounds: usize, seconds: u64) {
     println!(
-        "## S7c: steady state: `wrk -t2 -c64 -d{seconds}s` on `GET /` ({rounds} rounds, servers alternating): requests/s, and the server's CPU time per request\n"
+        "## S7c: steady state: `wrk -c64 -d{seconds}s` on `GET /` ({rounds} rounds, servers alternating): requests/s, and the server's CPU time per request\n"
     );
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
     let mut costs: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    // The server on core 0 with one worker thread, wrk on core 1: two
+    // programs that share both cores make the figures swing by a fifth
+    // from round to round.
+    let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if pinned {
+        println!("(the server pinned to core 0 with one worker thread, wrk to core 1)\n");
+    }
     for _ in 0..rounds {
         for (index, server) in servers.iter().enumerate() {
-            let started = super::start(&server.path, &[]);
+            let mut command = Command::new(&server.path);
+            if pinned {
+                command.env("TOKIO_WORKER_THREADS", "1");
+                // SAFETY: sched_setaffinity is async-signal-safe; nothing
+                // else runs between fork and exec.
+                unsafe {
+                    command.pre_exec(|| pin_to(0));
+                }
+            }
+            let started = super::start_command(&server.path, &mut command);
             let before = cpu_seconds(started.pid);
-            let measured = wrk(&started.said, seconds);
+            let measured = wrk(&started.said, seconds, pinned);
             let cpu = cpu_seconds(started.pid) - before;
             stop(started.child, started.pid);
             match measured {

@@ -717,11 +717,14 @@ where
 pub(super) const NOTHING: u8 = 0;
 /// Idle too long: close, unless a request is waiting in the socket.
 pub(super) const CLOSE_IF_IDLE: u8 = 1;
+/// A head too slow to arrive: close, unless its bytes are waiting in the
+/// socket (the server, not the client, was slow: a loaded machine).
+pub(super) const CLOSE_SLOW_HEAD: u8 = 2;
 /// Shut down gracefully (HTTP/1: after the answer in flight; HTTP/2:
 /// GOAWAY).
-pub(super) const SHUT_DOWN: u8 = 2;
+pub(super) const SHUT_DOWN: u8 = 3;
 /// Close now.
-pub(super) const CLOSE: u8 = 3;
+pub(super) const CLOSE: u8 = 4;
 
 impl Conn {
     /// Asks the connection's task to carry out `command`.
@@ -793,6 +796,19 @@ pub(super) async fn serve<S, B>(
         };
         match command {
             CLOSE => return,
+            CLOSE_SLOW_HEAD => {
+                // Begun since the sweeper looked, or its bytes are here
+                // (read at the next turn): not slow after all.
+                if conn.state() == State::Serving || conn.has_unread() {
+                    continue;
+                }
+                shared.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    timeout_ms = shared.limits.header_read_timeout.as_millis() as u64,
+                    "closing a connection whose request head did not arrive in time"
+                );
+                return;
+            }
             SHUT_DOWN => {
                 conn.set_shut();
                 connection.as_mut().graceful_shutdown();

@@ -11,7 +11,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::connection::{
-    CLOSE, CLOSE_IF_IDLE, Conn, SHORTEST_WAIT, SHUT_DOWN, Shared, State, nanos, now,
+    CLOSE, CLOSE_IF_IDLE, CLOSE_SLOW_HEAD, Conn, SHORTEST_WAIT, SHUT_DOWN, Shared, State, nanos,
+    now,
 };
 
 /// Wakes the sweeper before its deadline: the drain began, the drain
@@ -188,18 +189,16 @@ fn visit(conn: &Conn, shared: &Shared, now: u64, draining: bool) -> Option<u64> 
         return Some(at);
     }
     if head {
-        stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
         if h2 {
             // An HTTP/2 connection that opened no stream in time.
+            stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
             conn.set_shut();
             conn.command(SHUT_DOWN);
             return Some(after(now, limits.drain_head_grace));
         }
-        tracing::debug!(
-            timeout_ms = limits.header_read_timeout.as_millis() as u64,
-            "closing a connection whose request head did not arrive in time"
-        );
-        conn.command(CLOSE);
+        // The connection's task closes it, unless the head's bytes wait
+        // in its socket.
+        conn.command(CLOSE_SLOW_HEAD);
     } else {
         // The connection's task closes it, unless a request waits in its
         // socket (it owns the socket, so it looks).

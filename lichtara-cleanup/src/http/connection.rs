@@ -216,6 +216,13 @@ pub(super) struct Conn {
     /// When the task was told to shut the connection down (0: not yet;
     /// else the instant plus one).
     shut_at: AtomicU64,
+    /// The head deadline past which the task kept the connection once,
+    /// because the head's bytes were waiting unread.
+    skipped: AtomicU64,
+    /// When an HTTP/2 peer last sent anything: one that reads a long
+    /// answer sends window updates; one that never answers a GOAWAY
+    /// sends nothing.
+    last_read: AtomicU64,
 }
 
 impl Conn {
@@ -240,6 +247,8 @@ impl Conn {
             command: AtomicU8::new(NOTHING),
             waker: futures_util::task::AtomicWaker::new(),
             shut_at: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            last_read: AtomicU64::new(now),
         }
     }
 
@@ -247,6 +256,11 @@ impl Conn {
         let _ = self
             .shut_at
             .compare_exchange(0, now() + 1, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// When an HTTP/2 peer last sent anything.
+    pub(super) fn last_read(&self) -> u64 {
+        self.last_read.load(Ordering::Acquire)
     }
 
     /// When the connection was told to shut down, if it was.
@@ -268,7 +282,10 @@ impl Conn {
             return;
         }
         match self.protocol.load(Ordering::Relaxed) {
-            HTTP2 => return,
+            HTTP2 => {
+                self.last_read.store(now(), Ordering::Release);
+                return;
+            }
             UNDECIDED => {
                 let matched = self.preface.load(Ordering::Relaxed);
                 let rest = &HTTP2_PREFACE[matched..];
@@ -353,19 +370,63 @@ impl Conn {
                 since: idle_since,
                 first,
             },
-            // A connection's first head is timed from its accept.
-            _ if first => State::Reading { since: idle_since },
-            since => State::Reading { since: since - 1 },
+            since => State::Reading {
+                since: since - 1,
+                // A connection's first head is timed from its accept.
+                accepted: first.then_some(idle_since),
+            },
         }
     }
+}
+
+/// What a deadline is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// A head must have arrived (a connection that opened no HTTP/2
+    /// stream, for HTTP/2).
+    Head,
+    /// An idle connection closes.
+    Idle,
+}
+
+/// The deadline of a connection in `state`, and what it is for: the one
+/// rule the sweeper judges by, and the connection's task checks again
+/// before it acts (the state may have moved on in between).
+pub(super) fn deadline(state: State, limits: &Limits, draining: bool) -> Option<(u64, Timer)> {
+    let after = |since: u64, timeout: Duration| since.saturating_add(nanos(timeout));
+    Some(match state {
+        State::Serving => return None,
+        State::Reading { since, accepted } => {
+            let normal = after(accepted.unwrap_or(since), limits.header_read_timeout);
+            if draining {
+                // A head that began arriving gets a moment to complete (a
+                // retransmission), not the whole header-read timeout.
+                (
+                    normal.min(after(since, limits.drain_head_grace)),
+                    Timer::Head,
+                )
+            } else {
+                (normal, Timer::Head)
+            }
+        }
+        State::Idle { since, .. } if draining => (after(since, limits.drain_grace), Timer::Idle),
+        State::Idle { since, first: true } => {
+            (after(since, limits.header_read_timeout), Timer::Head)
+        }
+        State::Idle {
+            since,
+            first: false,
+        } => (after(since, limits.keep_alive_timeout), Timer::Idle),
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum State {
     /// A request is being served.
     Serving,
-    /// The head being read is timed from `since` (see [`now`]).
-    Reading { since: u64 },
+    /// A head's first bytes came at `since` (see [`now`]); `accepted`: when
+    /// the connection was, for its first head.
+    Reading { since: u64, accepted: Option<u64> },
     /// Nothing to do since `since`; `first`: no request yet.
     Idle { since: u64, first: bool },
 }
@@ -797,9 +858,17 @@ pub(super) async fn serve<S, B>(
         match command {
             CLOSE => return,
             CLOSE_SLOW_HEAD => {
-                // Begun since the sweeper looked, or its bytes are here
-                // (read at the next turn): not slow after all.
-                if conn.state() == State::Serving || conn.has_unread() {
+                // Judged again on the state now: the head may have come
+                // since the sweeper looked.
+                let due = deadline(conn.state(), &shared.limits, shared.is_draining());
+                let Some((at, Timer::Head)) = due.filter(|(at, _)| *at <= now()) else {
+                    continue;
+                };
+                // Its bytes are here, unread: the server was slow, not the
+                // client (a loaded machine). Once per deadline: a client
+                // that fills the socket and never reads cannot hold the
+                // connection forever.
+                if conn.has_unread() && conn.skipped.swap(at, Ordering::AcqRel) != at {
                     continue;
                 }
                 shared.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -813,16 +882,22 @@ pub(super) async fn serve<S, B>(
                 conn.set_shut();
                 connection.as_mut().graceful_shutdown();
             }
-            // A request began since the sweeper looked: not idle after all.
-            _ if !matches!(conn.state(), State::Idle { .. }) => {}
-            _ if !conn.is_h2() && conn.has_unread() => {
-                // A request arrived that the connection has not read yet:
-                // it is read at the next turn, under the head timer.
-                if conn.pending_since.load(Ordering::Acquire) == 0 {
-                    conn.pending_since.store(now() + 1, Ordering::Release);
-                }
-            }
             _ => {
+                // Judged again on the state now: a request may have begun
+                // and ended since the sweeper looked.
+                let due = deadline(conn.state(), &shared.limits, shared.is_draining());
+                if !due.is_some_and(|(at, timer)| timer == Timer::Idle && at <= now()) {
+                    continue;
+                }
+                if !conn.is_h2() && conn.has_unread() {
+                    // A request arrived that the connection has not read
+                    // yet: it is read at the next turn, under the head
+                    // timer.
+                    if conn.pending_since.load(Ordering::Acquire) == 0 {
+                        conn.pending_since.store(now() + 1, Ordering::Release);
+                    }
+                    continue;
+                }
                 let stats = &shared.stats;
                 if shared.is_draining() {
                     stats.closed_idle.fetch_add(1, Ordering::Relaxed);

@@ -11,8 +11,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::connection::{
-    CLOSE, CLOSE_IF_IDLE, CLOSE_SLOW_HEAD, Conn, SHORTEST_WAIT, SHUT_DOWN, Shared, State, nanos,
-    now,
+    CLOSE, CLOSE_IF_IDLE, CLOSE_SLOW_HEAD, Conn, SHORTEST_WAIT, SHUT_DOWN, Shared, State, Timer,
+    deadline, nanos, now,
 };
 
 /// Wakes the sweeper before its deadline: the drain began, the drain
@@ -135,12 +135,14 @@ fn visit(conn: &Conn, shared: &Shared, now: u64, draining: bool) -> Option<u64> 
     let after = |since: u64, timeout: Duration| since.saturating_add(nanos(timeout));
     let h2 = conn.is_h2();
     let state = conn.state();
-    let (at, head) = match (conn.shut(), state) {
-        // An HTTP/2 peer told GOAWAY has a moment to answer it once its
-        // streams are done; an HTTP/1 connection closes by itself.
-        (Some(_), State::Serving) => return None,
-        (Some(at), _) if h2 => {
-            let until = after(at, limits.drain_head_grace);
+    match conn.shut() {
+        // An HTTP/2 peer told GOAWAY that sends nothing for a moment once
+        // its streams are done (no ping answer, no window update for an
+        // answer still being sent) is dropped; an HTTP/1 connection closes
+        // by itself.
+        Some(_) if state == State::Serving => return None,
+        Some(at) if h2 => {
+            let until = after(at.max(conn.last_read()), limits.drain_head_grace);
             if until <= now {
                 tracing::debug!(
                     "dropping an HTTP/2 connection whose peer did not answer the GOAWAY"
@@ -150,8 +152,8 @@ fn visit(conn: &Conn, shared: &Shared, now: u64, draining: bool) -> Option<u64> 
             }
             return Some(until);
         }
-        (Some(_), _) => return None,
-        (None, _) if draining && h2 => {
+        Some(_) => return None,
+        None if draining && h2 => {
             // HTTP/2: GOAWAY; the streams it has received finish.
             if state != State::Serving {
                 stats.closed_idle.fetch_add(1, Ordering::Relaxed);
@@ -160,49 +162,31 @@ fn visit(conn: &Conn, shared: &Shared, now: u64, draining: bool) -> Option<u64> 
             conn.command(SHUT_DOWN);
             return Some(after(now, limits.drain_head_grace));
         }
-        // HTTP/1 in flight: an answer given while draining says
-        // `Connection: close`, and hyper closes the connection after it;
-        // one begun before (a long body) idles after it, and then closes
-        // as idle connections do. (Told to shut down from here, the
-        // connection could be idle by the time its task hears it, its
-        // client's next request on the way.)
-        (None, State::Serving) => return None,
-        // Draining, a head that began arriving gets a moment to complete
-        // (a retransmission), not the whole header-read timeout.
-        (None, State::Reading { since }) if draining => {
-            (after(since, limits.drain_head_grace), true)
-        }
-        (None, State::Reading { since }) => (after(since, limits.header_read_timeout), true),
-        (None, State::Idle { since, .. }) if draining => (after(since, limits.drain_grace), false),
-        (None, State::Idle { since, first: true }) => {
-            (after(since, limits.header_read_timeout), true)
-        }
-        (
-            None,
-            State::Idle {
-                since,
-                first: false,
-            },
-        ) => (after(since, limits.keep_alive_timeout), false),
-    };
+        None => {}
+    }
+    // HTTP/1 in flight has no deadline: an answer given while draining
+    // says `Connection: close`, and hyper closes the connection after it;
+    // one begun before (a long body) idles after it, and then closes as
+    // idle connections do. (Told to shut down from here, the connection
+    // could be idle by the time its task hears it, its client's next
+    // request on the way.)
+    let (at, timer) = deadline(state, &limits, draining)?;
     if at > now {
         return Some(at);
     }
-    if head {
-        if h2 {
+    match timer {
+        Timer::Head if h2 => {
             // An HTTP/2 connection that opened no stream in time.
             stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
             conn.set_shut();
             conn.command(SHUT_DOWN);
             return Some(after(now, limits.drain_head_grace));
         }
-        // The connection's task closes it, unless the head's bytes wait
-        // in its socket.
-        conn.command(CLOSE_SLOW_HEAD);
-    } else {
-        // The connection's task closes it, unless a request waits in its
-        // socket (it owns the socket, so it looks).
-        conn.command(CLOSE_IF_IDLE);
+        // The connection's task judges again on the state it finds, and
+        // closes: unless the head's bytes wait in its socket, or a request
+        // waits in it (it owns the socket, so it looks).
+        Timer::Head => conn.command(CLOSE_SLOW_HEAD),
+        Timer::Idle => conn.command(CLOSE_IF_IDLE),
     }
     None
 }

@@ -827,6 +827,9 @@ pub(super) async fn serve<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    // Declared first, dropped last: once the connection's state is gone,
+    // a server that accepts no more may have no connection left.
+    let _ended = WakeSweeperAtEnd(Arc::clone(&shared));
     let _counted = Counted::http(&shared.drains);
     let _ = stream.set_nodelay(true);
     let conn = Arc::new(Conn::new(Arc::clone(&shared), &stream));
@@ -925,5 +928,18 @@ impl Drop for Accounted {
             .stats
             .received
             .fetch_add(served, Ordering::Relaxed);
+    }
+}
+
+/// Wakes the sweeper as a connection ends, when its server accepts no
+/// more: perhaps it was the last one, and the sweeper ends with it, not at
+/// its next look.
+struct WakeSweeperAtEnd(Arc<Shared>);
+
+impl Drop for WakeSweeperAtEnd {
+    fn drop(&mut self) {
+        if self.0.is_accepting_done() {
+            self.0.sweeper.wake();
+        }
     }
 }

@@ -5,10 +5,10 @@
 //! Three pieces share a [`Conn`]: the socket wrapper ([`Watched`]) notes
 //! the bytes of a request arriving while the connection is idle; the
 //! service wrapper ([`Tracked`]) notes each request from its call to the
-//! end of its response body; and the connection's task ([`serve`]) reads
-//! both to choose its next deadline. Nothing wakes the task when they
-//! change: it sleeps until the earliest deadline any next state could
-//! have, and looks again.
+//! end of its response body; and the server's sweeper thread
+//! (`sweeper.rs`) reads both against [`deadline`] and sends the
+//! connection's task ([`serve`]) a command, which the task judges again on
+//! the state it finds before it acts.
 
 use std::io;
 use std::pin::Pin;
@@ -40,8 +40,8 @@ pub(super) const DRAIN_GRACE: Duration = Duration::from_millis(250);
 /// GOAWAY's ping before its connection is dropped.
 pub(super) const DRAIN_HEAD_GRACE: Duration = Duration::from_secs(1);
 
-/// The shortest sleep of a connection's task: a timer of zero cannot make
-/// it spin.
+/// The shortest sleep of the sweeper: a timer of zero cannot make it
+/// spin.
 pub(super) const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 
 /// The timers of a server's connections.

@@ -908,3 +908,84 @@ fn an_http2_peer_that_never_answers_the_goaway_does_not_hold_the_drain_up() {
         "{ended}"
     );
 }
+
+/// Starts the reference server as systemd's socket activation would: the
+/// test's own listener at descriptor 3, `LISTEN_FDS=1`, `LISTEN_FDNAMES`,
+/// and `LISTEN_PID` the server's own PID (a shell sets it to `$$`, then
+/// execs the server in the same process). `pid` overrides `LISTEN_PID`.
+fn start_activated(listener: &std::net::TcpListener, pid: Option<u32>) -> Proc {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let addr = listener.local_addr().unwrap().to_string();
+    let script = match pid {
+        None => "export LISTEN_PID=$$; exec \"$0\" \"$@\"".to_owned(),
+        Some(pid) => format!("export LISTEN_PID={pid}; exec \"$0\" \"$@\""),
+    };
+    let mut command = Proc::command(
+        "/bin/sh",
+        &[
+            "-c",
+            &script,
+            SERVER,
+            "--addr",
+            &addr,
+            "--drain-timeout",
+            "25s",
+        ],
+        &[("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "http")],
+    );
+    let fd = listener.as_raw_fd();
+    // SAFETY: dup2(2) only, between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if nix::libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Proc::spawn(command)
+}
+
+#[test]
+fn under_socket_activation_the_server_serves_on_the_inherited_listener_and_leaves_it_open() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut server = start_activated(&listener, None);
+    let line = server.wait_for_prefix("listening on http://");
+    assert_eq!(line.trim_start_matches("listening on http://"), addr);
+    server.wait_for_log("using the inherited listener");
+    let mut stream = connect(&addr);
+    send_get(&mut stream, "/");
+    let (code, _, _) = read_response(&mut stream);
+    assert_eq!(code, 200);
+    drop(stream);
+    server.signal(Signal::SIGTERM);
+    let ended = server.wait();
+    assert_eq!(ended.code(), Some(0), "{}", ended.stderr);
+    // The server closed its descriptor, not the socket: it still listens
+    // here, for the next generation (a connect completes in the backlog).
+    let waiting = TcpStream::connect(&addr).expect("the shared socket still listens");
+    let (accepted, _) = listener.accept().unwrap();
+    assert_eq!(accepted.peer_addr().unwrap(), waiting.local_addr().unwrap());
+}
+
+#[test]
+fn sockets_meant_for_another_process_are_not_taken() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // LISTEN_PID names this test, not the server: the server must not
+    // take descriptor 3, so its own bind finds the port held and fails.
+    let mut server = start_activated(&listener, Some(std::process::id()));
+    let ended = server.wait();
+    assert_ne!(ended.code(), Some(0), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("meant for another process"),
+        "{}",
+        ended.stderr
+    );
+    assert!(
+        ended.stderr.contains("Address already in use") || ended.stderr.contains("in use"),
+        "{}",
+        ended.stderr
+    );
+}

@@ -100,6 +100,8 @@ mod unwind;
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(all(unix, feature = "listen"))]
+pub mod listen;
 #[cfg(all(target_os = "linux", feature = "process"))]
 mod proc_stat;
 #[cfg(all(unix, feature = "process"))]

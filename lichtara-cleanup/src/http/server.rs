@@ -65,13 +65,51 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds a listener.
+    /// A listener for `addr`: on Unix, the one this process inherited for
+    /// that address by socket activation (see [`listen`](crate::listen):
+    /// `lichtara start --listen`, a systemd `.socket` unit), else a new one
+    /// bound here. A service written with `bind` can so be reloaded by
+    /// `lichtara reload` without a change.
     ///
     /// # Errors
     ///
     /// When the address cannot be bound.
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        Ok(Self::from_listener(TcpListener::bind(addr).await?))
+        #[cfg(unix)]
+        let listener = crate::listen::tcp(addr).await?;
+        #[cfg(not(unix))]
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::from_listener(listener))
+    }
+
+    /// Serves on the listener this process inherited under `name`
+    /// (`LISTEN_FDNAMES`; `--listen http=127.0.0.1:8000` names it `http`).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when no listener of that name was inherited (or it was
+    /// taken already), `InvalidInput` when it is not a TCP listener.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // Started without socket activation: nothing to inherit.
+    /// let err = lichtara::http::Server::inherit("http").unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn inherit(name: &str) -> io::Result<Self> {
+        match crate::listen::take_tcp(name)? {
+            Some(listener) => Ok(Self::from_listener(TcpListener::from_std(listener)?)),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no listener named `{name}` was inherited{}",
+                    crate::listen::problem().map_or_else(String::new, |why| format!(" ({why})"))
+                ),
+            )),
+        }
     }
 
     /// Serves on a listener bound elsewhere.

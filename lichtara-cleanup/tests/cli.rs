@@ -202,15 +202,21 @@ impl Drop for Project {
                 std::fs::read_to_string(&events).map_or(true, |e| e.contains("populated 0"))
             });
             reap_our_zombies();
-            for leaf in self.leaves() {
-                let _ = std::fs::remove_dir(&leaf);
-                let _ = std::fs::remove_dir(leaf.parent().unwrap());
-            }
-            let _ = std::fs::remove_dir(base);
+            remove_cgroups(base);
         }
         reap_our_zombies();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Removes the empty cgroup `dir` and every cgroup below it, deepest first.
+fn remove_cgroups(dir: &Path) {
+    for below in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if below.file_type().is_ok_and(|kind| kind.is_dir()) {
+            remove_cgroups(&below.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The first cgroup2 mount in this process's mountinfo (never a
@@ -1334,13 +1340,19 @@ fn assert_contained(status: &Output, pid: i32) {
     );
 }
 
-/// The PIDs in a cgroup leaf.
+/// The PIDs in a cgroup and in the cgroups below it.
 fn leaf_members(leaf: &Path) -> Vec<i32> {
-    std::fs::read_to_string(leaf.join("cgroup.procs"))
+    let mut members: Vec<i32> = std::fs::read_to_string(leaf.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
         .filter_map(|line| line.trim().parse().ok())
-        .collect()
+        .collect();
+    for below in std::fs::read_dir(leaf).into_iter().flatten().flatten() {
+        if below.file_type().is_ok_and(|kind| kind.is_dir()) {
+            members.extend(leaf_members(&below.path()));
+        }
+    }
+    members
 }
 
 #[test]
@@ -1361,6 +1373,7 @@ fn a_daemon_that_calls_setsid_and_clears_its_environment_cannot_escape() {
     let leader = pid_of(&started);
     let leaves = project.leaves();
     assert_eq!(leaves.len(), 1, "{leaves:?}");
+    // The service's cgroup; each generation of it runs in one below.
     let leaf = leaves[0].clone();
     let mut members = Vec::new();
     wait_until("the escapee in the service's cgroup", || {
@@ -1610,7 +1623,8 @@ fn a_cgroup_the_service_makes_below_its_own_is_contained_too_whatever_the_base_i
         let leader = pid_of(&started);
         let leaves = project.leaves();
         assert_eq!(leaves.len(), 1, "{leaves:?}");
-        let sub = leaves[0].join("sub");
+        // The service runs in its first generation's cgroup, below its own.
+        let sub = leaves[0].join("g1").join("sub");
         let mut escapee = 0;
         wait_until("the escapee in the service's sub-cgroup", || {
             escapee = leaf_members(&sub)

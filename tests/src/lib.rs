@@ -6,6 +6,8 @@ use std::io::Write;
 
 pub mod harness;
 pub mod load;
+#[cfg(target_os = "linux")]
+pub mod managed;
 
 /// Prints one event line on stdout, where the test reads it.
 pub fn event(what: &str) {

@@ -36,8 +36,14 @@ pub(crate) enum Command {
     /// PID file, 3 not running, 4 unknown (an error, or a PID file whose
     /// process is not provably the project's).
     Status(StatusArgs),
-    /// Stop, then start again.
+    /// Stop, then start again. With declared listeners the supervisor
+    /// stays and holds them: connections wait in the backlog meanwhile.
     Restart(RestartArgs),
+    /// Replace the service by a new generation with no connection refused:
+    /// started beside the old one on the held listeners, the old one
+    /// stopped once the new one is ready; if it is not, the old one keeps
+    /// serving.
+    Reload(ReloadArgs),
     /// Print the end of the service's log.
     Logs(LogsArgs),
     /// Find processes of this project that outlived their service, and
@@ -51,14 +57,42 @@ pub(crate) enum Command {
     Supervise(SuperviseArgs),
 }
 
+/// How a service is started: its listeners and its readiness, shared by
+/// `start`, `restart` and `run`.
+#[derive(Debug, Args, Default)]
+pub(crate) struct ServeArgs {
+    /// A listener the supervisor binds and holds for the service, passed
+    /// by socket activation (LISTEN_FDS): NAME=IP:PORT or NAME=unix:PATH;
+    /// repeatable, and replaces `listen` in Lichtara.toml.
+    #[arg(long = "listen", value_name = "NAME=ADDR")]
+    pub(crate) listen: Vec<String>,
+    /// When the service counts as started: none (its start grace passed),
+    /// notify (it sent READY=1 on NOTIFY_SOCKET) or port=ADDR (ADDR
+    /// accepts a connection). Default: `ready` in Lichtara.toml, else none.
+    #[arg(long, value_name = "HOW")]
+    pub(crate) ready: Option<String>,
+    /// How long to wait for readiness (default: `ready_timeout`, else 30s).
+    #[arg(long, value_parser = duration_arg)]
+    pub(crate) ready_timeout: Option<Duration>,
+}
+
 /// The arguments of `start`.
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
     #[command(flatten)]
     pub(crate) name: NameArg,
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
     /// The command (default: `command` in Lichtara.toml).
     #[arg(last = true)]
     pub(crate) command: Vec<String>,
+}
+
+/// The arguments of `reload`.
+#[derive(Debug, Args)]
+pub(crate) struct ReloadArgs {
+    #[command(flatten)]
+    pub(crate) name: NameArg,
 }
 
 /// The arguments of `stop`.
@@ -89,6 +123,8 @@ pub(crate) struct RestartArgs {
     /// How long to wait after SIGTERM.
     #[arg(long, value_parser = duration_arg)]
     pub(crate) timeout: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
     /// The command (default: Lichtara.toml's, else the one recorded).
     #[arg(last = true)]
     pub(crate) command: Vec<String>,
@@ -145,6 +181,13 @@ pub(crate) struct SuperviseArgs {
     /// The name's lock, taken by `start`.
     #[arg(long)]
     pub(crate) lock_fd: i32,
+    /// NAME=ADDR, checked by `start`.
+    #[arg(long = "listen")]
+    pub(crate) listen: Vec<String>,
+    #[arg(long, default_value = "none")]
+    pub(crate) ready: String,
+    #[arg(long, value_parser = duration_arg)]
+    pub(crate) ready_timeout: Duration,
     #[arg(last = true, required = true)]
     pub(crate) command: Vec<String>,
 }

@@ -11,7 +11,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::project::Project;
-use crate::protocol::{Reply, Request, StatusReply, StopReply, socket_name, supervises};
+use crate::protocol::{
+    ReloadReply, Reply, Request, StatusReply, StopReply, socket_name, supervises,
+};
 use crate::record::Record;
 use crate::state::StateDir;
 use crate::{procfs, terminate};
@@ -166,6 +168,37 @@ impl Connection {
                 }
                 Ok(stopped)
             }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks for a reload (or, with `restart`, a restart with the old
+    /// generation given `restart`'s timeout) and waits for its outcome:
+    /// the new generation's readiness and the old one's end, bounded by
+    /// the supervisor's own timeouts (from a status asked first) and a
+    /// margin.
+    pub(crate) fn reload(
+        self,
+        state: &StateDir,
+        name: &str,
+        record: &Record,
+        restart: Option<Duration>,
+    ) -> Result<ReloadReply, String> {
+        let status = self.status()?;
+        let wait = Duration::from_millis(status.ready_timeout_ms)
+            + restart.unwrap_or(Duration::from_millis(status.stop_timeout_ms))
+            + terminate::KILL_WAIT * 3
+            + STATUS_TIMEOUT * 2;
+        let again = Self::open(state, name, record)?;
+        let request = match restart {
+            Some(timeout) => Request::Restart {
+                timeout_ms: timeout.as_millis() as u64,
+            },
+            None => Request::Reload,
+        };
+        match again.ask(&request, wait)? {
+            Reply::Reloaded(reloaded) => Ok(reloaded),
+            Reply::Error(message) => Err(message),
             other => Err(unexpected(&other)),
         }
     }

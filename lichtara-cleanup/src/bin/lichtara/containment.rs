@@ -155,6 +155,23 @@ impl Leaf {
         Ok(leaf)
     }
 
+    /// The cgroup of generation `number` below this service's (made now):
+    /// `g<number>`. The service's own cgroup then holds no process itself,
+    /// and ending one generation (its cgroup) cannot touch another.
+    pub(crate) fn generation(&self, number: u32) -> io::Result<Self> {
+        let leaf = Self {
+            path: self.path.join(format!("g{number}")),
+        };
+        if leaf.populated() {
+            return Err(io::Error::other(format!(
+                "{} still holds processes",
+                leaf.path.display()
+            )));
+        }
+        // With the service's own, if the last generation's end removed it.
+        leaf.create()
+    }
+
     /// Whether the leaf exists and is this user's (a look, not a proof of
     /// more: only this user, or root, can have made it).
     pub(crate) fn exists(&self) -> bool {

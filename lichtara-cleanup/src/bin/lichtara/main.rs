@@ -35,6 +35,8 @@ mod commands;
 #[cfg(target_os = "linux")]
 mod containment;
 #[cfg(target_os = "linux")]
+mod listeners;
+#[cfg(target_os = "linux")]
 mod ownership;
 #[cfg(target_os = "linux")]
 mod pidfile;
@@ -124,9 +126,12 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     let project = project::Project::open(cli.dir.as_deref())?;
     match cli.command {
-        Command::Start(args) => {
-            commands::start::run(&project, args.name.name.as_deref(), &args.command)
-        }
+        Command::Start(args) => commands::start::run(
+            &project,
+            args.name.name.as_deref(),
+            &args.serve,
+            &args.command,
+        ),
         Command::Stop(args) => {
             commands::stop::run(&project, args.name.name.as_deref(), args.timeout)
         }
@@ -137,6 +142,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             &project,
             args.name.name.as_deref(),
             args.timeout,
+            &args.serve,
             &args.command,
         ),
         Command::Logs(args) => {
@@ -157,7 +163,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             args.report_fd,
             args.lock_fd,
             &args.command,
+            &supervisor::Options {
+                listen: &args.listen,
+                ready: &args.ready,
+                ready_timeout: args.ready_timeout,
+            },
         )),
+        Command::Reload(args) => commands::reload::run(&project, args.name.name.as_deref()),
     }
 }
 

@@ -200,7 +200,7 @@ pub(crate) fn current_uid() -> u32 {
 }
 
 /// `name (uid N)` from /etc/passwd, else `uid N`.
-fn user_name(uid: u32) -> String {
+pub(crate) fn user_name(uid: u32) -> String {
     let name = std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|passwd| {

@@ -50,7 +50,68 @@ pub(crate) struct Settings {
     /// Extra environment for the command.
     #[serde(default)]
     pub(crate) env: BTreeMap<String, String>,
+    /// Listeners the supervisor binds and holds, passed to the service by
+    /// socket activation: `{ http = "127.0.0.1:8000" }`.
+    #[serde(default)]
+    pub(crate) listen: BTreeMap<String, String>,
+    /// When the service counts as started: `"none"` (its start grace
+    /// passed), `"notify"` (it sent `READY=1`), or `{ port = "ADDR" }`.
+    pub(crate) ready: Option<ReadySetting>,
+    /// How long a start or a reload waits for readiness: `"30s"`.
+    pub(crate) ready_timeout: Option<String>,
 }
+
+/// `ready` as written in `Lichtara.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ReadySetting {
+    Word(String),
+    Port { port: String },
+}
+
+/// When a started service counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// Once its start grace has passed, alive.
+    None,
+    /// Once a process of it sent `READY=1` on its `NOTIFY_SOCKET`.
+    Notify,
+    /// Once this address accepts a connection.
+    Port(std::net::SocketAddr),
+}
+
+impl Ready {
+    /// `none`, `notify` or `port=ADDR` (the command line's form).
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "none" => Ok(Self::None),
+            "notify" => Ok(Self::Notify),
+            "port" => Err("`port` needs the address to try: port=127.0.0.1:8000".into()),
+            other => match other.strip_prefix("port=") {
+                Some(addr) => addr
+                    .trim()
+                    .parse()
+                    .map(Self::Port)
+                    .map_err(|_| format!("{addr:?} is not IP:PORT")),
+                None => Err(format!(
+                    "{other:?} is not a readiness: use none, notify or port=ADDR"
+                )),
+            },
+        }
+    }
+
+    /// The command line's form.
+    pub(crate) fn arg(self) -> String {
+        match self {
+            Self::None => "none".into(),
+            Self::Notify => "notify".into(),
+            Self::Port(addr) => format!("port={addr}"),
+        }
+    }
+}
+
+/// How long a start or reload waits for readiness, by default.
+pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One project directory.
 #[derive(Debug)]
@@ -82,6 +143,9 @@ impl Project {
         project.start_grace()?;
         project.stop_signal()?;
         project.log_limits()?;
+        project.listeners(&[])?;
+        project.ready(None)?;
+        project.ready_timeout(None)?;
         Ok(project)
     }
 
@@ -173,6 +237,48 @@ impl Project {
         match &self.settings.start_grace {
             Some(text) => parse_duration("start_grace", text),
             None => Ok(DEFAULT_START_GRACE),
+        }
+    }
+
+    /// The declared listeners: `--listen` arguments when any is given
+    /// (they replace the file's), else `listen` in Lichtara.toml.
+    pub(crate) fn listeners(
+        &self,
+        given: &[String],
+    ) -> Result<Vec<crate::listeners::Declared>, Failure> {
+        use crate::listeners::Declared;
+        if !given.is_empty() {
+            return Declared::parse_all(given);
+        }
+        self.settings
+            .listen
+            .iter()
+            .map(|(name, address)| {
+                Declared::parse(name, address)
+                    .map_err(|why| Failure::new(format!("Lichtara.toml: `listen`: {why}")))
+            })
+            .collect()
+    }
+
+    /// The readiness: `--ready` if given, else `ready` in Lichtara.toml,
+    /// else `none`.
+    pub(crate) fn ready(&self, given: Option<&str>) -> Result<Ready, Failure> {
+        if let Some(given) = given {
+            return Ready::parse(given).map_err(|why| Failure::new(format!("--ready: {why}")));
+        }
+        let text = match &self.settings.ready {
+            None => return Ok(Ready::None),
+            Some(ReadySetting::Word(word)) => word.clone(),
+            Some(ReadySetting::Port { port }) => format!("port={port}"),
+        };
+        Ready::parse(&text).map_err(|why| Failure::new(format!("Lichtara.toml: `ready`: {why}")))
+    }
+
+    pub(crate) fn ready_timeout(&self, given: Option<Duration>) -> Result<Duration, Failure> {
+        match (given, &self.settings.ready_timeout) {
+            (Some(timeout), _) => Ok(timeout),
+            (None, Some(text)) => parse_duration("ready_timeout", text),
+            (None, None) => Ok(DEFAULT_READY_TIMEOUT),
         }
     }
 
@@ -312,5 +418,30 @@ mod tests {
             toml::from_str("command = [\"python3\", \"-m\", \"http.server\"]\nstop_timeout = \"3s\"\n[env]\nPORT = \"8000\"\n").unwrap();
         assert_eq!(settings.command.unwrap().len(), 3);
         assert_eq!(settings.env["PORT"], "8000");
+    }
+
+    #[test]
+    fn readiness_parses_in_both_forms() {
+        let settings: Settings = toml::from_str(
+            "ready = { port = \"127.0.0.1:8000\" }\nlisten = { http = \"127.0.0.1:8001\" }\n",
+        )
+        .unwrap();
+        assert!(matches!(settings.ready, Some(ReadySetting::Port { .. })));
+        assert_eq!(Ready::parse("notify"), Ok(Ready::Notify));
+        assert_eq!(
+            Ready::parse("port=127.0.0.1:8000"),
+            Ok(Ready::Port("127.0.0.1:8000".parse().unwrap()))
+        );
+        assert!(
+            Ready::parse("port")
+                .unwrap_err()
+                .contains("needs the address")
+        );
+        assert!(
+            Ready::parse("sometimes")
+                .unwrap_err()
+                .contains("none, notify")
+        );
+        assert_eq!(Ready::parse(&Ready::Notify.arg()), Ok(Ready::Notify));
     }
 }

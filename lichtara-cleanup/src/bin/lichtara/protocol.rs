@@ -34,6 +34,33 @@ pub(crate) enum Request {
     /// Stop the service (stop signal, up to `timeout_ms`, then SIGKILL) and
     /// answer when nothing of it is left; the supervisor then exits.
     Stop { timeout_ms: u64 },
+    /// Start the next generation beside the running one, wait until it
+    /// is ready, then stop the old one; if it is not ready, end it and
+    /// keep the old one. Answered when it is over either way.
+    Reload,
+    /// Stop the running generation (up to `timeout_ms`), then start the
+    /// next one while the held listeners keep their backlog; answered
+    /// once it is ready or has failed.
+    Restart { timeout_ms: u64 },
+}
+
+/// A supervisor's answer to [`Request::Reload`] and [`Request::Restart`]
+/// that succeeded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReloadReply {
+    /// The generation now serving, and its main process.
+    pub(crate) generation: u32,
+    pub(crate) pid: i32,
+    /// The generation it replaced.
+    pub(crate) old_pid: i32,
+    /// From the request to the new generation's readiness.
+    pub(crate) ready_ms: u64,
+    /// From the request to the old generation's end.
+    pub(crate) old_gone_ms: u64,
+    /// How the old one ended: `exit code 0`.
+    pub(crate) old_ended: String,
+    /// How many of the old one's processes needed SIGKILL.
+    pub(crate) killed: usize,
 }
 
 /// A supervisor's answer to [`Request::Status`].
@@ -41,7 +68,7 @@ pub(crate) enum Request {
 pub(crate) struct StatusReply {
     pub(crate) supervisor: i32,
     pub(crate) pid: i32,
-    /// `starting`, `running` or `stopping`.
+    /// `starting`, `running`, `reloading` or `stopping`.
     pub(crate) phase: String,
     pub(crate) containment: String,
     /// Bytes of output logged since the supervisor started.
@@ -50,6 +77,20 @@ pub(crate) struct StatusReply {
     /// Why the log is not being written, if it is not (a full disk).
     #[serde(default)]
     pub(crate) log_error: Option<String>,
+    /// The generation serving (1 until the first reload).
+    #[serde(default)]
+    pub(crate) generation: u32,
+    /// The held listeners, `NAME=ADDR`.
+    #[serde(default)]
+    pub(crate) listeners: Vec<String>,
+    /// `none`, `notify` or `port=ADDR`.
+    #[serde(default)]
+    pub(crate) ready: String,
+    /// How long a reload waits for readiness, and for the old generation.
+    #[serde(default)]
+    pub(crate) ready_timeout_ms: u64,
+    #[serde(default)]
+    pub(crate) stop_timeout_ms: u64,
 }
 
 /// A supervisor's answer to [`Request::Stop`], once the service has ended.
@@ -71,6 +112,7 @@ pub(crate) struct StopReply {
 pub(crate) enum Reply {
     Status(StatusReply),
     Stopped(StopReply),
+    Reloaded(ReloadReply),
     /// The request was refused or failed.
     Error(String),
 }

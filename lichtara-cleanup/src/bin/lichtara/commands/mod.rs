@@ -2,6 +2,7 @@
 
 pub(crate) mod cleanup;
 pub(crate) mod logs;
+pub(crate) mod reload;
 pub(crate) mod restart;
 pub(crate) mod run;
 pub(crate) mod start;
@@ -80,5 +81,13 @@ pub(crate) fn short_duration(duration: std::time::Duration) -> String {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m {}s", secs / 60, secs % 60),
         _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// A span measured in milliseconds: `42ms`, `1.234s`.
+pub(crate) fn millis(duration: std::time::Duration) -> String {
+    match duration.as_millis() {
+        ms @ 0..1000 => format!("{ms}ms"),
+        ms => format!("{}.{:03}s", ms / 1000, ms % 1000),
     }
 }

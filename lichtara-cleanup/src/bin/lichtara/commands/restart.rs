@@ -1,9 +1,16 @@
-//! `lichtara restart`: stop, then start with the same command.
+//! `lichtara restart`: stop, then start with the same command. When the
+//! service's supervisor holds declared listeners and the command is
+//! unchanged, the supervisor stays and restarts the service itself:
+//! connections that arrive meanwhile wait in the held sockets' backlog
+//! instead of being refused. Otherwise the whole supervision is stopped
+//! and started again, and connections are refused in between — said so.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::Failure;
+use crate::cli::ServeArgs;
+use crate::client::Connection;
 use crate::project::Project;
 use crate::record;
 
@@ -11,21 +18,56 @@ pub(crate) fn run(
     project: &Project,
     name: Option<&str>,
     timeout: Option<Duration>,
+    serve: &ServeArgs,
     command: &[String],
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
     let timeout = project.stop_timeout(timeout)?;
     // The command: given, else Lichtara.toml's, else the one last recorded.
-    let recorded = match project.existing_state_dir()? {
-        Some(state) => record::read(&record::pid_path(&state, &name))?.map(|record| record.command),
+    let state = project.existing_state_dir()?;
+    let recorded = match &state {
+        Some(state) => record::read(&record::pid_path(state, &name))?,
         None => None,
     };
     let command = match project.command(command) {
         Ok(command) => command,
-        Err(failure) => recorded.ok_or(failure)?,
+        Err(failure) => recorded
+            .as_ref()
+            .map(|record| record.command.clone())
+            .ok_or(failure)?,
     };
+    let same_serving =
+        serve.listen.is_empty() && serve.ready.is_none() && serve.ready_timeout.is_none();
+    if let (Some(state), Some(record)) = (&state, &recorded)
+        && record.command == command
+        && same_serving
+        && let Ok(connection) = Connection::open(state, &name, record)
+        && let Ok(status) = connection.status()
+        && !status.listeners.is_empty()
+    {
+        let connection = Connection::open(state, &name, record)
+            .map_err(|why| Failure::new(format!("cannot restart `{name}`: {why}")))?;
+        let restarted = connection
+            .reload(state, &name, record, Some(timeout))
+            .map_err(|why| Failure::new(format!("restart of `{name}` failed: {why}")))?;
+        note!(
+            "restarted `{name}` on its held listeners ({}): the old process (pid {}) ended ({}), the new one (pid {}) was ready {} after the request",
+            status.listeners.join(", "),
+            restarted.old_pid,
+            restarted.old_ended,
+            restarted.pid,
+            super::millis(Duration::from_millis(restarted.ready_ms))
+        );
+        say!("{}", restarted.pid);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if project.listeners(&serve.listen)?.is_empty() {
+        note!(
+            "`{name}` has no declared listeners: it is stopped, then started, and connections are refused in between (declare `listen` in Lichtara.toml, then `lichtara reload` replaces it with none refused)"
+        );
+    }
     super::stop::stop(project, &name, timeout)?;
-    let pid = super::start::start(project, &name, &command)?;
+    let pid = super::start::start(project, &name, serve, &command)?;
     say!("{pid}");
     Ok(ExitCode::SUCCESS)
 }

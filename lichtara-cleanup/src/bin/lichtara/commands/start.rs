@@ -10,6 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::cli::ServeArgs;
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::protocol::{Report, SUPERVISOR_VAR};
@@ -18,18 +19,28 @@ use crate::{Failure, record};
 pub(crate) fn run(
     project: &Project,
     name: Option<&str>,
+    serve: &ServeArgs,
     command: &[String],
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
     let command = project.command(command)?;
-    let pid = start(project, &name, &command)?;
+    let pid = start(project, &name, serve, &command)?;
     say!("{pid}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Starts `command` as service `name` under a supervisor of its own;
-/// returns the service's PID.
-pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result<i32, Failure> {
+/// returns the service's PID once it is ready.
+pub(crate) fn start(
+    project: &Project,
+    name: &str,
+    serve: &ServeArgs,
+    command: &[String],
+) -> Result<i32, Failure> {
+    // Every setting is checked before anything is locked or spawned.
+    let listeners = project.listeners(&serve.listen)?;
+    let ready = project.ready(serve.ready.as_deref())?;
+    let ready_timeout = project.ready_timeout(serve.ready_timeout)?;
     // The name's lock, taken here and held by the supervisor from its
     // first instruction on: no moment of a start holds nothing.
     let state = project.state_dir()?;
@@ -54,6 +65,14 @@ pub(crate) fn start(project: &Project, name: &str, command: &[String]) -> Result
         .arg(report_fd.to_string())
         .arg("--lock-fd")
         .arg(lock_fd.to_string())
+        .arg("--ready")
+        .arg(ready.arg())
+        .arg("--ready-timeout")
+        .arg(format!("{}ms", ready_timeout.as_millis()));
+    for listener in &listeners {
+        supervisor.arg("--listen").arg(listener.pair());
+    }
+    supervisor
         .arg("--")
         .args(command)
         .env(SUPERVISOR_VAR, &marker)

@@ -110,7 +110,7 @@ pub(crate) fn run(
     let supervisor = supervisor(&state_dir, &name, &record);
     let supervisor_text = match &supervisor {
         Supervisor::Live(status) => format!(
-            "pid {} ({}; {} logged, {} rotation(s)){}",
+            "pid {} ({}; {} logged, {} rotation(s)){}\n  generation: {}, ready: {}{}",
             status.supervisor,
             status.phase,
             bytes(status.logged_bytes),
@@ -119,7 +119,17 @@ pub(crate) fn run(
                 .log_error
                 .as_ref()
                 .map(|error| format!("\n  log: NOT WRITTEN: {error}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            status.generation,
+            status.ready,
+            if status.listeners.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\n  listeners (held by the supervisor): {}",
+                    status.listeners.join(", ")
+                )
+            }
         ),
         Supervisor::Missing(why) => {
             format!("missing ({why}): its output is no longer logged")
@@ -174,6 +184,9 @@ pub(crate) fn run(
                     "logged_bytes": status.logged_bytes,
                     "log_rotations": status.log_rotations,
                     "log_error": status.log_error,
+                    "generation": status.generation,
+                    "ready": status.ready,
+                    "listeners": status.listeners,
                 }),
                 Supervisor::Missing(why) | Supervisor::Unreachable(why) => json!({
                     "pid": record.supervisor.map(|s| s.pid),

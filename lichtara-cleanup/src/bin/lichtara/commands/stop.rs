@@ -154,6 +154,7 @@ pub(crate) fn stop(
         claim,
         stop_signal,
         timeout,
+        Reach::Run,
     )
     .map_err(|survivors| {
         Failure::new(format!(
@@ -182,6 +183,17 @@ fn refuse(name: &str, why: &str, pid_path: &crate::state::StateFile) -> Failure 
     ))
 }
 
+/// What an end reaches besides its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The whole run: its cgroup (or process group), and every process
+    /// that carries its marker.
+    Run,
+    /// One generation of it: its cgroup, or its process group, only. The
+    /// marker is the run's, shared by the generation that replaces it.
+    Generation,
+}
+
 /// Ends the run of `record`, starting with `targets` (its main process,
 /// pinned): in its cgroup leaf where it has one, else by proof. Returns how
 /// many needed SIGKILL, or the survivors.
@@ -192,10 +204,11 @@ pub(crate) fn end_run(
     claim: Claim<'_>,
     stop_signal: Signal,
     timeout: Duration,
+    reach: Reach,
 ) -> Result<usize, Vec<i32>> {
     match leaf {
-        Some(leaf) => stop_contained(leaf, targets, record, claim, stop_signal, timeout),
-        None => stop_by_proof(targets, record, claim, stop_signal, timeout),
+        Some(leaf) => stop_contained(leaf, targets, record, claim, stop_signal, timeout, reach),
+        None => stop_by_proof(targets, record, claim, stop_signal, timeout, reach),
     }
 }
 
@@ -211,10 +224,11 @@ fn stop_contained(
     claim: Claim<'_>,
     stop_signal: Signal,
     timeout: Duration,
+    reach: Reach,
 ) -> Result<usize, Vec<i32>> {
     let started = Instant::now();
     let pinned: Vec<i32> = targets.iter().map(|target| target.pid).collect();
-    targets.extend(members(record, claim, &pinned));
+    targets.extend(members(record, claim, &pinned, reach));
     for target in &targets {
         target.signal(stop_signal);
     }
@@ -257,11 +271,12 @@ fn stop_by_proof(
     claim: Claim<'_>,
     stop_signal: Signal,
     timeout: Duration,
+    reach: Reach,
 ) -> Result<usize, Vec<i32>> {
     let mut killed = 0;
     for _ in 0..4 {
         let pinned: Vec<i32> = targets.iter().map(|target| target.pid).collect();
-        targets.extend(members(record, claim, &pinned));
+        targets.extend(members(record, claim, &pinned, reach));
         if targets.is_empty() {
             break;
         }
@@ -272,7 +287,10 @@ fn stop_by_proof(
         killed += outcome.by_kill.len();
     }
     // A run that forked faster than the rounds ended it is not stopped.
-    let left: Vec<i32> = members(record, claim, &[]).iter().map(|p| p.pid).collect();
+    let left: Vec<i32> = members(record, claim, &[], reach)
+        .iter()
+        .map(|p| p.pid)
+        .collect();
     if !left.is_empty() {
         return Err(left);
     }
@@ -281,9 +299,9 @@ fn stop_by_proof(
 
 /// The processes of `record`'s run besides `pinned`, proved: those in its
 /// process group or its cgroup leaf, and those that left the group but
-/// carry its marker. A group member that fails the proof is left alone,
-/// and named.
-fn members(record: &Record, claim: Claim<'_>, pinned: &[i32]) -> Vec<Pinned> {
+/// carry its marker (only with [`Reach::Run`]). A group member that fails
+/// the proof is left alone, and named.
+fn members(record: &Record, claim: Claim<'_>, pinned: &[i32], reach: Reach) -> Vec<Pinned> {
     // One snapshot of /proc serves both searches.
     let all = crate::procfs::all_stats().unwrap_or_default();
     let marked = super::marked(&record.marker, &all);
@@ -294,9 +312,10 @@ fn members(record: &Record, claim: Claim<'_>, pinned: &[i32]) -> Vec<Pinned> {
             continue;
         }
         let in_group = stat.pgrp == record.pgid || in_leaf.contains(&stat.pid);
-        let carries_marker = marked
-            .iter()
-            .any(|process| process.stat.pid == stat.pid && process.marker == record.marker);
+        let carries_marker = reach == Reach::Run
+            && marked
+                .iter()
+                .any(|process| process.stat.pid == stat.pid && process.marker == record.marker);
         if !in_group && !carries_marker {
             continue;
         }

@@ -3,27 +3,61 @@
 //! supervisor's pipe and the name's lock inherited; and ended again if it
 //! cannot be recorded.
 
-use std::os::fd::OwnedFd;
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use nix::sys::signal::SigSet;
 
 use crate::Failure;
-use crate::containment::{self, Containment};
+use crate::containment::{self, Leaf};
+use crate::listeners::{Handoff, Held};
 use crate::project::{MARKER_VAR, Project};
 use crate::protocol::SUPERVISOR_VAR;
 
+/// What a generation of the service is started with.
+pub(super) struct Launch<'a> {
+    pub(super) project: &'a Project,
+    pub(super) command: &'a [String],
+    pub(super) marker: &'a str,
+    /// Its stdout and stderr.
+    pub(super) output: OwnedFd,
+    /// The leaf's `cgroup.procs`, open for writing.
+    pub(super) cgroup_fd: Option<i32>,
+    pub(super) lock_fd: i32,
+    /// The held listeners, passed by socket activation.
+    pub(super) held: &'a [Held],
+    /// The supervisor's `NOTIFY_SOCKET` for the service, if it waits for
+    /// `READY=1`.
+    pub(super) notify: Option<&'a str>,
+}
+
+/// Variables of the protocols a supervisor speaks, never passed on from
+/// the supervisor's own environment (it may run under systemd itself).
+const PROTOCOL_VARS: [&str; 6] = [
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
 /// Spawns the service: its own session, its cgroup leaf entered before
-/// exec, the marker set, output into the pipe, the lock inherited.
-pub(super) fn spawn(
-    project: &Project,
-    command: &[String],
-    marker: &str,
-    output: OwnedFd,
-    cgroup_fd: Option<i32>,
-    lock_fd: i32,
-) -> Result<Child, Failure> {
+/// exec, the marker set, output into the pipe, the lock inherited, and
+/// the held listeners at descriptors 3, 4, … with `LISTEN_PID` its own.
+pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
+    let Launch {
+        project,
+        command,
+        marker,
+        output,
+        cgroup_fd,
+        lock_fd,
+        held,
+        notify,
+    } = launch;
     let output_err = output
         .try_clone()
         .map_err(|err| Failure::new(format!("cannot share the output pipe: {err}")))?;
@@ -37,14 +71,55 @@ pub(super) fn spawn(
         .stdin(Stdio::null())
         .stdout(output)
         .stderr(output_err);
+    for var in PROTOCOL_VARS {
+        child.env_remove(var);
+    }
+    if let Some(notify) = notify {
+        child.env("NOTIFY_SOCKET", notify);
+    }
+    // With listeners the child execs itself (so that it can write its own
+    // PID into `LISTEN_PID`), with this same environment.
+    let handoff = if held.is_empty() {
+        None
+    } else {
+        let env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(key, _)| key != SUPERVISOR_VAR && !PROTOCOL_VARS.iter().any(|var| key == var))
+            .filter(|(key, _)| {
+                key != MARKER_VAR && !project.settings.env.keys().any(|own| key == own.as_str())
+            })
+            .chain(
+                project
+                    .settings
+                    .env
+                    .iter()
+                    .map(|(key, value)| (key.into(), value.into())),
+            )
+            .chain(std::iter::once((MARKER_VAR.into(), marker.into())))
+            .chain(notify.map(|notify| ("NOTIFY_SOCKET".into(), notify.into())))
+            .collect();
+        Some(Handoff::new(&command[0], command, &env, held, lock_fd)?)
+    };
+    // Descriptors 3 … 2+n busy in this process while it forks, so that the
+    // pipe on which the standard library hears of a failed exec is above
+    // them (the moves into 3 … 2+n would close it).
+    let mut fillers = Vec::new();
+    if let Some(handoff) = &handoff {
+        while let Ok(filler) = std::fs::File::open("/dev/null") {
+            if filler.as_raw_fd() >= 3 + handoff.count() as i32 {
+                break;
+            }
+            fillers.push(filler);
+        }
+    }
     // SAFETY: between fork and exec only async-signal-safe system calls
     // run: sigaction(2) and sigprocmask(2), so that the service starts with
     // every signal at its default and none blocked (an ignored signal and
     // the mask are inherited across exec: the supervisor blocks its stop
     // signals, and whoever ran `start` may have ignored some); setsid(2); write(2) of
     // "0" to the leaf's cgroup.procs, so that the service and everything
-    // it ever forks live in its cgroup; and fcntl(2) to let the service
-    // inherit the lock so that it holds it for as long as it lives.
+    // it ever forks live in its cgroup; fcntl(2) to let the service
+    // inherit the lock so that it holds it for as long as it lives; and,
+    // with listeners, `Handoff::apply` (fcntl, dup2, getpid, execvpe).
     unsafe {
         child.pre_exec(move || {
             // The kernel's own call, so that the C library's few reserved
@@ -71,6 +146,9 @@ pub(super) fn spawn(
             if let Some(procs) = cgroup_fd {
                 containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;
             }
+            if let Some(handoff) = &handoff {
+                return Err(handoff.apply());
+            }
             let fd = std::os::fd::BorrowedFd::borrow_raw(lock_fd);
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
             Ok(())
@@ -78,17 +156,19 @@ pub(super) fn spawn(
     }
     // `child` (and with it this process's copies of the pipe's write end)
     // is dropped on return, so the pipe ends when the service's copies do.
-    child
+    let spawned = child
         .spawn()
-        .map_err(|err| Failure::new(format!("cannot start `{}`: {err}", command[0])))
+        .map_err(|err| Failure::new(format!("cannot start `{}`: {err}", command[0])));
+    drop(fillers);
+    spawned
 }
 
 /// Ends a service that could not be recorded: our own unreaped child, and
 /// its cgroup.
-pub(super) fn end_unrecorded(mut child: Child, containment: &Containment) {
+pub(super) fn end_unrecorded(mut child: Child, leaf: Option<&Leaf>) {
     let _ = child.kill();
     let _ = child.wait();
-    if let Containment::Cgroup(leaf) = containment {
+    if let Some(leaf) = leaf {
         let _ = leaf.kill();
         leaf.wait_empty(crate::terminate::KILL_WAIT);
         leaf.remove();

@@ -17,7 +17,7 @@ use rustix::event::{EventfdFlags, eventfd};
 
 use super::log::RotatingLog;
 use crate::Failure;
-use crate::protocol::{Reply, Request, StatusReply, StopReply, socket_name};
+use crate::protocol::{ReloadReply, Reply, Request, StatusReply, StopReply, socket_name};
 use crate::state::StateDir;
 
 /// Where the service is in its life.
@@ -25,6 +25,7 @@ use crate::state::StateDir;
 pub(crate) enum Phase {
     Starting,
     Running,
+    Reloading,
     Stopping,
 }
 
@@ -33,6 +34,7 @@ impl Phase {
         match self {
             Phase::Starting => "starting",
             Phase::Running => "running",
+            Phase::Reloading => "reloading",
             Phase::Stopping => "stopping",
         }
     }
@@ -70,7 +72,25 @@ struct Shared {
     outcome: Option<StopReply>,
     /// Clients given the outcome that have not yet sent it.
     replying: usize,
+    /// Reloads and restarts asked for, not yet taken by the main loop,
+    /// each with where its answer goes.
+    asks: Vec<(Ask, std::sync::mpsc::Sender<Result<ReloadReply, String>>)>,
+    /// The generation serving, the listeners, the readiness.
+    generation: u32,
+    listeners: Vec<String>,
+    ready: String,
+    timeouts: (Duration, Duration),
 }
+
+/// A change of generation asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    Reload,
+    Restart(Duration),
+}
+
+/// Where the answer to an [`Ask`] goes.
+pub(crate) type Answer = std::sync::mpsc::Sender<Result<ReloadReply, String>>;
 
 impl Control {
     /// Binds the socket (a stale one of an earlier supervisor, which
@@ -98,6 +118,11 @@ impl Control {
                 stop: None,
                 outcome: None,
                 replying: 0,
+                asks: Vec::new(),
+                generation: 1,
+                listeners: Vec::new(),
+                ready: String::new(),
+                timeouts: (Duration::ZERO, Duration::ZERO),
             }),
             changed: Condvar::new(),
             wake,
@@ -129,6 +154,24 @@ impl Control {
         let mut shared = self.lock();
         shared.phase = phase;
         shared.pid = pid;
+    }
+
+    /// What `status` shows of the generations and listeners.
+    pub(crate) fn describe(&self, generation: u32, listeners: Vec<String>, ready: String) {
+        let mut shared = self.lock();
+        shared.generation = generation;
+        shared.listeners = listeners;
+        shared.ready = ready;
+    }
+
+    /// The ready and stop timeouts, for a client's patience.
+    pub(crate) fn timeouts(&self, ready: Duration, stop: Duration) {
+        self.lock().timeouts = (ready, stop);
+    }
+
+    /// The reloads and restarts asked for since the last call.
+    pub(crate) fn asked(&self) -> Vec<(Ask, Answer)> {
+        std::mem::take(&mut self.lock().asks)
     }
 
     /// Gives `outcome` to every client that asked for a stop, and waits
@@ -214,9 +257,18 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
     };
     match request {
         Request::Status => {
-            let (phase, pid) = {
+            let (phase, pid, shared_status) = {
                 let shared = inner.lock();
-                (shared.phase, shared.pid)
+                (
+                    shared.phase,
+                    shared.pid,
+                    (
+                        shared.generation,
+                        shared.listeners.clone(),
+                        shared.ready.clone(),
+                        shared.timeouts,
+                    ),
+                )
             };
             let (logged_bytes, log_rotations, log_error) = {
                 let log = super::lock_log(&inner.log);
@@ -230,6 +282,11 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                 logged_bytes,
                 log_rotations,
                 log_error,
+                generation: shared_status.0,
+                listeners: shared_status.1,
+                ready: shared_status.2,
+                ready_timeout_ms: shared_status.3.0.as_millis() as u64,
+                stop_timeout_ms: shared_status.3.1.as_millis() as u64,
             };
             let _ = send(&mut stream, &Reply::Status(reply));
         }
@@ -252,6 +309,32 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
             shared = inner.lock();
             shared.replying -= 1;
             inner.changed.notify_all();
+        }
+        Request::Reload | Request::Restart { .. } => {
+            let ask = match request {
+                Request::Restart { timeout_ms } => {
+                    Ask::Restart(Duration::from_millis(timeout_ms).min(crate::cli::MAX_DURATION))
+                }
+                _ => Ask::Reload,
+            };
+            let (answer, answered) = std::sync::mpsc::channel();
+            {
+                let mut shared = inner.lock();
+                if shared.stop.is_some() || shared.outcome.is_some() {
+                    drop(shared);
+                    let _ = send(&mut stream, &Reply::Error("the service is stopping".into()));
+                    return;
+                }
+                shared.asks.push((ask, answer));
+            }
+            let _ = rustix::io::write(&inner.wake, &1u64.to_ne_bytes());
+            // The main loop answers every ask, or drops it as it exits.
+            let reply = match answered.recv() {
+                Ok(Ok(reloaded)) => Reply::Reloaded(reloaded),
+                Ok(Err(why)) => Reply::Error(why),
+                Err(_) => Reply::Error("the supervisor ended before it could answer".into()),
+            };
+            let _ = send(&mut stream, &reply);
         }
     }
 }

@@ -7,57 +7,76 @@
 //!    second start of the name is refused while it lives; the service
 //!    inherits the lock too, so a service whose supervisor was killed
 //!    still holds it), and clears a stale record away (`claim`);
-//! 2. spawns the service (`child`) in its cgroup leaf (`containment`) or,
-//!    without one, its own process group, with the run's marker, its
-//!    stdout and stderr a pipe that the supervisor reads;
-//! 3. writes the record (the PID file, naming itself as supervisor),
-//!    reports to `start` once the start grace has passed (or why the
-//!    service did not start), and answers `status` and `stop` on its
-//!    socket (`control`);
-//! 4. writes what the service prints into the capped, rotated log (`log`);
-//! 5. when the service's main process ends, or a stop is asked for, ends
+//! 2. binds the declared listeners (`listeners`: a port conflict is found,
+//!    and its holder named, before anything starts) and holds them;
+//! 3. spawns the service (`generation`, `child`) in a cgroup leaf of its
+//!    own below the service's (`containment`) or, without one, its own
+//!    process group, with the run's marker, the listeners by socket
+//!    activation, a `NOTIFY_SOCKET` (`notify`) when it is to say
+//!    `READY=1`, its stdout and stderr a pipe that the supervisor reads;
+//! 4. writes the record (the PID file, naming itself as supervisor),
+//!    reports to `start` once the service is ready (`ready`: its start
+//!    grace passed, `READY=1`, or its port answers) or why it is not, and
+//!    answers `status`, `stop`, `reload` and `restart` on its socket
+//!    (`control`);
+//! 5. writes what the service prints into the capped, rotated log (`log`);
+//! 6. reloads: starts the next generation beside the running one on the
+//!    same listeners, and once it is ready names it in the record and
+//!    stops the old one; a generation that ends or is not ready in time
+//!    is ended, and the old one keeps serving;
+//! 7. when the service's main process ends, or a stop is asked for, ends
 //!    whatever is left of the run (the stop signal, the timeout, SIGKILL,
 //!    the cgroup removed), removes the record it wrote, writes the last
 //!    log line, answers, and exits.
 //!
 //! Its own process (`setup`) keeps only what `start` handed down, and
-//! takes SIGTERM, SIGINT and SIGHUP as a stop. Signals go only to its own
-//! unreaped child (whose PID cannot be
-//! recycled) and to processes that pass the ownership proofs; never to a
-//! group.
+//! takes SIGTERM and SIGINT as a stop, SIGHUP as a reload. Signals go only
+//! to its own unreaped children (whose PIDs cannot be recycled) and to
+//! processes that pass the ownership proofs; never to a group.
 
 mod child;
 mod claim;
 mod control;
+mod generation;
 pub(crate) mod log;
+mod notify;
 mod setup;
 
 pub(crate) use self::claim::locked;
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitCode, ExitStatus};
+use std::process::{ExitCode, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signalfd::SignalFd;
 use rustix::event::{PollFd, PollFlags, poll};
-use rustix::process::{Pid, PidfdFlags, pidfd_open};
 
-use self::control::{Control, Phase};
+use self::control::{Answer, Ask, Control, Phase};
+use self::generation::{Generation, Spawner};
 use self::log::RotatingLog;
-use crate::commands::stop;
+use self::notify::Notify;
+use crate::commands::stop::{self, Reach};
 use crate::containment::{self, Containment};
 use crate::exit::Exit;
+use crate::listeners::{Declared, Held};
 use crate::ownership::Claim;
-use crate::project::Project;
-use crate::protocol::{Report, SUPERVISOR_VAR, StopReply, socket_name};
+use crate::project::{Project, Ready};
+use crate::protocol::{ReloadReply, Report, SUPERVISOR_VAR, StopReply, socket_name};
 use crate::record::{self, Lock, Record};
 use crate::state::{StateDir, StateFile};
 use crate::terminate::Pinned;
 use crate::{Failure, procfs};
+
+/// What `start` decided for the service, passed on its command line.
+pub(crate) struct Options<'a> {
+    pub(crate) listen: &'a [String],
+    pub(crate) ready: &'a str,
+    pub(crate) ready_timeout: Duration,
+}
 
 /// The supervisor's entry: `report_fd` is the pipe `start` reads,
 /// `lock_fd` the name's lock, which `start` took.
@@ -67,6 +86,7 @@ pub(crate) fn run(
     report_fd: i32,
     lock_fd: i32,
     command: &[String],
+    options: &Options<'_>,
 ) -> ExitCode {
     // Whatever `start`'s caller left open (a script's lock, a pipe it
     // waits on) is not the service's to keep.
@@ -79,9 +99,10 @@ pub(crate) fn run(
         });
         return ExitCode::from(Exit::Failure);
     };
-    // SIGTERM, SIGINT and SIGHUP ask for a stop, as `lichtara stop` does:
-    // blocked in every thread (none has started yet) and read from a
-    // signalfd by the main loop. The service starts with an empty mask.
+    // SIGTERM and SIGINT ask for a stop, as `lichtara stop` does, SIGHUP
+    // for a reload: blocked in every thread (none has started yet) and
+    // read from a signalfd by the main loop. The service starts with an
+    // empty mask.
     let signals = match setup::stop_signals() {
         Ok(signals) => signals,
         Err(err) => {
@@ -109,8 +130,8 @@ pub(crate) fn run(
             return ExitCode::from(Exit::Failure);
         }
     };
-    match Service::start(project, name, command, marker, lock, &mut report) {
-        Ok(service) => service.supervise(project, report, &signals),
+    match Service::start(project, name, command, marker, lock, options, &mut report) {
+        Ok(service) => service.supervise(report, &signals),
         Err(failure) => {
             let code = failure.code();
             report.send(&Report::Failed {
@@ -147,251 +168,803 @@ impl Reporter {
 }
 
 /// A running service and what its supervisor holds for it.
-struct Service {
+struct Service<'p> {
+    project: &'p Project,
     name: String,
-    child: Child,
-    pidfd: OwnedFd,
+    command: Vec<String>,
+    marker: String,
+    /// The record as last written: it names the generation serving.
     record: Record,
     pid_path: StateFile,
     state: StateDir,
+    /// The service's cgroup (each generation has one below it).
     containment: Containment,
     log: Arc<Mutex<RotatingLog>>,
-    /// Says when the pipe from the service has been read to its end.
-    pump_done: std::sync::mpsc::Receiver<()>,
     control: Control,
     lock: Lock,
+    held: Vec<Held>,
+    notify: Option<Notify>,
+    ready: Ready,
+    ready_timeout: Duration,
+    grace: Duration,
+    stop_signal: rustix::process::Signal,
+    stop_timeout: Duration,
+    /// The generation that serves (none while the first one starts, and
+    /// while a restart's next one does).
+    current: Option<Generation>,
+    /// A generation not yet ready, and why it was started.
+    pending: Option<Pending>,
+    /// The number the next generation gets.
+    next: u32,
+}
+
+/// A generation started and not yet ready.
+struct Pending {
+    generation: Generation,
+    purpose: Purpose,
+    /// When it was asked for (the reload's request).
+    asked: Instant,
+    deadline: Instant,
+    grace_ends: Instant,
+    next_probe: Instant,
+    /// It sent `READY=1`.
+    notified: bool,
+}
+
+/// Why a pending generation was started.
+enum Purpose {
+    /// The service's first start: `start` waits for it.
+    Start,
+    /// Beside the serving one, which is stopped once this one is ready.
+    Reload(Option<Answer>),
+    /// After the serving one was stopped.
+    Restart {
+        answer: Answer,
+        old_pid: i32,
+        old_ended: String,
+        killed: usize,
+        old_gone: Duration,
+    },
 }
 
 /// Why the supervision ended.
 enum Ending {
-    /// The main process ended by itself.
+    /// The serving generation ended by itself.
     Exited,
     /// A stop was asked for.
     Stop(Duration),
+    /// The first generation never became ready, or a restart's did not:
+    /// nothing serves.
+    Failed(String),
 }
 
-impl Service {
+/// Why a pending generation will not serve.
+enum Unready {
+    /// Its main process ended.
+    Exited,
+    /// It did not become ready in time, or could not be recorded.
+    Not(String),
+}
+
+/// How often a `port` readiness is tried.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+
+impl<'p> Service<'p> {
     fn start(
-        project: &Project,
+        project: &'p Project,
         name: &str,
         command: &[String],
         marker: String,
         lock: Lock,
+        options: &Options<'_>,
         report: &mut Reporter,
     ) -> Result<Self, Failure> {
         let state = project.state_dir()?;
         let pid_path = record::pid_path(&state, name);
         claim::clear_the_way(project, name, &pid_path, report)?;
+        let declared = Declared::parse_all(options.listen)?;
+        let ready = Ready::parse(options.ready).map_err(Failure::new)?;
+        if let Ready::Port(addr) = ready
+            && declared
+                .iter()
+                .any(|listener| listener.address == crate::listeners::Address::Tcp(addr))
+        {
+            return Err(Failure::new(format!(
+                "ready = port {addr} is a declared listener, which the supervisor holds: it accepts connections before the service does and proves nothing; use ready = \"notify\""
+            )));
+        }
         let (log_max, log_keep) = project.log_limits()?;
         let log = Arc::new(Mutex::new(RotatingLog::open(
             &state, name, log_max, log_keep,
         )?));
-        let containment = Containment::of(project, name, true);
-        let cgroup_procs = match &containment {
-            Containment::Cgroup(leaf) if leaf.populated() => {
-                return Err(containment::still_populated(leaf, name));
-            }
-            Containment::Cgroup(leaf) => Some(leaf.procs_for_entry().map_err(|err| {
-                Failure::new(format!("cannot enter {}: {err}", leaf.path.display()))
-            })?),
-            Containment::GroupAndMarker(_) => None,
+        // Bound before anything starts: a conflict names its holder.
+        let held = Held::bind_all(project, &declared)?;
+        let notify = match ready {
+            Ready::Notify => Some(Notify::bind(&project.id, name)?),
+            _ => None,
         };
+        let containment = Containment::of(project, name, true);
+        if let Containment::Cgroup(leaf) = &containment
+            && leaf.populated()
+        {
+            return Err(containment::still_populated(leaf, name));
+        }
         // Listening before the service exists: a stop may come at once.
-        let control = Control::listen(&state, name, log.clone(), containment.describe())?;
-        // From here on a failure leaves nothing behind: the socket, the
-        // leaf (the spawn undoes the rest itself), and a line in the log.
-        let spawned = (|| {
-            let (output, output_in) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                .map_err(|err| Failure::new(format!("cannot make the output pipe: {err}")))?;
-            let child = child::spawn(
-                project,
-                command,
-                &marker,
-                output_in,
-                cgroup_procs.as_ref().map(|file| file.as_raw_fd()),
-                lock.file.as_raw_fd(),
-            )?;
-            drop(cgroup_procs);
-            let pid = child.id() as i32;
-            let pidfd = match pidfd_open(
-                Pid::from_raw(pid).expect("a child has a pid"),
-                PidfdFlags::empty(),
-            ) {
-                Ok(pidfd) => pidfd,
-                Err(err) => {
-                    child::end_unrecorded(child, &containment);
-                    return Err(Failure::new(format!(
-                        "cannot watch `{}` (pidfd: {err}); it was ended",
-                        command[0]
-                    )));
-                }
-            };
-            let supervisor = procfs::stat(std::process::id() as i32)
-                .map(|stat| crate::pidfile::SupervisorId {
-                    pid: stat.pid,
-                    start_time: stat.start_time,
-                })
-                .map_err(|err| Failure::new(format!("cannot read this process's /proc: {err}")));
-            let recorded = supervisor.and_then(|supervisor| {
-                let stat = procfs::stat(pid)
-                    .map_err(|err| Failure::new(format!("cannot read /proc/{pid}: {err}")))?;
-                let record = Record {
-                    name: name.to_owned(),
-                    pid,
-                    pgid: pid,
-                    start_time: stat.start_time,
-                    boot_id: procfs::boot_id()
-                        .map_err(|err| Failure::new(format!("cannot read the boot id: {err}")))?,
-                    command: command.to_vec(),
-                    started_at: crate::commands::now_secs(),
-                    marker,
-                    uid: Some(crate::ownership::current_uid()),
-                    supervisor: Some(supervisor),
-                };
-                record::write(&pid_path, &record)?;
-                Ok(record)
-            });
-            let record = match recorded {
-                Ok(record) => record,
-                Err(failure) => {
-                    child::end_unrecorded(child, &containment);
-                    return Err(Failure::new(format!(
-                        "{}; `{name}` was ended, not left running unrecorded",
-                        failure.message()
-                    )));
-                }
-            };
-            Ok((output, child, pid, pidfd, record))
-        })();
-        let (output, child, pid, pidfd, record) = match spawned {
-            Ok(spawned) => spawned,
-            Err(failure) => {
-                let _ = state.file(&socket_name(name)).unlink();
+        let control = Control::listen(&state, name, log.clone(), containment.describe())
+            .inspect_err(|_| {
                 if let Containment::Cgroup(leaf) = &containment {
                     leaf.remove();
                 }
-                lock_log(&log).note(&format!("`{name}` did not start: {}", failure.message()));
-                return Err(failure);
-            }
-        };
-        control.set(Phase::Starting, pid);
-        lock_log(&log).note(&format!(
-            "started `{name}` (pid {pid}, supervisor {}): {}; contained by {}",
-            std::process::id(),
-            command.join(" "),
-            containment.describe()
-        ));
-        let pump_done = pump(File::from(output), log.clone());
-        Ok(Self {
+            })?;
+        control.describe(
+            1,
+            declared.iter().map(Declared::pair).collect(),
+            ready.arg(),
+        );
+        let stop_timeout = project
+            .stop_timeout(None)
+            .unwrap_or(crate::project::DEFAULT_STOP_TIMEOUT);
+        control.timeouts(options.ready_timeout, stop_timeout);
+        let mut service = Self {
+            project,
             name: name.to_owned(),
-            child,
-            pidfd,
-            record,
+            command: command.to_vec(),
+            marker: marker.clone(),
+            record: Record {
+                name: name.to_owned(),
+                pid: 0,
+                pgid: 0,
+                start_time: 0,
+                boot_id: String::new(),
+                command: command.to_vec(),
+                started_at: crate::commands::now_secs(),
+                marker,
+                uid: Some(crate::ownership::current_uid()),
+                supervisor: None,
+            },
             pid_path,
             state,
             containment,
             log,
-            pump_done,
             control,
             lock,
-        })
+            held,
+            notify,
+            ready,
+            ready_timeout: options.ready_timeout,
+            grace: project
+                .start_grace()
+                .unwrap_or(crate::project::DEFAULT_START_GRACE),
+            stop_signal: project
+                .stop_signal()
+                .unwrap_or(rustix::process::Signal::TERM),
+            stop_timeout,
+            current: None,
+            pending: None,
+            next: 1,
+        };
+        // From here on a failure leaves nothing behind: the socket, the
+        // leaf (the spawn undoes the rest itself), and a line in the log.
+        let first = service.spawn().and_then(|generation| {
+            let recorded = service.recorded(&generation);
+            match recorded {
+                Ok(record) => {
+                    service.record = record;
+                    Ok(generation)
+                }
+                Err(failure) => {
+                    let _ = generation.end(
+                        &service.record,
+                        rustix::process::Signal::KILL,
+                        Duration::ZERO,
+                        Reach::Generation,
+                    );
+                    Err(Failure::new(format!(
+                        "{}; `{name}` was ended, not left running unrecorded",
+                        failure.message()
+                    )))
+                }
+            }
+        });
+        let generation = match first {
+            Ok(generation) => generation,
+            Err(failure) => {
+                service.release();
+                lock_log(&service.log)
+                    .note(&format!("`{name}` did not start: {}", failure.message()));
+                return Err(failure);
+            }
+        };
+        let pid = generation.pid;
+        service.control.set(Phase::Starting, pid);
+        lock_log(&service.log).note(&format!(
+            "started `{name}` (pid {pid}, supervisor {}): {}; contained by {}{}",
+            std::process::id(),
+            command.join(" "),
+            service.containment.describe(),
+            service.listening()
+        ));
+        service.pending = Some(service.pending(generation, Purpose::Start, Instant::now()));
+        Ok(service)
     }
 
-    /// Watches the service until it ends or is stopped; then ends what is
-    /// left of it, cleans up, answers and returns the supervisor's exit.
-    fn supervise(
-        mut self,
-        project: &Project,
-        mut report: Reporter,
-        signals: &SignalFd,
-    ) -> ExitCode {
-        let pid = self.record.pid;
-        let grace = project
-            .start_grace()
-            .unwrap_or(crate::project::DEFAULT_START_GRACE);
-        let grace_ends = Instant::now() + grace;
-        let mut started = false;
+    /// `; listening on http=127.0.0.1:8000`, or nothing.
+    fn listening(&self) -> String {
+        if self.held.is_empty() {
+            return String::new();
+        }
+        let pairs: Vec<String> = self.held.iter().map(|held| held.declared.pair()).collect();
+        format!("; holding {}", pairs.join(", "))
+    }
+
+    /// Starts the next generation.
+    fn spawn(&mut self) -> Result<Generation, Failure> {
+        let number = self.next;
+        self.next += 1;
+        Spawner {
+            project: self.project,
+            command: &self.command,
+            marker: &self.marker,
+            containment: &self.containment,
+            lock_fd: self.lock.file.as_raw_fd(),
+            held: &self.held,
+            notify: self.notify.as_ref().map(|notify| notify.address.as_str()),
+            log: &self.log,
+        }
+        .spawn(number)
+    }
+
+    fn pending(&self, generation: Generation, purpose: Purpose, asked: Instant) -> Pending {
+        let began = generation.began;
+        Pending {
+            generation,
+            purpose,
+            asked,
+            deadline: began + self.ready_timeout,
+            grace_ends: began + self.grace,
+            next_probe: began,
+            notified: false,
+        }
+    }
+
+    /// Writes the record naming `generation` (and this supervisor).
+    fn recorded(&self, generation: &Generation) -> Result<Record, Failure> {
+        let supervisor = procfs::stat(std::process::id() as i32)
+            .map(|stat| crate::pidfile::SupervisorId {
+                pid: stat.pid,
+                start_time: stat.start_time,
+            })
+            .map_err(|err| Failure::new(format!("cannot read this process's /proc: {err}")))?;
+        let boot_id = procfs::boot_id()
+            .map_err(|err| Failure::new(format!("cannot read the boot id: {err}")))?;
+        let record = Record {
+            boot_id,
+            supervisor: Some(supervisor),
+            ..generation.record(&self.record)
+        };
+        record::write(&self.pid_path, &record)?;
+        Ok(record)
+    }
+
+    /// What a failed start leaves: nothing (the socket, the held
+    /// listeners' files, the cgroup).
+    fn release(&self) {
+        let _ = self.state.file(&socket_name(&self.name)).unlink();
+        for held in &self.held {
+            held.remove_socket_file();
+        }
+        if let Containment::Cgroup(leaf) = &self.containment {
+            leaf.remove();
+        }
+    }
+
+    fn note(&self, text: &str) {
+        lock_log(&self.log).note(text);
+    }
+
+    /// Watches the service until it ends or is stopped, carrying out
+    /// reloads and restarts meanwhile; then ends what is left of it,
+    /// cleans up, answers and returns the supervisor's exit.
+    fn supervise(mut self, mut report: Reporter, signals: &SignalFd) -> ExitCode {
         let ending = loop {
-            let timeout = (!started).then(|| {
-                let left = grace_ends.saturating_duration_since(Instant::now());
+            if let Some(ending) = self.judge_pending(&mut report) {
+                break ending;
+            }
+            let timeout = self.pending.as_ref().map(|pending| {
+                let mut next = pending.deadline;
+                match self.ready {
+                    Ready::None => next = next.min(pending.grace_ends),
+                    Ready::Port(_) => next = next.min(pending.next_probe),
+                    Ready::Notify => {}
+                }
+                let left = next.saturating_duration_since(Instant::now());
                 rustix::time::Timespec {
                     tv_sec: left.as_secs() as i64,
                     tv_nsec: i64::from(left.subsec_nanos()),
                 }
             });
-            let mut fds = [
-                PollFd::new(&self.pidfd, PollFlags::IN),
-                PollFd::from_borrowed_fd(self.control.wake_fd(), PollFlags::IN),
-                PollFd::new(signals, PollFlags::IN),
-            ];
-            let _ = poll(&mut fds, timeout.as_ref());
-            let [exited, woken, signalled] = fds.map(|fd| !fd.revents().is_empty());
-            if exited {
-                break Ending::Exited;
+            let (current_exited, pending_exited, woken, signalled, notified) = {
+                let mut fds = vec![
+                    PollFd::from_borrowed_fd(self.control.wake_fd(), PollFlags::IN),
+                    PollFd::new(signals, PollFlags::IN),
+                ];
+                let notify_at = self.notify.as_ref().map(|notify| {
+                    fds.push(PollFd::from_borrowed_fd(notify.fd(), PollFlags::IN));
+                    fds.len() - 1
+                });
+                let current_at = self.current.as_ref().map(|current| {
+                    fds.push(PollFd::new(&current.pidfd, PollFlags::IN));
+                    fds.len() - 1
+                });
+                let pending_at = self.pending.as_ref().map(|pending| {
+                    fds.push(PollFd::new(&pending.generation.pidfd, PollFlags::IN));
+                    fds.len() - 1
+                });
+                let _ = poll(&mut fds, timeout.as_ref());
+                let ready = |at: Option<usize>| at.is_some_and(|at| !fds[at].revents().is_empty());
+                (
+                    ready(current_at),
+                    ready(pending_at),
+                    ready(Some(0)),
+                    ready(Some(1)),
+                    ready(notify_at),
+                )
+            };
+            if notified {
+                self.take_notifications();
             }
-            if woken && let Some(timeout) = self.control.stop_asked() {
-                break Ending::Stop(timeout);
+            if pending_exited && let Some(pending) = &mut self.pending {
+                // Judged (and ended) at the top of the loop.
+                pending.deadline = Instant::now();
+            }
+            if current_exited {
+                let reloading = matches!(
+                    self.pending.as_ref().map(|pending| &pending.purpose),
+                    Some(Purpose::Reload(_))
+                );
+                if !reloading {
+                    break Ending::Exited;
+                }
+                // The new generation is on its way: it serves if it
+                // becomes ready; if not, nothing does.
+                let current = self.current.take().expect("it exited");
+                let (number, pid) = (current.number, current.pid);
+                let ended = current.reap();
+                self.note(&format!(
+                    "generation {number} (pid {pid}) of `{}` ended by itself ({ended}) while the next one starts",
+                    self.name
+                ));
+            }
+            if woken {
+                if let Some(timeout) = self.control.stop_asked() {
+                    break Ending::Stop(timeout);
+                }
+                let mut ended = None;
+                for (ask, answer) in self.control.asked() {
+                    if ended.is_some() {
+                        let _ = answer.send(Err("the service is stopping".into()));
+                        continue;
+                    }
+                    ended = self.take_ask(ask, Some(answer));
+                }
+                if let Some(ending) = ended {
+                    break ending;
+                }
             }
             if signalled && let Ok(Some(info)) = signals.read_signal() {
-                lock_log(&self.log).note(&format!(
-                    "the supervisor got signal {}: stopping `{}`",
-                    info.ssi_signo, self.name
-                ));
-                break Ending::Stop(
-                    project
-                        .stop_timeout(None)
-                        .unwrap_or(crate::project::DEFAULT_STOP_TIMEOUT),
-                );
+                if info.ssi_signo == nix::libc::SIGHUP as u32 {
+                    self.note(&format!(
+                        "the supervisor got SIGHUP: reloading `{}`",
+                        self.name
+                    ));
+                    if let Some(ending) = self.take_ask(Ask::Reload, None) {
+                        break ending;
+                    }
+                } else {
+                    self.note(&format!(
+                        "the supervisor got signal {}: stopping `{}`",
+                        info.ssi_signo, self.name
+                    ));
+                    break Ending::Stop(self.stop_timeout);
+                }
             }
-            if !started && Instant::now() >= grace_ends {
-                started = true;
-                self.control.set(Phase::Running, pid);
+        };
+        self.finish(ending, report)
+    }
+
+    /// Whether the pending generation is ready, failed, or still on its
+    /// way; acts on the first two. Returns how supervision ends, if it
+    /// does now.
+    fn judge_pending(&mut self, report: &mut Reporter) -> Option<Ending> {
+        let pending = self.pending.as_mut()?;
+        let now = Instant::now();
+        if pending.generation.exited() {
+            let pending = self.pending.take().expect("judged");
+            return self.fail(pending, Unready::Exited);
+        }
+        let ready = match self.ready {
+            Ready::None => now >= pending.grace_ends,
+            Ready::Notify => pending.notified,
+            Ready::Port(addr) if now >= pending.next_probe => {
+                pending.next_probe = now + PROBE_EVERY;
+                std::net::TcpStream::connect_timeout(&addr, PROBE_EVERY).is_ok()
+            }
+            Ready::Port(_) => false,
+        };
+        if ready {
+            let pending = self.pending.take().expect("judged");
+            return self.promote(pending, report);
+        }
+        if now >= pending.deadline {
+            let pending = self.pending.take().expect("judged");
+            let why = match self.ready {
+                Ready::Notify => format!(
+                    "did not send READY=1 within {}",
+                    humantime::format_duration(self.ready_timeout)
+                ),
+                Ready::Port(addr) => format!(
+                    "did not accept connections on {addr} within {}",
+                    humantime::format_duration(self.ready_timeout)
+                ),
+                Ready::None => "was not ready".into(),
+            };
+            return self.fail(pending, Unready::Not(why));
+        }
+        None
+    }
+
+    /// Datagrams on the `NOTIFY_SOCKET`: a `READY=1` from a process of the
+    /// pending generation makes it ready; anything else is ignored.
+    fn take_notifications(&mut self) {
+        let Some(notify) = &self.notify else { return };
+        let me = crate::ownership::current_uid();
+        for message in notify.receive() {
+            let Some(pending) = &mut self.pending else {
+                continue;
+            };
+            if (message.uid == me || message.uid == 0)
+                && message.ready()
+                && pending.generation.owns(message.pid)
+            {
+                pending.notified = true;
+            }
+        }
+    }
+
+    /// A reload or restart asked for (by a client, `answer`, or by SIGHUP).
+    fn take_ask(&mut self, ask: Ask, answer: Option<Answer>) -> Option<Ending> {
+        let refuse = |answer: Option<Answer>, why: String| {
+            if let Some(answer) = answer {
+                let _ = answer.send(Err(why));
+            }
+        };
+        if self.pending.is_some() {
+            let what = match self.pending.as_ref().map(|pending| &pending.purpose) {
+                Some(Purpose::Start) => "it is still starting",
+                _ => "a reload or restart is already under way",
+            };
+            self.note(&format!("a reload of `{}` was refused: {what}", self.name));
+            refuse(answer, format!("refused: {what}"));
+            return None;
+        }
+        let Some((old_number, old)) = self.current.as_ref().map(|c| (c.number, c.pid)) else {
+            refuse(answer, "nothing is running".into());
+            return None;
+        };
+        let asked = Instant::now();
+        match ask {
+            Ask::Reload => {
+                match self.spawn() {
+                    Ok(generation) => {
+                        self.note(&format!(
+                            "reloading `{}`: started generation {} (pid {}) beside generation {} (pid {old})",
+                            self.name, generation.number, generation.pid, old_number
+                        ));
+                        self.control.set(Phase::Reloading, old);
+                        self.pending =
+                            Some(self.pending(generation, Purpose::Reload(answer), asked));
+                    }
+                    Err(failure) => {
+                        let why = format!(
+                            "the next generation did not start: {}; pid {old} keeps serving",
+                            failure.message()
+                        );
+                        self.note(&why);
+                        refuse(answer, why);
+                    }
+                }
+                None
+            }
+            Ask::Restart(timeout) => {
+                let answer = answer?;
+                let old = self.current.take().expect("checked");
+                let old_pid = old.pid;
+                self.control.set(Phase::Reloading, old_pid);
+                self.note(&format!(
+                    "restarting `{}`: stopping generation {} (pid {old_pid}); the listeners stay open",
+                    self.name, old.number
+                ));
+                let ended = old.end(&self.record, self.stop_signal, timeout, Reach::Generation);
+                let killed = match ended.stopped {
+                    Ok(killed) => killed,
+                    Err(survivors) => {
+                        let why = format!(
+                            "processes {survivors:?} of generation pid {old_pid} survived SIGKILL; stopping the service"
+                        );
+                        let _ = answer.send(Err(why.clone()));
+                        return Some(Ending::Failed(why));
+                    }
+                };
+                let old_gone = asked.elapsed();
+                match self.spawn() {
+                    Ok(generation) => {
+                        self.pending = Some(self.pending(
+                            generation,
+                            Purpose::Restart {
+                                answer,
+                                old_pid,
+                                old_ended: ended.how,
+                                killed,
+                                old_gone,
+                            },
+                            asked,
+                        ));
+                        None
+                    }
+                    Err(failure) => {
+                        let why =
+                            format!("the next generation did not start: {}", failure.message());
+                        let _ = answer.send(Err(why.clone()));
+                        Some(Ending::Failed(why))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The pending generation is ready: it serves from now on.
+    fn promote(&mut self, pending: Pending, report: &mut Reporter) -> Option<Ending> {
+        let Pending {
+            generation,
+            purpose,
+            asked,
+            ..
+        } = pending;
+        let ready_in = asked.elapsed();
+        let pid = generation.pid;
+        let number = generation.number;
+        if !matches!(purpose, Purpose::Start) {
+            match self.recorded(&generation) {
+                Ok(record) => self.record = record,
+                Err(failure) => {
+                    // Unrecorded, it would be invisible to `stop` without
+                    // this supervisor: ended instead.
+                    let pending = self.pending(generation, purpose, asked);
+                    return self.fail(
+                        pending,
+                        Unready::Not(format!("could not be recorded ({})", failure.message())),
+                    );
+                }
+            }
+        }
+        let old = match purpose {
+            Purpose::Reload(_) => self.current.take(),
+            _ => None,
+        };
+        self.current = Some(generation);
+        self.control.set(Phase::Running, pid);
+        self.control.describe(
+            number,
+            self.held.iter().map(|held| held.declared.pair()).collect(),
+            self.ready.arg(),
+        );
+        match purpose {
+            Purpose::Start => {
+                self.note(&format!(
+                    "`{}` (pid {pid}) is ready after {}",
+                    self.name,
+                    crate::commands::millis(ready_in)
+                ));
                 report.send(&Report::Started {
                     pid,
                     containment: self.containment.describe(),
                 });
             }
+            Purpose::Reload(answer) => {
+                self.note(&format!(
+                    "generation {number} (pid {pid}) of `{}` is ready after {}{}",
+                    self.name,
+                    crate::commands::millis(ready_in),
+                    match &old {
+                        Some(old) =>
+                            format!("; stopping generation {} (pid {})", old.number, old.pid),
+                        None => String::new(),
+                    }
+                ));
+                let (old_pid, old_ended, killed) = match old {
+                    Some(old) => {
+                        let old_pid = old.pid;
+                        let ended = old.end(
+                            &self.record,
+                            self.stop_signal,
+                            self.stop_timeout,
+                            Reach::Generation,
+                        );
+                        match ended.stopped {
+                            Ok(killed) => (old_pid, ended.how, killed),
+                            Err(survivors) => {
+                                self.note(&format!(
+                                    "processes {survivors:?} of the old generation (pid {old_pid}) survived SIGKILL"
+                                ));
+                                (old_pid, ended.how, survivors.len())
+                            }
+                        }
+                    }
+                    None => (0, "it had ended by itself".into(), 0),
+                };
+                let old_gone = asked.elapsed();
+                self.note(&format!(
+                    "reloaded `{}`: generation {number} (pid {pid}) serves; the old one (pid {old_pid}) ended ({old_ended}) {} after the request",
+                    self.name,
+                    crate::commands::millis(old_gone)
+                ));
+                if let Some(answer) = answer {
+                    let _ = answer.send(Ok(replaced(
+                        number, pid, old_pid, ready_in, old_gone, old_ended, killed,
+                    )));
+                }
+            }
+            Purpose::Restart {
+                answer,
+                old_pid,
+                old_ended,
+                killed,
+                old_gone,
+            } => {
+                self.note(&format!(
+                    "restarted `{}`: generation {number} (pid {pid}) is ready after {}",
+                    self.name,
+                    crate::commands::millis(ready_in)
+                ));
+                let _ = answer.send(Ok(replaced(
+                    number, pid, old_pid, ready_in, old_gone, old_ended, killed,
+                )));
+            }
+        }
+        None
+    }
+
+    /// The pending generation will not be ready: it is ended. A reload's
+    /// old generation keeps serving; a first start or a restart leaves
+    /// nothing serving, and supervision ends.
+    fn fail(&mut self, pending: Pending, why: Unready) -> Option<Ending> {
+        let Pending {
+            generation,
+            purpose,
+            ..
+        } = pending;
+        let number = generation.number;
+        let pid = generation.pid;
+        let ended = generation.end(
+            &self.record,
+            self.stop_signal,
+            self.stop_timeout,
+            Reach::Generation,
+        );
+        let first = matches!(purpose, Purpose::Start);
+        let what = match (&why, first) {
+            (Unready::Exited, true) => format!("ended at once ({})", ended.how),
+            (Unready::Exited, false) => format!("ended before it was ready ({})", ended.how),
+            (Unready::Not(why), _) => format!("{why}; it was stopped ({})", ended.how),
         };
+        let message = format!(
+            "`{}` (generation {number} of `{}`, pid {pid}) {what}{}{}",
+            self.command.join(" "),
+            self.name,
+            if ended.tail.is_empty() {
+                String::new()
+            } else {
+                format!("; its last lines:{}", ended.tail)
+            },
+            if first {
+                format!(
+                    "\nsee {}",
+                    record::log_path(&self.state, &self.name).path().display()
+                )
+            } else {
+                String::new()
+            }
+        );
+        self.note(&message);
+        match purpose {
+            Purpose::Start => Some(Ending::Failed(message)),
+            Purpose::Reload(answer) => {
+                self.control
+                    .set(Phase::Running, self.current.as_ref().map_or(0, |c| c.pid));
+                match &self.current {
+                    Some(current) => {
+                        let kept = format!(
+                            "{message}\ngeneration {} (pid {}) keeps serving",
+                            current.number, current.pid
+                        );
+                        self.note(&format!(
+                            "reload of `{}` rolled back: generation {} (pid {}) keeps serving",
+                            self.name, current.number, current.pid
+                        ));
+                        if let Some(answer) = answer {
+                            let _ = answer.send(Err(kept));
+                        }
+                        None
+                    }
+                    None => {
+                        let gone = format!(
+                            "{message}\nthe old generation had ended meanwhile: nothing serves"
+                        );
+                        if let Some(answer) = answer {
+                            let _ = answer.send(Err(gone.clone()));
+                        }
+                        Some(Ending::Failed(gone))
+                    }
+                }
+            }
+            Purpose::Restart { answer, .. } => {
+                let _ = answer.send(Err(message.clone()));
+                Some(Ending::Failed(message))
+            }
+        }
+    }
+
+    /// Ends whatever is left of the run, cleans up, answers, and returns
+    /// the supervisor's exit.
+    fn finish(mut self, ending: Ending, mut report: Reporter) -> ExitCode {
+        let pid = self
+            .current
+            .as_ref()
+            .map_or(self.record.pid, |current| current.pid);
         self.control.set(Phase::Stopping, pid);
         let began = Instant::now();
-        let (timeout, by_itself) = match ending {
-            Ending::Stop(timeout) => (timeout, false),
-            Ending::Exited => (
-                project
-                    .stop_timeout(None)
-                    .unwrap_or(crate::project::DEFAULT_STOP_TIMEOUT),
-                true,
-            ),
+        let (timeout, by_itself) = match &ending {
+            Ending::Stop(timeout) => (*timeout, false),
+            Ending::Exited | Ending::Failed(_) => (self.stop_timeout, true),
         };
-        // The main process (pinned: it is our unreaped child, ended or
-        // not) and whatever is left of its run.
-        let stop_signal = project
-            .stop_signal()
-            .unwrap_or(rustix::process::Signal::TERM);
         let leaf = match &self.containment {
             Containment::Cgroup(leaf) => Some(leaf.clone()),
             Containment::GroupAndMarker(_) => None,
         };
+        let generations: Vec<Generation> = self
+            .current
+            .take()
+            .into_iter()
+            .chain(self.pending.take().map(|pending| pending.generation))
+            .collect();
+        // The main processes (pinned: our unreaped children, ended or
+        // not) and whatever is left of the run.
+        let targets: Vec<Pinned> = generations
+            .iter()
+            .filter_map(|generation| Pinned::open(generation.pid))
+            .collect();
         let claim = Claim::of(&self.record, leaf.as_ref());
-        let targets: Vec<Pinned> = Pinned::open(pid).into_iter().collect();
         let stopped = stop::end_run(
             leaf.as_ref(),
             targets,
             &self.record,
             claim,
-            stop_signal,
+            self.stop_signal,
             timeout,
+            Reach::Run,
         );
-        let status = self.child.wait();
-        let ended = status
-            .as_ref()
-            .map_or_else(|err| format!("unknown ({err})"), describe);
+        let mut ended = String::from("unknown");
+        for generation in generations {
+            let is_main = generation.pid == pid;
+            let how = generation.reap();
+            if is_main {
+                ended = how;
+            }
+        }
         let killed = match &stopped {
             Ok(killed) => *killed,
             Err(_) => 0,
         };
-        // Whatever the service wrote before it ended, then the last line.
-        let _ = self.pump_done.recv_timeout(PUMP_WAIT);
         {
             let mut log = lock_log(&self.log);
             match (&stopped, by_itself) {
@@ -418,24 +991,31 @@ impl Service {
         // In this order: the socket and the record go while the lock is
         // held, so a `start` that wins the lock next finds neither.
         let _ = self.state.file(&socket_name(&self.name)).unlink();
-        if stopped.is_ok() {
+        for held in &self.held {
+            held.remove_socket_file();
+        }
+        if stopped.is_ok() && self.record.pid != 0 {
             let _ = record::remove_if_still(&self.pid_path, &self.record);
         }
+        drop(self.held);
         drop(self.lock);
-        if !started {
-            let message = if by_itself {
-                format!(
-                    "`{}` ended at once ({ended}); see {}",
-                    self.record.command.join(" "),
-                    record::log_path(&self.state, &self.name).path().display()
-                )
-            } else {
-                format!("`{}` was stopped while it started", self.name)
-            };
-            report.send(&Report::Failed {
-                message,
+        match &ending {
+            Ending::Failed(message) => report.send(&Report::Failed {
+                message: message.clone(),
                 code: Exit::Failure.code(),
-            });
+            }),
+            Ending::Stop(_) => report.send(&Report::Failed {
+                message: format!("`{}` was stopped while it started", self.name),
+                code: Exit::Failure.code(),
+            }),
+            Ending::Exited => report.send(&Report::Failed {
+                message: format!(
+                    "`{}` ended ({ended}); see {}",
+                    self.command.join(" "),
+                    record::log_path(&self.state, &self.name).path().display()
+                ),
+                code: Exit::Failure.code(),
+            }),
         }
         self.control.finish(StopReply {
             pid,
@@ -448,9 +1028,30 @@ impl Service {
     }
 }
 
+/// The answer to a reload or restart that replaced `old_pid` by `pid`.
+fn replaced(
+    generation: u32,
+    pid: i32,
+    old_pid: i32,
+    ready_in: Duration,
+    old_gone: Duration,
+    old_ended: String,
+    killed: usize,
+) -> ReloadReply {
+    ReloadReply {
+        generation,
+        pid,
+        old_pid,
+        ready_ms: ready_in.as_millis() as u64,
+        old_gone_ms: old_gone.as_millis() as u64,
+        old_ended,
+        killed,
+    }
+}
+
 /// How long the supervisor waits, once the run has ended, for the rest of
 /// its output (a process outside the cgroup may still hold the pipe).
-const PUMP_WAIT: Duration = Duration::from_secs(5);
+pub(super) const PUMP_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) fn lock_log(log: &Mutex<RotatingLog>) -> std::sync::MutexGuard<'_, RotatingLog> {
     log.lock()
@@ -458,39 +1059,10 @@ pub(super) fn lock_log(log: &Mutex<RotatingLog>) -> std::sync::MutexGuard<'_, Ro
 }
 
 /// `exit code 0`, `signal 9`.
-fn describe(status: &ExitStatus) -> String {
+pub(super) fn describe(status: &ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
         _ => status.to_string(),
     }
-}
-
-/// Copies the service's output into the log on a thread of its own, so
-/// that the service never waits on the supervisor's other work; the
-/// receiver hears when the pipe has been read to its end (every process
-/// holding its write end has ended).
-fn pump(mut output: File, log: Arc<Mutex<RotatingLog>>) -> std::sync::mpsc::Receiver<()> {
-    let (done, done_rx) = std::sync::mpsc::channel();
-    let log_for_note = log.clone();
-    let spawned = std::thread::Builder::new()
-        .name("log".into())
-        .spawn(move || {
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                match output.read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(read) => lock_log(&log).write(&buffer[..read]),
-                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = done.send(());
-        });
-    if spawned.is_err() {
-        // No thread: the read end is closed with the closure, so the
-        // service's writes fail (EPIPE) rather than block.
-        lock_log(&log_for_note).note("cannot start the log thread: the service's output is lost");
-    }
-    done_rx
 }

@@ -1,5 +1,6 @@
 //! The supervisor's own process: the lock and report pipe `start` handed
-//! down, nothing else it inherited, and the signals that ask it to stop.
+//! down, nothing else it inherited, and the signals that ask it to stop
+//! (SIGTERM, SIGINT) or to reload (SIGHUP).
 
 use std::fs::File;
 use std::os::fd::FromRawFd;
@@ -49,7 +50,8 @@ pub(super) fn close_inherited(keep: &[i32]) {
     }
 }
 
-/// Blocks the signals that ask for a stop and returns a signalfd for them.
+/// Blocks the signals that ask for a stop or a reload and returns a
+/// signalfd for them.
 pub(super) fn stop_signals() -> nix::Result<SignalFd> {
     let mut mask = SigSet::empty();
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {

@@ -1,0 +1,303 @@
+//! `lichtara reload` and held listeners, end to end: the reference server
+//! (and a few lines of Python that take descriptor 3) under the manager,
+//! under steady load from the project's load generator, on 127.0.0.1.
+//! Every request is judged: none may be refused, none may fail (a request
+//! on a reused keep-alive connection that the old generation closed before
+//! any byte of the answer is retried, as real clients do, and counted).
+
+#![cfg(target_os = "linux")]
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use lichtara_tests::load::{Config, Load, Outcome, Record};
+use lichtara_tests::managed::{Managed, alive, printed_pid, text};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_http_server");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The settings of a project whose service is `command` on a held
+/// listener at `port`, ready when it says so.
+fn settings(command: &str, port: u16, ready_timeout: &str) -> String {
+    format!(
+        "command = {command}\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nready = \"notify\"\nready_timeout = \"{ready_timeout}\"\nstop_timeout = \"30s\"\n"
+    )
+}
+
+fn server_command(port: u16) -> String {
+    format!("[{SERVER:?}, \"--addr\", \"127.0.0.1:{port}\", \"--drain-timeout\", \"25s\"]")
+}
+
+fn load(port: u16) -> Load {
+    Load::start(&Config::mixed(
+        format!("127.0.0.1:{port}"),
+        8,
+        Duration::from_millis(2),
+        vec!["/".into(), "/".into(), "/slow?ms={ms}".into()],
+    ))
+}
+
+/// Every request that was refused or failed (a retried one is neither:
+/// its retry is a request of its own).
+fn lost(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|record| match record.outcome {
+            Outcome::Ok => false,
+            Outcome::ClosedBeforeAnswer => !(record.reused && record.retried),
+            Outcome::Refused | Outcome::Failed(_) => true,
+        })
+        .map(|record| format!("{:?} (reused: {})", record.outcome, record.reused))
+        .collect()
+}
+
+fn ok(records: &[Record]) -> usize {
+    records
+        .iter()
+        .filter(|record| record.outcome == Outcome::Ok)
+        .count()
+}
+
+#[test]
+fn reloads_under_load_refuse_and_fail_no_request_and_leave_no_old_generation() {
+    let reloads: usize = std::env::var("LICHTARA_RELOADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let project = Managed::new("reloads", SERVER);
+    let port = free_port();
+    project.settings(&settings(&server_command(port), port, "60s"));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let mut pid = printed_pid(&started);
+    let load = load(port);
+    assert!(
+        load.wait_answered(50, Duration::from_secs(60)),
+        "the load is answered before the first reload"
+    );
+    let mut took = Vec::new();
+    for round in 1..=reloads {
+        let began = Instant::now();
+        let reloaded = project.lichtara(&["reload"]);
+        took.push(began.elapsed());
+        assert!(
+            reloaded.status.success(),
+            "reload {round}: {}",
+            text(&reloaded)
+        );
+        let new = printed_pid(&reloaded);
+        assert_ne!(new, pid);
+        // The old generation is gone when `reload` returns: reaped by the
+        // supervisor, its cgroup removed.
+        assert!(
+            !alive(pid),
+            "reload {round}: the old generation {pid} lives on"
+        );
+        if let Some(base) = &project.cgroups {
+            let old = format!("g{round}");
+            let left: Vec<_> = walk(base)
+                .into_iter()
+                .filter(|dir| dir.ends_with(&old))
+                .collect();
+            assert!(left.is_empty(), "reload {round}: {left:?} is still there");
+        }
+        pid = new;
+    }
+    assert!(
+        load.wait_answered(100, Duration::from_secs(60)),
+        "the last generation serves"
+    );
+    let records = load.finish();
+    let lost = lost(&records);
+    let retried = records.iter().filter(|r| r.retried).count();
+    took.sort();
+    eprintln!(
+        "{reloads} reloads: {} requests answered, {retried} retried, {} lost; reload command took {:?} (median) to {:?} (max)",
+        ok(&records),
+        lost.len(),
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    assert_nothing_lost(&lost);
+    stop_leaving_nothing(&project);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            found.push(entry.path());
+            found.extend(walk(&entry.path()));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one_keeps_serving() {
+    let project = Managed::new("rollback", SERVER);
+    let port = free_port();
+    // The same command each time; files in the project make the next
+    // generation fail one way or the other.
+    let script = format!(
+        "if [ -e exit-next ]; then echo exiting on purpose; exit 3; fi; \
+         if [ -e hang-next ]; then echo hanging on purpose; exec sleep 1000; fi; \
+         exec {SERVER:?} --addr 127.0.0.1:{port} --drain-timeout 25s"
+    );
+    let command = format!("[\"sh\", \"-c\", {script:?}]");
+    project.settings(&settings(&command, port, "15s"));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let pid = printed_pid(&started);
+    let load = load(port);
+    assert!(load.wait_answered(50, Duration::from_secs(60)));
+    let supervisor_and_server = project.processes().len();
+    for (file, says, why) in [
+        (
+            "exit-next",
+            "exiting on purpose",
+            "ended before it was ready (exit code 3)",
+        ),
+        (
+            "hang-next",
+            "hanging on purpose",
+            "did not send READY=1 within 15s",
+        ),
+    ] {
+        std::fs::write(project.dir.join(file), "").unwrap();
+        let reloaded = project.lichtara(&["reload"]);
+        std::fs::remove_file(project.dir.join(file)).unwrap();
+        assert!(!reloaded.status.success(), "{}", text(&reloaded));
+        let said = text(&reloaded);
+        for needle in [says, why, "keeps serving"] {
+            assert!(said.contains(needle), "{needle:?} in {said}");
+        }
+        // The old generation serves on, recorded; the failed one is gone.
+        assert!(alive(pid));
+        let record = std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(record["pid"], pid, "{record}");
+        assert_eq!(
+            project.processes().len(),
+            supervisor_and_server,
+            "the failed generation left nothing: {:?}",
+            project.processes()
+        );
+    }
+    // And a good reload still works after two failed ones.
+    let reloaded = project.lichtara(&["reload"]);
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    assert!(load.wait_answered(200, Duration::from_secs(60)));
+    let records = load.finish();
+    assert_nothing_lost(&lost(&records));
+    stop_leaving_nothing(&project);
+}
+
+#[test]
+fn a_python_server_that_takes_descriptor_3_is_started_and_reloaded() {
+    let project = Managed::new("python", SERVER);
+    let port = free_port();
+    std::fs::write(
+        project.dir.join("server.py"),
+        "import os, socket, http.server\n\
+         assert os.environ['LISTEN_PID'] == str(os.getpid())\n\
+         assert os.environ['LISTEN_FDNAMES'] == 'http'\n\
+         class Handler(http.server.BaseHTTPRequestHandler):\n\
+         \x20   protocol_version = 'HTTP/1.1'\n\
+         \x20   def do_GET(self):\n\
+         \x20       body = b'%d\\n' % os.getpid()\n\
+         \x20       self.send_response(200)\n\
+         \x20       self.send_header('Content-Length', str(len(body)))\n\
+         \x20       self.send_header('Connection', 'close')\n\
+         \x20       self.end_headers()\n\
+         \x20       self.wfile.write(body)\n\
+         \x20   def log_message(self, *args):\n\
+         \x20       pass\n\
+         server = http.server.HTTPServer(('127.0.0.1', 0), Handler, bind_and_activate=False)\n\
+         server.socket = socket.socket(fileno=3)\n\
+         print('serving on descriptor 3', flush=True)\n\
+         server.serve_forever()\n",
+    )
+    .unwrap();
+    project.settings(&format!(
+        "command = [\"python3\", \"server.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
+    ));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let first = printed_pid(&started);
+    assert_eq!(answered_by(port), first);
+    let reloaded = project.lichtara(&["reload"]);
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    let second = printed_pid(&reloaded);
+    assert_ne!(second, first);
+    assert!(!alive(first));
+    assert_eq!(answered_by(port), second);
+    stop_leaving_nothing(&project);
+}
+
+#[track_caller]
+fn assert_nothing_lost(lost: &[String]) {
+    assert!(
+        lost.is_empty(),
+        "{} lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+#[track_caller]
+fn stop_leaving_nothing(project: &Managed) {
+    let stopped = project.lichtara(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
+}
+
+/// The PID the Python server answers with.
+fn answered_by(port: u16) -> i32 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .rsplit("\r\n\r\n")
+        .next()
+        .and_then(|body| body.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no PID in {answer:?}"))
+}
+
+#[test]
+fn a_port_held_by_a_foreign_process_is_named_and_left_alone() {
+    let project = Managed::new("preflight", SERVER);
+    // This test holds the port: a process that is not the project's.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let listen = format!("http=127.0.0.1:{port}");
+    let started = project.lichtara(&["start", "--listen", &listen, "--", "sleep", "1000"]);
+    assert!(!started.status.success(), "{}", text(&started));
+    let said = text(&started);
+    for needle in [
+        format!("cannot listen on 127.0.0.1:{port}"),
+        format!("pid {}", std::process::id()),
+        "not this project's; it is left alone".to_owned(),
+    ] {
+        assert!(said.contains(&needle), "{needle:?} in {said}");
+    }
+    // Nothing was started, and the holder still listens.
+    assert_eq!(project.processes(), Vec::<i32>::new());
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the holder listens");
+    let (accepted, _) = holder.accept().unwrap();
+    assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
+}

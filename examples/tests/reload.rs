@@ -204,6 +204,113 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
 fn a_python_server_that_takes_descriptor_3_is_started_and_reloaded() {
     let project = Managed::new("python", SERVER);
     let port = free_port();
+    python_server(&project);
+    project.settings(&format!(
+        "command = [\"python3\", \"server.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
+    ));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let first = printed_pid(&started);
+    assert_eq!(answered_by(port), first);
+    let reloaded = project.lichtara(&["reload"]);
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    let second = printed_pid(&reloaded);
+    assert_ne!(second, first);
+    assert!(!alive(first));
+    assert_eq!(answered_by(port), second);
+    stop_leaving_nothing(&project);
+}
+
+#[test]
+fn run_watch_restarts_on_a_change_and_a_client_connecting_meanwhile_is_served_by_the_new_process() {
+    use std::io::BufRead;
+    let project = Managed::new("watch", SERVER);
+    let port = free_port();
+    python_server(&project);
+    std::fs::create_dir(project.dir.join("src")).unwrap();
+    let listen = format!("http=127.0.0.1:{port}");
+    let mut run = project
+        .command(&[
+            "run",
+            "--listen",
+            &listen,
+            "--watch",
+            "src",
+            "--",
+            "python3",
+            "server.py",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("lichtara run");
+    let stderr = run.stderr.take().unwrap();
+    let (said, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = said.send(line);
+        }
+    });
+    // `run` binds the listener as it starts (no event tells a test when):
+    // retried, bounded. From then on it is held, never refused.
+    let began = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(began.elapsed() < Duration::from_secs(30), "run listens");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The held listener queues the first request until Python accepts it.
+    let first = answered_by(port);
+    std::fs::write(project.dir.join("src/app.py"), "changed = True\n").unwrap();
+    let restarting = "changed: the old process ended";
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("run says it restarts");
+        if line.contains(restarting) {
+            break;
+        }
+    }
+    // The old process is gone and the new one may not listen yet: this
+    // client waits in the held socket's backlog, not refused.
+    assert!(!alive(first));
+    let second = answered_by(port);
+    assert_ne!(second, first);
+    // A change inside an ignored folder restarts nothing.
+    std::fs::create_dir(project.dir.join("src/target")).unwrap();
+    std::fs::write(project.dir.join("src/target/out"), "x").unwrap();
+    std::fs::write(project.dir.join("src/app.py"), "changed = 2\n").unwrap();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("run says it restarts");
+        if line.contains(restarting) {
+            assert!(line.contains("app.py"), "{line}");
+            break;
+        }
+    }
+    let third = answered_by(port);
+    assert_ne!(third, second);
+    // Our own child, by PID.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = run.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "python died of the forwarded SIGTERM"
+    );
+    assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
+}
+
+/// A few lines of Python that serve on descriptor 3 (socket activation)
+/// and answer with their PID.
+fn python_server(project: &Managed) {
     std::fs::write(
         project.dir.join("server.py"),
         "import os, socket, http.server\n\
@@ -226,20 +333,6 @@ fn a_python_server_that_takes_descriptor_3_is_started_and_reloaded() {
          server.serve_forever()\n",
     )
     .unwrap();
-    project.settings(&format!(
-        "command = [\"python3\", \"server.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
-    ));
-    let started = project.lichtara(&["start"]);
-    assert!(started.status.success(), "{}", text(&started));
-    let first = printed_pid(&started);
-    assert_eq!(answered_by(port), first);
-    let reloaded = project.lichtara(&["reload"]);
-    assert!(reloaded.status.success(), "{}", text(&reloaded));
-    let second = printed_pid(&reloaded);
-    assert_ne!(second, first);
-    assert!(!alive(first));
-    assert_eq!(answered_by(port), second);
-    stop_leaving_nothing(&project);
 }
 
 #[track_caller]

@@ -67,6 +67,11 @@ impl Managed {
 
     /// `lichtara ARGS` in the project, waited for.
     pub fn lichtara(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run lichtara")
+    }
+
+    /// `lichtara ARGS` in the project, to spawn (stdin null).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.lichtara);
         command
             .args(args)
@@ -77,7 +82,7 @@ impl Managed {
             Some(base) => command.env("LICHTARA_CGROUP_BASE", base),
             None => command.env_remove("LICHTARA_CGROUP_BASE"),
         };
-        command.output().expect("run lichtara")
+        command
     }
 
     /// Live processes of this project (supervisors included), by token.

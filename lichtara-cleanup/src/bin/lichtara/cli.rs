@@ -165,6 +165,16 @@ pub(crate) struct RunArgs {
     /// How long the command gets after a forwarded signal before SIGKILL.
     #[arg(long, value_parser = duration_arg)]
     pub(crate) timeout: Option<Duration>,
+    /// A listener held for the whole run, passed by socket activation:
+    /// NAME=IP:PORT or NAME=unix:PATH; repeatable.
+    #[arg(long = "listen", value_name = "NAME=ADDR")]
+    pub(crate) listen: Vec<String>,
+    /// Restart the command when a file under PATH changes (debounced;
+    /// `.git`, `target` and `.lichtara` ignored); repeatable. The old
+    /// process ends before the new one starts; held listeners keep their
+    /// backlog meanwhile.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) watch: Vec<PathBuf>,
     /// The command (default: `command` in Lichtara.toml).
     #[arg(last = true)]
     pub(crate) command: Vec<String>,

@@ -338,6 +338,44 @@ fn parse_proc_address(text: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// Variables of the protocols a supervisor speaks, never passed on from
+/// the supervisor's own environment (it may run under systemd itself).
+pub(crate) const PROTOCOL_VARS: [&str; 6] = [
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
+/// The whole environment of a service that execs itself
+/// ([`Handoff::apply`]): this process's, without the supervisor's marker
+/// and the protocols' variables, with the project's `env`, the run's
+/// `marker` and the service's `NOTIFY_SOCKET`.
+pub(crate) fn service_environment(
+    project: &Project,
+    marker: &str,
+    notify: Option<&str>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let supervisor_var = crate::protocol::SUPERVISOR_VAR;
+    std::env::vars_os()
+        .filter(|(key, _)| key != supervisor_var && !PROTOCOL_VARS.iter().any(|var| key == var))
+        .filter(|(key, _)| {
+            key != MARKER_VAR && !project.settings.env.keys().any(|own| key == own.as_str())
+        })
+        .chain(
+            project
+                .settings
+                .env
+                .iter()
+                .map(|(key, value)| (key.into(), value.into())),
+        )
+        .chain(std::iter::once((MARKER_VAR.into(), marker.into())))
+        .chain(notify.map(|notify| ("NOTIFY_SOCKET".into(), notify.into())))
+        .collect()
+}
+
 /// The environment and descriptors a service is started with to receive
 /// `held` by socket activation. Built before the fork, so that between
 /// fork and exec nothing allocates: [`Handoff::apply`] only moves
@@ -431,9 +469,19 @@ impl Handoff {
         })
     }
 
-    /// How many descriptors from 3 the service receives.
-    pub(crate) fn count(&self) -> usize {
-        self.sources.len()
+    /// Fills descriptors 3 … 2+n of this process (with /dev/null) while
+    /// it forks, so that the pipe on which the standard library hears of a
+    /// failed exec is above them (the moves into 3 … 2+n would close it);
+    /// drop the result once the child is spawned.
+    pub(crate) fn reserve(&self) -> Vec<std::fs::File> {
+        let mut fillers = Vec::new();
+        while let Ok(filler) = std::fs::File::open("/dev/null") {
+            if filler.as_raw_fd() >= 3 + self.sources.len() as i32 {
+                break;
+            }
+            fillers.push(filler);
+        }
+        fillers
     }
 
     /// In the child, between fork and exec: moves `keep` above the range,

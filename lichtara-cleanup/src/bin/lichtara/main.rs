@@ -54,6 +54,8 @@ mod state;
 mod supervisor;
 #[cfg(target_os = "linux")]
 mod terminate;
+#[cfg(target_os = "linux")]
+mod watch;
 
 /// An error that ends the command: one line, and an exit code.
 #[derive(Debug)]
@@ -155,6 +157,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             &project,
             args.name.name.as_deref(),
             args.timeout,
+            &args.listen,
+            &args.watch,
             &args.command,
         ),
         Command::Supervise(args) => Ok(supervisor::run(

@@ -5,6 +5,7 @@
 //! exiting with the command's status. Nothing it started outlives it.
 
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -14,20 +15,25 @@ use rustix::process::{
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::containment::{self, Containment, Leaf};
+use crate::listeners::{Handoff, Held};
 use crate::ownership::{self, Claim, Proof};
 use crate::project::{MARKER_VAR, Project};
 use crate::record::{self, Liveness, Record};
+use crate::watch::Watcher;
 use crate::{Failure, procfs, terminate};
 
 pub(crate) fn run(
     project: &Project,
     name: Option<&str>,
     timeout: Option<Duration>,
+    listen: &[String],
+    watch: &[PathBuf],
     command: &[String],
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
     let command = project.command(command)?;
     let timeout = project.stop_timeout(timeout)?;
+    let declared = project.listeners(listen)?;
     let me = std::process::id() as i32;
     let marker = format!("{}/{name}/run-{me}", project.id);
     if std::env::var_os(MARKER_VAR).is_none_or(|value| value != *marker) {
@@ -70,6 +76,26 @@ pub(crate) fn run(
             })?),
             Containment::GroupAndMarker(_) => None,
         };
+    // Held for the whole run: a restart (`--watch`) never refuses a
+    // connection, nor finds the port taken.
+    let held = Held::bind_all(project, &declared)?;
+    let watcher = if watch.is_empty() {
+        None
+    } else {
+        Some(Watcher::new(&project.dir, watch)?)
+    };
+    let handoff = if held.is_empty() {
+        None
+    } else {
+        let env = crate::listeners::service_environment(project, &marker, None);
+        Some(std::sync::Arc::new(Handoff::new(
+            &command[0],
+            &command,
+            &env,
+            &held,
+            -1,
+        )?))
+    };
     set_child_subreaper(Some(getpid()))
         .map_err(|err| Failure::new(format!("cannot become a child subreaper: {err}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -96,34 +122,99 @@ pub(crate) fn run(
             supervisor: None,
         };
         record::write(&pid_path, &record)?;
-        let mut child = Command::new(&command[0]);
-        child
-            .args(&command[1..])
-            .current_dir(&project.dir)
-            .envs(&project.settings.env)
-            .env(MARKER_VAR, &marker)
-            .process_group(0);
-        let cgroup_fd = cgroup_procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-        // SAFETY: only write(2) of "0" to the leaf's cgroup.procs runs
-        // between fork and exec (async-signal-safe), so that the command
-        // and everything it forks live in the leaf.
-        unsafe {
-            child.pre_exec(move || {
-                if let Some(procs) = cgroup_fd {
-                    containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;
+        let spawn = || -> Result<i32, Failure> {
+            let mut child = Command::new(&command[0]);
+            child
+                .args(&command[1..])
+                .current_dir(&project.dir)
+                .envs(&project.settings.env)
+                .env(MARKER_VAR, &marker)
+                .process_group(0);
+            for var in crate::listeners::PROTOCOL_VARS {
+                child.env_remove(var);
+            }
+            let cgroup_fd = cgroup_procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+            let handoff = handoff.clone();
+            let fillers = handoff.as_deref().map(Handoff::reserve);
+            // SAFETY: only write(2) of "0" to the leaf's cgroup.procs runs
+            // between fork and exec (async-signal-safe), so that the
+            // command and everything it forks live in the leaf; and, with
+            // listeners, `Handoff::apply` (fcntl, dup2, getpid, execvpe).
+            unsafe {
+                child.pre_exec(move || {
+                    if let Some(procs) = cgroup_fd {
+                        containment::enter(std::os::fd::BorrowedFd::borrow_raw(procs))?;
+                    }
+                    if let Some(handoff) = &handoff {
+                        return Err(handoff.apply());
+                    }
+                    Ok(())
+                });
+            }
+            let spawned = child
+                .spawn()
+                .map_err(|err| Failure::new(format!("cannot start `{}`: {err}", command[0])));
+            drop(fillers);
+            Ok(spawned?.id() as i32)
+        };
+        let mut changes = watcher.map(|mut watcher| {
+            let (changed, changes) = tokio::sync::mpsc::unbounded_channel();
+            // A thread of its own blocks on the watches.
+            std::thread::spawn(move || {
+                while let Some(path) = watcher.next_change() {
+                    if changed.send(path).is_err() {
+                        break;
+                    }
                 }
-                Ok(())
             });
-        }
-        let child = child.spawn().map_err(|err| {
-            let _ = record::remove(&pid_path);
-            Failure::new(format!("cannot start `{}`: {err}", command[0]))
-        })?;
-        drop(cgroup_procs);
-        let child = child.id() as i32;
-        record.pgid = child;
-        record::write(&pid_path, &record)?;
-        Ok::<_, Failure>(supervise(child, &mut signals, timeout).await)
+            changes
+        });
+        let status = loop {
+            let child = match spawn() {
+                Ok(child) => child,
+                Err(failure) => {
+                    let _ = record::remove(&pid_path);
+                    return Err(failure);
+                }
+            };
+            record.pgid = child;
+            record::write(&pid_path, &record)?;
+            match supervise(child, &mut signals, timeout, changes.as_mut()).await {
+                Ended::Stopped(status) => break status,
+                Ended::ByItself(status) => {
+                    let Some(changes) = changes.as_mut() else {
+                        break status;
+                    };
+                    note!(
+                        "`{}` exited ({}); waiting for a change to start it again",
+                        command.join(" "),
+                        describe_code(status)
+                    );
+                    match wait_for_change(changes, &mut signals).await {
+                        Some(path) => note!("{} changed: starting it again", path.display()),
+                        None => break status,
+                    }
+                }
+                Ended::Changed(path, status) => {
+                    // Whatever the old run left in its cgroup goes too,
+                    // before the new one starts in it.
+                    if let Containment::Cgroup(leaf) = &containment
+                        && leaf.populated()
+                    {
+                        let _ = leaf.kill();
+                        leaf.wait_empty(terminate::KILL_WAIT);
+                    }
+                    reap_all();
+                    note!(
+                        "{} changed: the old process ended ({}); starting `{}` again",
+                        path.display(),
+                        describe_code(status),
+                        command.join(" ")
+                    );
+                }
+            }
+        };
+        Ok::<_, Failure>(status)
     })?;
     // The command is gone; end what it left behind: everything re-parented
     // to us, and anything else that carries this run's marker.
@@ -225,22 +316,51 @@ impl Signals {
     }
 }
 
+/// How the command's process ended.
+enum Ended {
+    /// After a signal was forwarded to it: `run` exits with its status.
+    Stopped(u8),
+    /// On its own.
+    ByItself(u8),
+    /// Ended by `run` because a watched path changed.
+    Changed(PathBuf, u8),
+}
+
 /// Waits for the command to end, forwarding signals to its group; after a
-/// forwarded signal it has `timeout` before SIGKILL. Returns the exit code
-/// to pass on: the command's, or 128+N if a signal N ended it.
-async fn supervise(child: i32, signals: &mut Signals, timeout: Duration) -> u8 {
+/// forwarded signal it has `timeout` before SIGKILL. With `changes`
+/// (`--watch`), a change ends it the same way, to be started again. The
+/// status is the command's exit code, or 128+N if a signal N ended it.
+async fn supervise(
+    child: i32,
+    signals: &mut Signals,
+    timeout: Duration,
+    mut changes: Option<&mut tokio::sync::mpsc::UnboundedReceiver<PathBuf>>,
+) -> Ended {
     let group = Pid::from_raw(child).expect("a child has a pid");
     let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut forwarded = false;
+    let mut changed: Option<PathBuf> = None;
     loop {
         if let Some(status) = reap(child) {
-            return status;
+            return match (forwarded, changed) {
+                (true, _) => Ended::Stopped(status),
+                (false, Some(path)) => Ended::Changed(path, status),
+                (false, None) => Ended::ByItself(status),
+            };
         }
+        let watching = changed.is_none() && !forwarded;
         let forward = tokio::select! {
             _ = signals.child.recv() => None,
             _ = signals.term.recv() => Some(Signal::TERM),
             _ = signals.int.recv() => Some(Signal::INT),
             _ = signals.hup.recv() => Some(Signal::HUP),
             _ = signals.quit.recv() => Some(Signal::QUIT),
+            Some(path) = next_change(changes.as_deref_mut()), if watching => {
+                changed = Some(path);
+                let _ = kill_process_group(group, Signal::TERM);
+                kill_at.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+                None
+            }
             () = sleep_until(kill_at) => {
                 // The command did not end in time: the whole group goes.
                 let _ = kill_process_group(group, Signal::KILL);
@@ -249,10 +369,48 @@ async fn supervise(child: i32, signals: &mut Signals, timeout: Duration) -> u8 {
             }
         };
         if let Some(signal) = forward {
+            forwarded = true;
             // The child is unreaped, so its PID (and group id) is still ours.
             let _ = kill_process_group(group, signal);
             kill_at.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
         }
+    }
+}
+
+/// The next change of the watched paths (never, without any).
+async fn next_change(
+    changes: Option<&mut tokio::sync::mpsc::UnboundedReceiver<PathBuf>>,
+) -> Option<PathBuf> {
+    match changes {
+        Some(changes) => changes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Between two runs of the command (`--watch`, after it exited by
+/// itself): the next change, or `None` when a stop signal came.
+async fn wait_for_change(
+    changes: &mut tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
+    signals: &mut Signals,
+) -> Option<PathBuf> {
+    loop {
+        tokio::select! {
+            path = changes.recv() => return path,
+            _ = signals.term.recv() => return None,
+            _ = signals.int.recv() => return None,
+            _ = signals.hup.recv() => return None,
+            _ = signals.quit.recv() => return None,
+            // What the old run left re-parented here.
+            _ = signals.child.recv() => reap_all(),
+        }
+    }
+}
+
+/// `exit code 3`, `signal 15`, from a status as `run` passes it on.
+fn describe_code(status: u8) -> String {
+    match status {
+        129..=192 => format!("signal {}", status - 128),
+        code => format!("exit code {code}"),
     }
 }
 

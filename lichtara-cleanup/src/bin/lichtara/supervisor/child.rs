@@ -3,8 +3,7 @@
 //! supervisor's pipe and the name's lock inherited; and ended again if it
 //! cannot be recorded.
 
-use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
@@ -33,17 +32,6 @@ pub(super) struct Launch<'a> {
     pub(super) notify: Option<&'a str>,
 }
 
-/// Variables of the protocols a supervisor speaks, never passed on from
-/// the supervisor's own environment (it may run under systemd itself).
-const PROTOCOL_VARS: [&str; 6] = [
-    "LISTEN_PID",
-    "LISTEN_FDS",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-];
-
 /// Spawns the service: its own session, its cgroup leaf entered before
 /// exec, the marker set, output into the pipe, the lock inherited, and
 /// the held listeners at descriptors 3, 4, … with `LISTEN_PID` its own.
@@ -71,7 +59,7 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
         .stdin(Stdio::null())
         .stdout(output)
         .stderr(output_err);
-    for var in PROTOCOL_VARS {
+    for var in crate::listeners::PROTOCOL_VARS {
         child.env_remove(var);
     }
     if let Some(notify) = notify {
@@ -82,35 +70,10 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
     let handoff = if held.is_empty() {
         None
     } else {
-        let env: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(key, _)| key != SUPERVISOR_VAR && !PROTOCOL_VARS.iter().any(|var| key == var))
-            .filter(|(key, _)| {
-                key != MARKER_VAR && !project.settings.env.keys().any(|own| key == own.as_str())
-            })
-            .chain(
-                project
-                    .settings
-                    .env
-                    .iter()
-                    .map(|(key, value)| (key.into(), value.into())),
-            )
-            .chain(std::iter::once((MARKER_VAR.into(), marker.into())))
-            .chain(notify.map(|notify| ("NOTIFY_SOCKET".into(), notify.into())))
-            .collect();
+        let env = crate::listeners::service_environment(project, marker, notify);
         Some(Handoff::new(&command[0], command, &env, held, lock_fd)?)
     };
-    // Descriptors 3 … 2+n busy in this process while it forks, so that the
-    // pipe on which the standard library hears of a failed exec is above
-    // them (the moves into 3 … 2+n would close it).
-    let mut fillers = Vec::new();
-    if let Some(handoff) = &handoff {
-        while let Ok(filler) = std::fs::File::open("/dev/null") {
-            if filler.as_raw_fd() >= 3 + handoff.count() as i32 {
-                break;
-            }
-            fillers.push(filler);
-        }
-    }
+    let fillers = handoff.as_ref().map(Handoff::reserve);
     // SAFETY: between fork and exec only async-signal-safe system calls
     // run: sigaction(2) and sigprocmask(2), so that the service starts with
     // every signal at its default and none blocked (an ignored signal and

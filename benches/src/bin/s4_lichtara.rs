@@ -1,5 +1,6 @@
 //! S4 with lichtara: an axum app served by `lichtara::http::Server`;
-//! `GET /slow?ms=N` answers after N ms. Prints `READY <addr>`.
+//! `GET /slow?ms=N` answers after N ms. Prints `READY <addr>`; serves on
+//! its first argument's address if given.
 
 use std::time::Duration;
 
@@ -21,7 +22,12 @@ async fn main() -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/", get(|| async { "ok\n" }))
         .route("/slow", get(slow));
-    let server = lichtara::http::Server::bind("127.0.0.1:0")
+    // An address to serve on (an inherited listener's, under `lichtara
+    // start --listen`), else any free port.
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    let server = lichtara::http::Server::bind(addr)
         .await?
         .drain_timeout(Duration::from_secs(2));
     println!("READY {}", server.local_addr()?);

@@ -51,7 +51,7 @@ pub(crate) fn run(
             .reload(state, &name, record, Some(timeout))
             .map_err(|why| Failure::new(format!("restart of `{name}` failed: {why}")))?;
         note!(
-            "restarted `{name}` on its held listeners ({}): the old process (pid {}) ended ({}), the new one (pid {}) was ready {} after the request",
+            "restarted `{name}` on its held listeners ({}): the old process (pid {}) ended ({}); the new one (pid {}) ready after {} from the request",
             status.listeners.join(", "),
             restarted.old_pid,
             restarted.old_ended,

@@ -172,7 +172,25 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
         ),
     ] {
         std::fs::write(project.dir.join(file), "").unwrap();
-        let reloaded = project.lichtara(&["reload"]);
+        let reloading = project
+            .command(&["reload"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("lichtara reload");
+        if file == "hang-next" {
+            // While the hanging generation is waited for, a second reload
+            // is refused, and says why.
+            wait_for_log(&project, "hanging on purpose");
+            let second = project.lichtara(&["reload"]);
+            assert!(!second.status.success(), "{}", text(&second));
+            assert!(
+                text(&second).contains("already under way"),
+                "{}",
+                text(&second)
+            );
+        }
+        let reloaded = reloading.wait_with_output().unwrap();
         std::fs::remove_file(project.dir.join(file)).unwrap();
         assert!(!reloaded.status.success(), "{}", text(&reloaded));
         let said = text(&reloaded);
@@ -191,9 +209,27 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
             project.processes()
         );
     }
-    // And a good reload still works after two failed ones.
-    let reloaded = project.lichtara(&["reload"]);
-    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    // And a good reload still works after two failed ones: asked by
+    // SIGHUP to the supervisor, as systemd's ExecReload= and operators do.
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap(),
+    )
+    .unwrap();
+    let supervisor = record["supervisor"]["pid"].as_i64().unwrap() as i32;
+    assert!(project.processes().contains(&supervisor));
+    // The project's own supervisor, by PID.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for_log(&project, "reloaded `server`");
+    assert!(!alive(pid), "the old generation ended");
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(record["pid"], pid, "the record names the new generation");
     assert!(load.wait_answered(200, Duration::from_secs(60)));
     let records = load.finish();
     assert_nothing_lost(&lost(&records));
@@ -333,6 +369,48 @@ fn python_server(project: &Managed) {
          server.serve_forever()\n",
     )
     .unwrap();
+}
+
+/// Waits (bounded) until the service's log holds `needle`: another
+/// process's file, no event to await.
+#[track_caller]
+fn wait_for_log(project: &Managed, needle: &str) {
+    let began = Instant::now();
+    while !project.log("server").contains(needle) {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "{needle:?} in the log within 60s: {}",
+            project.log("server")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_start_that_never_becomes_ready_fails_with_the_reason_and_leaves_nothing() {
+    let project = Managed::new("unready", SERVER);
+    let started = project.lichtara(&[
+        "start",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "2s",
+        "--",
+        "sh",
+        "-c",
+        "echo preparing forever; exec sleep 1000",
+    ]);
+    assert!(!started.status.success(), "{}", text(&started));
+    let said = text(&started);
+    for needle in [
+        "did not send READY=1 within 2s",
+        "it was stopped",
+        "preparing forever",
+    ] {
+        assert!(said.contains(needle), "{needle:?} in {said}");
+    }
+    assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
+    assert!(!project.dir.join(".lichtara/server.pid").exists());
 }
 
 #[track_caller]

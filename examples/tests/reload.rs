@@ -254,6 +254,25 @@ fn a_python_server_that_takes_descriptor_3_is_started_and_reloaded() {
     assert_ne!(second, first);
     assert!(!alive(first));
     assert_eq!(answered_by(port), second);
+    // A new version under another name, in Lichtara.toml: the next
+    // generation runs it, and the record says so once it is ready.
+    std::fs::copy(
+        project.dir.join("server.py"),
+        project.dir.join("server2.py"),
+    )
+    .unwrap();
+    project.settings(&format!(
+        "command = [\"python3\", \"server2.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
+    ));
+    let reloaded = project.lichtara(&["reload"]);
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    let third = printed_pid(&reloaded);
+    assert_eq!(answered_by(port), third);
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["command"][1], "server2.py", "{record}");
     stop_leaving_nothing(&project);
 }
 

@@ -183,6 +183,7 @@ impl Connection {
         name: &str,
         record: &Record,
         restart: Option<Duration>,
+        command: Option<Vec<String>>,
     ) -> Result<ReloadReply, String> {
         let status = self.status()?;
         let wait = Duration::from_millis(status.ready_timeout_ms)
@@ -193,8 +194,9 @@ impl Connection {
         let request = match restart {
             Some(timeout) => Request::Restart {
                 timeout_ms: timeout.as_millis() as u64,
+                command,
             },
-            None => Request::Reload,
+            None => Request::Reload { command },
         };
         match again.ask(&request, wait)? {
             Reply::Reloaded(reloaded) => Ok(reloaded),

@@ -37,11 +37,20 @@ pub(crate) enum Request {
     /// Start the next generation beside the running one, wait until it
     /// is ready, then stop the old one; if it is not ready, end it and
     /// keep the old one. Answered when it is over either way.
-    Reload,
+    /// With `command`, the new generation runs it (a changed
+    /// `Lichtara.toml`), and it is recorded once that one is ready.
+    Reload {
+        #[serde(default)]
+        command: Option<Vec<String>>,
+    },
     /// Stop the running generation (up to `timeout_ms`), then start the
-    /// next one while the held listeners keep their backlog; answered
-    /// once it is ready or has failed.
-    Restart { timeout_ms: u64 },
+    /// next one (running `command` if given) while the held listeners keep
+    /// their backlog; answered once it is ready or has failed.
+    Restart {
+        timeout_ms: u64,
+        #[serde(default)]
+        command: Option<Vec<String>>,
+    },
 }
 
 /// A supervisor's answer to [`Request::Reload`] and [`Request::Restart`]

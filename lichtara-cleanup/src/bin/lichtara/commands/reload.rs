@@ -25,8 +25,19 @@ pub(crate) fn run(project: &Project, name: Option<&str>) -> Result<ExitCode, Fai
             "cannot reload `{name}`: {why}; only its supervisor can (`lichtara restart -N {name}` stops it, then starts it)"
         ))
     })?;
+    // A command changed in Lichtara.toml is the new generation's.
+    let command = project
+        .command(&[])
+        .ok()
+        .filter(|command| *command != record.command);
+    if let Some(command) = &command {
+        note!(
+            "the new generation runs Lichtara.toml's command: {}",
+            command.join(" ")
+        );
+    }
     let reloaded = connection
-        .reload(&state, &name, &record, None)
+        .reload(&state, &name, &record, None, command)
         .map_err(|why| Failure::new(format!("reload of `{name}` failed: {why}")))?;
     note!(
         "reloaded `{name}`: generation {} (pid {}) ready after {}; the old one (pid {}) ended ({}) {} after the request{}",

@@ -1,6 +1,6 @@
-//! `lichtara restart`: stop, then start with the same command. When the
-//! service's supervisor holds declared listeners and the command is
-//! unchanged, the supervisor stays and restarts the service itself:
+//! `lichtara restart`: stop, then start with the same command (or the one
+//! given, or Lichtara.toml's). When the service's supervisor holds
+//! declared listeners, the supervisor stays and restarts the service itself:
 //! connections that arrive meanwhile wait in the held sockets' backlog
 //! instead of being refused. Otherwise the whole supervision is stopped
 //! and started again, and connections are refused in between — said so.
@@ -39,7 +39,6 @@ pub(crate) fn run(
     let same_serving =
         serve.listen.is_empty() && serve.ready.is_none() && serve.ready_timeout.is_none();
     if let (Some(state), Some(record)) = (&state, &recorded)
-        && record.command == command
         && same_serving
         && let Ok(connection) = Connection::open(state, &name, record)
         && let Ok(status) = connection.status()
@@ -47,8 +46,9 @@ pub(crate) fn run(
     {
         let connection = Connection::open(state, &name, record)
             .map_err(|why| Failure::new(format!("cannot restart `{name}`: {why}")))?;
+        let changed = (record.command != command).then(|| command.clone());
         let restarted = connection
-            .reload(state, &name, record, Some(timeout))
+            .reload(state, &name, record, Some(timeout), changed)
             .map_err(|why| Failure::new(format!("restart of `{name}` failed: {why}")))?;
         note!(
             "restarted `{name}` on its held listeners ({}): the old process (pid {}) ended ({}); the new one (pid {}) ready after {} from the request",

@@ -83,10 +83,11 @@ struct Shared {
 }
 
 /// A change of generation asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ask {
-    Reload,
-    Restart(Duration),
+    /// With the command the new generation runs, if it changes.
+    Reload(Option<Vec<String>>),
+    Restart(Duration, Option<Vec<String>>),
 }
 
 /// Where the answer to an [`Ask`] goes.
@@ -310,33 +311,41 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
             shared.replying -= 1;
             inner.changed.notify_all();
         }
-        Request::Reload | Request::Restart { .. } => {
-            let ask = match request {
-                Request::Restart { timeout_ms } => {
-                    Ask::Restart(Duration::from_millis(timeout_ms).min(crate::cli::MAX_DURATION))
-                }
-                _ => Ask::Reload,
-            };
-            let (answer, answered) = std::sync::mpsc::channel();
-            {
-                let mut shared = inner.lock();
-                if shared.stop.is_some() || shared.outcome.is_some() {
-                    drop(shared);
-                    let _ = send(&mut stream, &Reply::Error("the service is stopping".into()));
-                    return;
-                }
-                shared.asks.push((ask, answer));
-            }
-            let _ = rustix::io::write(&inner.wake, &1u64.to_ne_bytes());
-            // The main loop answers every ask, or drops it as it exits.
-            let reply = match answered.recv() {
-                Ok(Ok(reloaded)) => Reply::Reloaded(reloaded),
-                Ok(Err(why)) => Reply::Error(why),
-                Err(_) => Reply::Error("the supervisor ended before it could answer".into()),
-            };
-            let _ = send(&mut stream, &reply);
-        }
+        Request::Reload { command } => ask(stream, inner, Ask::Reload(command)),
+        Request::Restart {
+            timeout_ms,
+            command,
+        } => ask(
+            stream,
+            inner,
+            Ask::Restart(
+                Duration::from_millis(timeout_ms).min(crate::cli::MAX_DURATION),
+                command,
+            ),
+        ),
     }
+}
+
+/// Hands a reload or restart to the main loop and sends its answer.
+fn ask(mut stream: UnixStream, inner: &Inner, ask: Ask) {
+    let (answer, answered) = std::sync::mpsc::channel();
+    {
+        let mut shared = inner.lock();
+        if shared.stop.is_some() || shared.outcome.is_some() {
+            drop(shared);
+            let _ = send(&mut stream, &Reply::Error("the service is stopping".into()));
+            return;
+        }
+        shared.asks.push((ask, answer));
+    }
+    let _ = rustix::io::write(&inner.wake, &1u64.to_ne_bytes());
+    // The main loop answers every ask, or drops it as it exits.
+    let reply = match answered.recv() {
+        Ok(Ok(reloaded)) => Reply::Reloaded(reloaded),
+        Ok(Err(why)) => Reply::Error(why),
+        Err(_) => Reply::Error("the supervisor ended before it could answer".into()),
+    };
+    let _ = send(&mut stream, &reply);
 }
 
 fn send(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {

@@ -31,7 +31,6 @@ use crate::terminate::Pinned;
 /// What every generation is started with.
 pub(super) struct Spawner<'a> {
     pub(super) project: &'a Project,
-    pub(super) command: &'a [String],
     pub(super) marker: &'a str,
     pub(super) containment: &'a Containment,
     pub(super) lock_fd: i32,
@@ -43,6 +42,8 @@ pub(super) struct Spawner<'a> {
 /// A running (or ended, unreaped) generation.
 pub(super) struct Generation {
     pub(super) number: u32,
+    /// The command it runs.
+    pub(super) command: Vec<String>,
     pub(super) child: Child,
     pub(super) pid: i32,
     pub(super) start_time: u64,
@@ -56,8 +57,8 @@ pub(super) struct Generation {
 }
 
 impl Spawner<'_> {
-    /// Starts generation `number`.
-    pub(super) fn spawn(&self, number: u32) -> Result<Generation, Failure> {
+    /// Starts generation `number`, running `command`.
+    pub(super) fn spawn(&self, number: u32, command: &[String]) -> Result<Generation, Failure> {
         let leaf = match self.containment {
             Containment::Cgroup(service) => Some(service.generation(number).map_err(|err| {
                 Failure::new(format!(
@@ -77,7 +78,7 @@ impl Spawner<'_> {
             .map_err(|err| Failure::new(format!("cannot make the output pipe: {err}")))?;
         let spawned = child::spawn(Launch {
             project: self.project,
-            command: self.command,
+            command,
             marker: self.marker,
             output: output_in,
             cgroup_fd: procs.as_ref().map(AsRawFd::as_raw_fd),
@@ -98,7 +99,7 @@ impl Spawner<'_> {
         let pid = child.id() as i32;
         let end = |child: Child, why: String| {
             child::end_unrecorded(child, leaf.as_ref());
-            Failure::new(format!("{why}; `{}` was ended", self.command[0]))
+            Failure::new(format!("{why}; `{}` was ended", command[0]))
         };
         let pidfd = match pidfd_open(
             Pid::from_raw(pid).expect("a child has a pid"),
@@ -115,6 +116,7 @@ impl Spawner<'_> {
         let pump_done = pump(File::from(output), self.log.clone(), tail.clone());
         Ok(Generation {
             number,
+            command: command.to_vec(),
             child,
             pid,
             start_time,
@@ -154,6 +156,7 @@ impl Generation {
             pid: self.pid,
             pgid: self.pid,
             start_time: self.start_time,
+            command: self.command.clone(),
             ..base.clone()
         }
     }

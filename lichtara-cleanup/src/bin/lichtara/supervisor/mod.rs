@@ -345,7 +345,7 @@ impl<'p> Service<'p> {
         };
         // From here on a failure leaves nothing behind: the socket, the
         // leaf (the spawn undoes the rest itself), and a line in the log.
-        let first = service.spawn().and_then(|generation| {
+        let first = service.spawn(None).and_then(|generation| {
             let recorded = service.recorded(&generation);
             match recorded {
                 Ok(record) => {
@@ -397,13 +397,14 @@ impl<'p> Service<'p> {
         format!("; holding {}", pairs.join(", "))
     }
 
-    /// Starts the next generation.
-    fn spawn(&mut self) -> Result<Generation, Failure> {
+    /// Starts the next generation, running `command` (else the current
+    /// one's).
+    fn spawn(&mut self, command: Option<&[String]>) -> Result<Generation, Failure> {
         let number = self.next;
         self.next += 1;
+        let command = command.unwrap_or(&self.command).to_vec();
         Spawner {
             project: self.project,
-            command: &self.command,
             marker: &self.marker,
             containment: &self.containment,
             lock_fd: self.lock.file.as_raw_fd(),
@@ -411,7 +412,7 @@ impl<'p> Service<'p> {
             notify: self.notify.as_ref().map(|notify| notify.address.as_str()),
             log: &self.log,
         }
-        .spawn(number)
+        .spawn(number, &command)
     }
 
     fn pending(&self, generation: Generation, purpose: Purpose, asked: Instant) -> Pending {
@@ -557,7 +558,7 @@ impl<'p> Service<'p> {
                         "the supervisor got SIGHUP: reloading `{}`",
                         self.name
                     ));
-                    if let Some(ending) = self.take_ask(Ask::Reload, None) {
+                    if let Some(ending) = self.take_ask(Ask::Reload(None), None) {
                         break ending;
                     }
                 } else {
@@ -653,8 +654,8 @@ impl<'p> Service<'p> {
         };
         let asked = Instant::now();
         match ask {
-            Ask::Reload => {
-                match self.spawn() {
+            Ask::Reload(command) => {
+                match self.spawn(command.as_deref()) {
                     Ok(generation) => {
                         self.note(&format!(
                             "reloading `{}`: started generation {} (pid {}) beside generation {} (pid {old})",
@@ -675,7 +676,7 @@ impl<'p> Service<'p> {
                 }
                 None
             }
-            Ask::Restart(timeout) => {
+            Ask::Restart(timeout, command) => {
                 let answer = answer?;
                 let old = self.current.take().expect("checked");
                 let old_pid = old.pid;
@@ -696,7 +697,7 @@ impl<'p> Service<'p> {
                     }
                 };
                 let old_gone = asked.elapsed();
-                match self.spawn() {
+                match self.spawn(command.as_deref()) {
                     Ok(generation) => {
                         self.pending = Some(self.pending(
                             generation,
@@ -751,6 +752,14 @@ impl<'p> Service<'p> {
             Purpose::Reload(_) => self.current.take(),
             _ => None,
         };
+        if generation.command != self.command {
+            self.note(&format!(
+                "`{}` runs `{}` from now on",
+                self.name,
+                generation.command.join(" ")
+            ));
+            self.command = generation.command.clone();
+        }
         self.current = Some(generation);
         self.control.set(Phase::Running, pid);
         self.control.describe(
@@ -845,6 +854,7 @@ impl<'p> Service<'p> {
         } = pending;
         let number = generation.number;
         let pid = generation.pid;
+        let command = generation.command.join(" ");
         let ended = generation.end(
             &self.record,
             self.stop_signal,
@@ -858,8 +868,7 @@ impl<'p> Service<'p> {
             (Unready::Not(why), _) => format!("{why}; it was stopped ({})", ended.how),
         };
         let message = format!(
-            "`{}` (generation {number} of `{}`, pid {pid}) {what}{}{}",
-            self.command.join(" "),
+            "`{command}` (generation {number} of `{}`, pid {pid}) {what}{}{}",
             self.name,
             if ended.tail.is_empty() {
                 String::new()

@@ -934,7 +934,12 @@ fn start_activated(listener: &std::net::TcpListener, pid: Option<u32>) -> Proc {
         ],
         &[("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "http")],
     );
-    let fd = listener.as_raw_fd();
+    // A copy well above 3: the listener itself may be descriptor 3 here,
+    // and dup2(3, 3) would leave it close-on-exec.
+    // SAFETY: fcntl(2) on a descriptor this test owns; the copy is
+    // close-on-exec and closed once the server is spawned.
+    let fd = unsafe { nix::libc::fcntl(listener.as_raw_fd(), nix::libc::F_DUPFD_CLOEXEC, 100) };
+    assert!(fd >= 100, "{}", std::io::Error::last_os_error());
     // SAFETY: dup2(2) only, between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -944,7 +949,10 @@ fn start_activated(listener: &std::net::TcpListener, pid: Option<u32>) -> Proc {
             Ok(())
         });
     }
-    Proc::spawn(command)
+    let server = Proc::spawn(command);
+    // SAFETY: the copy made above, no longer needed.
+    unsafe { nix::libc::close(fd) };
+    server
 }
 
 #[test]

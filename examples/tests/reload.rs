@@ -363,6 +363,82 @@ fn run_watch_restarts_on_a_change_and_a_client_connecting_meanwhile_is_served_by
     assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
 }
 
+#[test]
+fn an_old_generation_whose_main_process_ends_during_the_reload_is_ended_whole() {
+    let project = Managed::new("leftover", SERVER);
+    // Generation 1 leaves a worker behind and ends its main process once
+    // generation 2 has started; generation 2 is ready after its grace.
+    let script = "if [ -e first ]; then rm first; sleep 1000 & \
+         while [ ! -e exit-now ]; do sleep 0.05; done; echo old main exits; exit 0; fi; \
+         touch exit-now; exec sleep 1000";
+    project.settings(&format!(
+        "command = [\"sh\", \"-c\", {script:?}]\nstart_grace = \"2s\"\n"
+    ));
+    std::fs::write(project.dir.join("first"), "").unwrap();
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let old = printed_pid(&started);
+    let before = project.processes();
+    let reloaded = project.lichtara(&["reload"]);
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    let said = text(&reloaded);
+    assert!(said.contains(&format!("the old one (pid {old})")), "{said}");
+    assert!(
+        project
+            .log("server")
+            .contains("ended by itself while the next one starts"),
+        "{}",
+        project.log("server")
+    );
+    // Its worker went with it; the supervisor and generation 2 are left.
+    let after = project.processes();
+    assert!(!after.contains(&old));
+    let survivors: Vec<i32> = before
+        .iter()
+        .copied()
+        .filter(|pid| after.contains(pid))
+        .collect();
+    assert_eq!(
+        survivors.len(),
+        1,
+        "only the supervisor is left of before: {survivors:?} of {before:?}"
+    );
+    assert_eq!(after.len(), 2, "{after:?}");
+    stop_leaving_nothing(&project);
+}
+
+#[test]
+fn a_held_listener_a_generation_shut_down_is_bound_again_for_the_next() {
+    let project = Managed::new("revive", SERVER);
+    let port = free_port();
+    python_server(&project);
+    // Generation 1 shuts the shared socket down (shutdown(2) ends it for
+    // every holder) and idles.
+    std::fs::write(
+        project.dir.join("breaker.py"),
+        "import os, socket, time\n\
+         if os.path.exists('break'):\n\
+         \x20   os.remove('break')\n\
+         \x20   socket.socket(fileno=3).shutdown(socket.SHUT_RDWR)\n\
+         \x20   print('shut the listener down', flush=True)\n\
+         \x20   time.sleep(1000)\n\
+         exec(open('server.py').read())\n",
+    )
+    .unwrap();
+    std::fs::write(project.dir.join("break"), "").unwrap();
+    project.settings(&format!(
+        "command = [\"python3\", \"breaker.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
+    ));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    wait_for_log(&project, "shut the listener down");
+    let reloaded = project.lichtara(&["reload"]);
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    assert_eq!(answered_by(port), printed_pid(&reloaded));
+    assert!(project.log("server").contains("bound it again"));
+    stop_leaving_nothing(&project);
+}
+
 /// A few lines of Python that serve on descriptor 3 (socket activation)
 /// and answer with their PID.
 fn python_server(project: &Managed) {

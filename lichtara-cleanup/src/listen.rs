@@ -18,7 +18,13 @@
 //!
 //! Closing an inherited listener (dropping it) closes only this process's
 //! descriptor: the socket stays open in the supervisor and in the next
-//! generation of the service, which goes on accepting.
+//! generation of the service, which goes on accepting. Never call
+//! `shutdown(2)` on one: that ends the socket for every process holding
+//! it (`lichtara` then binds it anew for the next generation).
+//!
+//! The descriptors are taken for this module: another socket-activation
+//! library in the same program finds the variables gone; ask
+//! [`take_fd`] for what it would have taken.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {

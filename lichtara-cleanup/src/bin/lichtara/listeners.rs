@@ -17,7 +17,7 @@ use std::ffi::{CString, OsStr};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
 use crate::Failure;
@@ -111,6 +111,15 @@ impl Declared {
                     listener.name
                 )));
             }
+            if let Some(other) = declared
+                .iter()
+                .find(|other| other.address == listener.address)
+            {
+                return Err(Failure::new(format!(
+                    "listeners `{}` and `{}` both declare {}",
+                    other.name, listener.name, listener.address
+                )));
+            }
             declared.push(listener);
         }
         Ok(declared)
@@ -136,10 +145,33 @@ impl Held {
     /// Binds every declared listener; the first that cannot be bound
     /// makes it fail, saying who holds the address.
     pub(crate) fn bind_all(project: &Project, declared: &[Declared]) -> Result<Vec<Held>, Failure> {
-        declared
-            .iter()
-            .map(|listener| bind(project, listener))
-            .collect()
+        let mut held: Vec<Held> = Vec::with_capacity(declared.len());
+        for listener in declared {
+            match bind(project, listener) {
+                Ok(bound) => held.push(bound),
+                Err(failure) => {
+                    // Nothing of a failed start is left: the socket files
+                    // bound so far go too.
+                    for bound in &held {
+                        bound.remove_socket_file();
+                    }
+                    return Err(failure);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Binds this listener again if the socket no longer listens (a
+    /// service called shutdown(2) on it: every generation after would get
+    /// a dead socket). Returns whether it did.
+    pub(crate) fn revive(&mut self, project: &Project) -> Result<bool, Failure> {
+        if rustix::net::sockopt::socket_acceptconn(&self.fd).unwrap_or(false) {
+            return Ok(false);
+        }
+        let fresh = bind(project, &self.declared)?;
+        *self = fresh;
+        Ok(true)
     }
 
     /// Removes a Unix listener's socket file if it is still this one's.
@@ -191,9 +223,10 @@ fn bind(project: &Project, listener: &Declared) -> Result<Held, Failure> {
                         path.display()
                     )));
                 }
-                // A socket file: in use if something accepts on it, else
-                // left over from a process that ended, and replaced.
-                if UnixStream::connect(&path).is_ok() {
+                // A socket file: in use if something listens on it (a full
+                // backlog too: the connect is not waited for), else left
+                // over from a process that ended, and replaced.
+                if unix_in_use(&path) {
                     return Err(cannot(format!(
                         "something already listens on {}; it is left alone",
                         path.display()
@@ -211,6 +244,28 @@ fn bind(project: &Project, listener: &Declared) -> Result<Held, Failure> {
             })
         }
     }
+}
+
+/// Whether a process listens on the Unix socket at `path`: a nonblocking
+/// connect that is refused (or finds nothing) says no; anything else —
+/// accepted, or a full backlog (`EAGAIN`) — says yes.
+fn unix_in_use(path: &std::path::Path) -> bool {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let Ok(addr) = SocketAddrUnix::new(path) else {
+        return false;
+    };
+    let Ok(socket) = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    ) else {
+        return true;
+    };
+    !matches!(
+        rustix::net::connect(&socket, &addr),
+        Err(rustix::io::Errno::CONNREFUSED | rustix::io::Errno::NOENT)
+    )
 }
 
 /// Who listens on `addr` (or on the same port at a wildcard address), in
@@ -259,6 +314,11 @@ fn describe_holder(project: &Project, pid: i32) -> String {
     }
     let marker = procfs::environ_var(pid, MARKER_VAR).ok().flatten();
     let supervises = crate::protocol::supervises(pid);
+    if pid == std::process::id() as i32 {
+        return format!(
+            "pid {pid}: this supervisor, for another of the listeners declared (a wildcard address and a specific one on the same port?)"
+        );
+    }
     let whose = match (marker, supervises) {
         (_, Some(marker)) if marker.starts_with(&project.marker_prefix()) => format!(
             "the supervisor of this project's `{}`: stop it first (`lichtara stop -N {0}`)",
@@ -422,7 +482,17 @@ impl Handoff {
             )));
         }
         let bad = |what: &str| Failure::new(format!("{what} holds a NUL byte"));
-        let program = CString::new(program).map_err(|_| bad("the command"))?;
+        // Looked up on the service's PATH, now: between fork and exec
+        // nothing may search (execvpe would search the supervisor's).
+        let path = env
+            .iter()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| value.clone());
+        let program = resolve(program, path.as_deref())?;
+        let program = CString::new(std::os::unix::ffi::OsStringExt::into_vec(
+            program.into_os_string(),
+        ))
+        .map_err(|_| bad("the command"))?;
         let mut strings = Vec::new();
         for arg in args {
             strings.push(CString::new(arg.as_bytes()).map_err(|_| bad("an argument"))?);
@@ -487,7 +557,7 @@ impl Handoff {
     /// In the child, between fork and exec: moves `keep` above the range,
     /// the sockets to 3, 4, …, writes `LISTEN_PID` and execs. Returns only
     /// on failure. Async-signal-safe: fcntl(2), dup2(2), getpid(2),
-    /// execvpe(3) and writes to memory prepared before the fork.
+    /// execve(2) and writes to memory prepared before the fork.
     ///
     /// # Safety
     ///
@@ -536,7 +606,7 @@ impl Handoff {
             }
             // The C string ends after the digits.
             *self.pid_slot.add(length) = 0;
-            libc::execvpe(
+            libc::execve(
                 self.program.as_ptr(),
                 self.argv.as_ptr(),
                 self.envp.as_ptr(),
@@ -544,6 +614,28 @@ impl Handoff {
             std::io::Error::last_os_error()
         }
     }
+}
+
+/// The program `name` names: itself if it has a `/`, else the first
+/// executable file of that name in `path`'s directories (`PATH`, the
+/// service's; `/usr/local/bin:/usr/bin:/bin` without one).
+fn resolve(name: &str, path: Option<&OsStr>) -> Result<PathBuf, Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "cannot start `{name}`: not found on the service's PATH"
+            ))
+        })
 }
 
 /// At most this many listeners are passed (a fixed array between fork and

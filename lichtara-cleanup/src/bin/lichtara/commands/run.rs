@@ -139,7 +139,7 @@ pub(crate) fn run(
             // SAFETY: only write(2) of "0" to the leaf's cgroup.procs runs
             // between fork and exec (async-signal-safe), so that the
             // command and everything it forks live in the leaf; and, with
-            // listeners, `Handoff::apply` (fcntl, dup2, getpid, execvpe).
+            // listeners, `Handoff::apply` (fcntl, dup2, getpid, execve).
             unsafe {
                 child.pre_exec(move || {
                     if let Some(procs) = cgroup_fd {

@@ -189,10 +189,15 @@ pub(crate) enum Reach {
     /// The whole run: its cgroup (or process group), and every process
     /// that carries its marker.
     Run,
-    /// One generation of it: its cgroup, or its process group, only. The
-    /// marker is the run's, shared by the generation that replaces it.
-    Generation,
+    /// Generation N of it: its cgroup, or its process group and the
+    /// processes that carry the run's marker with `LICHTARA_GENERATION=N`
+    /// (the marker alone is shared by the generation that replaces it).
+    Generation(u32),
 }
+
+/// The variable that tells a service's generations apart: set by its
+/// supervisor for each one, inherited by all its descendants.
+pub(crate) const GENERATION_VAR: &str = "LICHTARA_GENERATION";
 
 /// Ends the run of `record`, starting with `targets` (its main process,
 /// pinned): in its cgroup leaf where it has one, else by proof. Returns how
@@ -312,10 +317,16 @@ fn members(record: &Record, claim: Claim<'_>, pinned: &[i32], reach: Reach) -> V
             continue;
         }
         let in_group = stat.pgrp == record.pgid || in_leaf.contains(&stat.pid);
-        let carries_marker = reach == Reach::Run
-            && marked
-                .iter()
-                .any(|process| process.stat.pid == stat.pid && process.marker == record.marker);
+        let carries_marker = marked
+            .iter()
+            .any(|process| process.stat.pid == stat.pid && process.marker == record.marker)
+            && match reach {
+                Reach::Run => true,
+                Reach::Generation(number) => crate::procfs::environ_var(stat.pid, GENERATION_VAR)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|value| value == number.to_string()),
+            };
         if !in_group && !carries_marker {
             continue;
         }

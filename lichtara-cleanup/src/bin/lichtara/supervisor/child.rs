@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use nix::sys::signal::SigSet;
 
 use crate::Failure;
+use crate::commands::stop::GENERATION_VAR;
 use crate::containment::{self, Leaf};
 use crate::listeners::{Handoff, Held};
 use crate::project::{MARKER_VAR, Project};
@@ -30,6 +31,8 @@ pub(super) struct Launch<'a> {
     /// The supervisor's `NOTIFY_SOCKET` for the service, if it waits for
     /// `READY=1`.
     pub(super) notify: Option<&'a str>,
+    /// Its generation's number (`LICHTARA_GENERATION`).
+    pub(super) generation: u32,
 }
 
 /// Spawns the service: its own session, its cgroup leaf entered before
@@ -45,6 +48,7 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
         lock_fd,
         held,
         notify,
+        generation,
     } = launch;
     let output_err = output
         .try_clone()
@@ -56,6 +60,7 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
         .env_remove(SUPERVISOR_VAR)
         .envs(&project.settings.env)
         .env(MARKER_VAR, marker)
+        .env(GENERATION_VAR, generation.to_string())
         .stdin(Stdio::null())
         .stdout(output)
         .stderr(output_err);
@@ -70,7 +75,9 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
     let handoff = if held.is_empty() {
         None
     } else {
-        let env = crate::listeners::service_environment(project, marker, notify);
+        let mut env = crate::listeners::service_environment(project, marker, notify);
+        env.retain(|(key, _)| key != GENERATION_VAR);
+        env.push((GENERATION_VAR.into(), generation.to_string().into()));
         Some(Handoff::new(&command[0], command, &env, held, lock_fd)?)
     };
     let fillers = handoff.as_ref().map(Handoff::reserve);
@@ -82,7 +89,7 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
     // "0" to the leaf's cgroup.procs, so that the service and everything
     // it ever forks live in its cgroup; fcntl(2) to let the service
     // inherit the lock so that it holds it for as long as it lives; and,
-    // with listeners, `Handoff::apply` (fcntl, dup2, getpid, execvpe).
+    // with listeners, `Handoff::apply` (fcntl, dup2, getpid, execve).
     unsafe {
         child.pre_exec(move || {
             // The kernel's own call, so that the C library's few reserved

@@ -85,6 +85,7 @@ impl Spawner<'_> {
             lock_fd: self.lock_fd,
             held: self.held,
             notify: self.notify,
+            generation: number,
         });
         drop(procs);
         let child = match spawned {
@@ -171,16 +172,17 @@ impl Generation {
     }
 
     /// Ends this generation alone: the stop signal to its main process and
-    /// to the members of its cgroup (or process group), `timeout`, then
-    /// SIGKILL; reaps it. Returns how it ended, how many needed SIGKILL,
-    /// and the survivors if any.
+    /// to the members of its cgroup (or process group, and what carries
+    /// its generation's marker), `timeout`, then SIGKILL; reaps it, and
+    /// waits a little for the end of its output. Returns how it ended, how
+    /// many needed SIGKILL, and the survivors if any.
     pub(super) fn end(
         mut self,
         base: &Record,
         signal: rustix::process::Signal,
         timeout: Duration,
-        reach: Reach,
     ) -> Ended {
+        let reach = Reach::Generation(self.number);
         let record = self.record(base);
         let claim = Claim::of(&record, self.leaf.as_ref());
         let targets: Vec<Pinned> = Pinned::open(self.pid).into_iter().collect();
@@ -194,7 +196,9 @@ impl Generation {
             reach,
         );
         let status = self.child.wait();
-        let _ = self.pump_done.recv_timeout(super::PUMP_WAIT);
+        // A process outside its cgroup (without one: that left its group
+        // and its marker) may hold the pipe: not waited for long.
+        let _ = self.pump_done.recv_timeout(GENERATION_PUMP_WAIT);
         Ended {
             how: status
                 .as_ref()
@@ -224,6 +228,9 @@ pub(super) struct Ended {
     /// Its last lines of output ([`Generation::last_lines`]).
     pub(super) tail: String,
 }
+
+/// How long the end of one generation waits for the end of its output.
+const GENERATION_PUMP_WAIT: Duration = Duration::from_secs(1);
 
 /// How many lines a failure shows.
 const TAIL_LINES: usize = 12;

@@ -194,6 +194,9 @@ struct Service<'p> {
     current: Option<Generation>,
     /// A generation not yet ready, and why it was started.
     pending: Option<Pending>,
+    /// The old generation of a reload whose main process ended by itself
+    /// meanwhile: what is left of it is ended with the reload's outcome.
+    leftover: Option<Generation>,
     /// The number the next generation gets.
     next: u32,
 }
@@ -341,6 +344,7 @@ impl<'p> Service<'p> {
             stop_timeout,
             current: None,
             pending: None,
+            leftover: None,
             next: 1,
         };
         // From here on a failure leaves nothing behind: the socket, the
@@ -357,7 +361,6 @@ impl<'p> Service<'p> {
                         &service.record,
                         rustix::process::Signal::KILL,
                         Duration::ZERO,
-                        Reach::Generation,
                     );
                     Err(Failure::new(format!(
                         "{}; `{name}` was ended, not left running unrecorded",
@@ -403,6 +406,16 @@ impl<'p> Service<'p> {
         let number = self.next;
         self.next += 1;
         let command = command.unwrap_or(&self.command).to_vec();
+        // A listener a generation shut down (shutdown(2) on its copy) is
+        // dead for every generation after: bound again.
+        for held in &mut self.held {
+            if held.revive(self.project)? {
+                lock_log(&self.log).note(&format!(
+                    "the held listener `{}` no longer listened (shut down by the service?): bound it again",
+                    held.declared.pair()
+                ));
+            }
+        }
         Spawner {
             project: self.project,
             marker: &self.marker,
@@ -527,14 +540,15 @@ impl<'p> Service<'p> {
                     break Ending::Exited;
                 }
                 // The new generation is on its way: it serves if it
-                // becomes ready; if not, nothing does.
+                // becomes ready; if not, nothing does. What is left of the
+                // old one is ended then (not now: its processes may take
+                // their stop timeout, and the new one is to be watched).
                 let current = self.current.take().expect("it exited");
-                let (number, pid) = (current.number, current.pid);
-                let ended = current.reap();
                 self.note(&format!(
-                    "generation {number} (pid {pid}) of `{}` ended by itself ({ended}) while the next one starts",
-                    self.name
+                    "generation {} (pid {}) of `{}` ended by itself while the next one starts",
+                    current.number, current.pid, self.name
                 ));
+                self.leftover = Some(current);
             }
             if woken {
                 if let Some(timeout) = self.control.stop_asked() {
@@ -577,6 +591,9 @@ impl<'p> Service<'p> {
     /// way; acts on the first two. Returns how supervision ends, if it
     /// does now.
     fn judge_pending(&mut self, report: &mut Reporter) -> Option<Ending> {
+        self.pending.as_ref()?;
+        // A READY=1 that waits is read before the deadline is judged.
+        self.take_notifications();
         let pending = self.pending.as_mut()?;
         let now = Instant::now();
         if pending.generation.exited() {
@@ -653,6 +670,15 @@ impl<'p> Service<'p> {
             return None;
         };
         let asked = Instant::now();
+        if let (Ask::Reload(_), Ready::Port(addr)) = (&ask, self.ready) {
+            refuse(
+                answer,
+                format!(
+                    "refused: with ready = port {addr}, the old generation's answers on it would pass for the new one's; use ready = \"notify\" (or `lichtara restart`)"
+                ),
+            );
+            return None;
+        }
         match ask {
             Ask::Reload(command) => {
                 match self.spawn(command.as_deref()) {
@@ -685,7 +711,7 @@ impl<'p> Service<'p> {
                     "restarting `{}`: stopping generation {} (pid {old_pid}); the listeners stay open",
                     self.name, old.number
                 ));
-                let ended = old.end(&self.record, self.stop_signal, timeout, Reach::Generation);
+                let ended = old.end(&self.record, self.stop_signal, timeout);
                 let killed = match ended.stopped {
                     Ok(killed) => killed,
                     Err(survivors) => {
@@ -749,7 +775,7 @@ impl<'p> Service<'p> {
             }
         }
         let old = match purpose {
-            Purpose::Reload(_) => self.current.take(),
+            Purpose::Reload(_) => self.current.take().or_else(|| self.leftover.take()),
             _ => None,
         };
         if generation.command != self.command {
@@ -793,12 +819,7 @@ impl<'p> Service<'p> {
                 let (old_pid, old_ended, killed) = match old {
                     Some(old) => {
                         let old_pid = old.pid;
-                        let ended = old.end(
-                            &self.record,
-                            self.stop_signal,
-                            self.stop_timeout,
-                            Reach::Generation,
-                        );
+                        let ended = old.end(&self.record, self.stop_signal, self.stop_timeout);
                         match ended.stopped {
                             Ok(killed) => (old_pid, ended.how, killed),
                             Err(survivors) => {
@@ -855,12 +876,7 @@ impl<'p> Service<'p> {
         let number = generation.number;
         let pid = generation.pid;
         let command = generation.command.join(" ");
-        let ended = generation.end(
-            &self.record,
-            self.stop_signal,
-            self.stop_timeout,
-            Reach::Generation,
-        );
+        let ended = generation.end(&self.record, self.stop_signal, self.stop_timeout);
         let first = matches!(purpose, Purpose::Start);
         let what = match (&why, first) {
             (Unready::Exited, true) => format!("ended at once ({})", ended.how),
@@ -940,11 +956,26 @@ impl<'p> Service<'p> {
             Containment::Cgroup(leaf) => Some(leaf.clone()),
             Containment::GroupAndMarker(_) => None,
         };
+        // Reloads asked for and not yet taken, and the one under way.
+        for (_, answer) in self.control.asked() {
+            let _ = answer.send(Err("the service is stopping".into()));
+        }
+        let pending = self.pending.take().map(|pending| {
+            if let Purpose::Reload(Some(answer)) | Purpose::Restart { answer, .. } = pending.purpose
+            {
+                let _ = answer.send(Err(format!(
+                    "the service was stopped before generation {} was ready",
+                    pending.generation.number
+                )));
+            }
+            pending.generation
+        });
         let generations: Vec<Generation> = self
             .current
             .take()
             .into_iter()
-            .chain(self.pending.take().map(|pending| pending.generation))
+            .chain(pending)
+            .chain(self.leftover.take())
             .collect();
         // The main processes (pinned: our unreaped children, ended or
         // not) and whatever is left of the run.
@@ -977,6 +1008,8 @@ impl<'p> Service<'p> {
         {
             let mut log = lock_log(&self.log);
             match (&stopped, by_itself) {
+                // Said already, with the reason.
+                (Ok(_), true) if matches!(ending, Ending::Failed(_)) => {}
                 (Err(survivors), _) => log.note(&format!(
                     "`{}` (pid {pid}) ended ({ended}), but processes {survivors:?} of its run survived SIGKILL; the PID file is kept",
                     self.name

@@ -439,6 +439,39 @@ fn a_held_listener_a_generation_shut_down_is_bound_again_for_the_next() {
     stop_leaving_nothing(&project);
 }
 
+#[test]
+fn without_a_cgroup_a_rollback_ends_the_failed_generations_daemon_and_not_the_old_one() {
+    let project = Managed::new("pgrp", SERVER).without_cgroup();
+    // The next generation forks a daemon into a session of its own (out of
+    // its process group, its environment kept) and exits.
+    let script = "if [ -e daemon-next ]; then setsid sleep 1000 & echo forked a daemon; exit 3; fi; \
+         exec sleep 1000";
+    project.settings(&format!("command = [\"sh\", \"-c\", {script:?}]\n"));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    assert!(text(&started).contains("process group and LICHTARA_MARKER only"));
+    let old = printed_pid(&started);
+    let before = project.processes();
+    std::fs::write(project.dir.join("daemon-next"), "").unwrap();
+    let reloaded = project.lichtara(&["reload"]);
+    assert!(!reloaded.status.success(), "{}", text(&reloaded));
+    assert!(
+        text(&reloaded).contains("keeps serving"),
+        "{}",
+        text(&reloaded)
+    );
+    assert!(alive(old), "the old generation is untouched");
+    let mut after = project.processes();
+    after.sort_unstable();
+    let mut expected = before.clone();
+    expected.sort_unstable();
+    assert_eq!(
+        after, expected,
+        "the failed generation's daemon was ended with it"
+    );
+    stop_leaving_nothing(&project);
+}
+
 /// A few lines of Python that serve on descriptor 3 (socket activation)
 /// and answer with their PID.
 fn python_server(project: &Managed) {

@@ -26,6 +26,7 @@ pub struct Managed {
     token: String,
     /// This project's cgroup subtree (`LICHTARA_CGROUP_BASE`), if any.
     pub cgroups: Option<PathBuf>,
+    no_cgroup: bool,
 }
 
 impl Managed {
@@ -57,7 +58,18 @@ impl Managed {
             lichtara,
             token,
             cgroups,
+            no_cgroup: false,
         }
+    }
+
+    /// The same project without a cgroup: the manager is given a base it
+    /// cannot use, and contains by process group and marker only.
+    pub fn without_cgroup(mut self) -> Self {
+        if let Some(base) = self.cgroups.take() {
+            remove_cgroups(&base);
+        }
+        self.no_cgroup = true;
+        self
     }
 
     /// Writes `Lichtara.toml`.
@@ -80,6 +92,10 @@ impl Managed {
             .stdin(Stdio::null());
         match &self.cgroups {
             Some(base) => command.env("LICHTARA_CGROUP_BASE", base),
+            // Under /proc nothing can be made: the manager says so.
+            None if self.no_cgroup => {
+                command.env("LICHTARA_CGROUP_BASE", "/proc/lichtara-no-cgroup")
+            }
             None => command.env_remove("LICHTARA_CGROUP_BASE"),
         };
         command

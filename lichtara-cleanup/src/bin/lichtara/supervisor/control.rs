@@ -331,9 +331,18 @@ fn ask(mut stream: UnixStream, inner: &Inner, ask: Ask) {
     let (answer, answered) = std::sync::mpsc::channel();
     {
         let mut shared = inner.lock();
-        if shared.stop.is_some() || shared.outcome.is_some() {
+        let refused = if shared.stop.is_some() || shared.outcome.is_some() {
+            Some("the service is stopping")
+        } else if shared.phase == Phase::Reloading || !shared.asks.is_empty() {
+            Some("refused: a reload or restart is already under way")
+        } else if shared.phase == Phase::Starting {
+            Some("refused: it is still starting")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
             drop(shared);
-            let _ = send(&mut stream, &Reply::Error("the service is stopping".into()));
+            let _ = send(&mut stream, &Reply::Error(why.into()));
             return;
         }
         shared.asks.push((ask, answer));

@@ -787,7 +787,12 @@ impl<'p> Service<'p> {
             self.command = generation.command.clone();
         }
         self.current = Some(generation);
-        self.control.set(Phase::Running, pid);
+        // A reload is under way until its old generation has ended.
+        let phase = match purpose {
+            Purpose::Reload(_) => Phase::Reloading,
+            _ => Phase::Running,
+        };
+        self.control.set(phase, pid);
         self.control.describe(
             number,
             self.held.iter().map(|held| held.declared.pair()).collect(),
@@ -833,6 +838,7 @@ impl<'p> Service<'p> {
                     None => (0, "it had ended by itself".into(), 0),
                 };
                 let old_gone = asked.elapsed();
+                self.control.set(Phase::Running, pid);
                 self.note(&format!(
                     "reloaded `{}`: generation {number} (pid {pid}) serves; the old one (pid {old_pid}) ended ({old_ended}) {} after the request",
                     self.name,

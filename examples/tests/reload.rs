@@ -129,6 +129,51 @@ fn reloads_under_load_refuse_and_fail_no_request_and_leave_no_old_generation() {
     stop_leaving_nothing(&project);
 }
 
+#[test]
+fn restart_keeps_held_listeners_and_says_when_connections_are_refused() {
+    let project = Managed::new("restart", SERVER);
+    let port = free_port();
+    project.settings(&settings(&server_command(port), port, "60s"));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let mut pid = printed_pid(&started);
+    let load = load(port);
+    assert!(load.wait_answered(50, Duration::from_secs(60)));
+    for round in 1..=3 {
+        let restarted = project.lichtara(&["restart"]);
+        assert!(
+            restarted.status.success(),
+            "restart {round}: {}",
+            text(&restarted)
+        );
+        assert!(
+            text(&restarted).contains("on its held listeners"),
+            "{}",
+            text(&restarted)
+        );
+        let new = printed_pid(&restarted);
+        assert_ne!(new, pid);
+        assert!(!alive(pid));
+        pid = new;
+    }
+    assert!(load.wait_answered(100, Duration::from_secs(60)));
+    assert_nothing_lost(&lost(&load.finish()));
+    stop_leaving_nothing(&project);
+    // Without declared listeners, restart is stop then start, and says
+    // what that costs.
+    let plain = Managed::new("restart-plain", SERVER);
+    let started = plain.lichtara(&["start", "--", "sleep", "1000"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let restarted = plain.lichtara(&["restart"]);
+    assert!(restarted.status.success(), "{}", text(&restarted));
+    assert!(
+        text(&restarted).contains("no declared listeners"),
+        "{}",
+        text(&restarted)
+    );
+    stop_leaving_nothing(&plain);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -217,12 +217,7 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
         ),
     ] {
         std::fs::write(project.dir.join(file), "").unwrap();
-        let reloading = project
-            .command(&["reload"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("lichtara reload");
+        let reloading = reload_in_background(&project);
         if file == "hang-next" {
             // While the hanging generation is waited for, a second reload
             // is refused, and says why.
@@ -454,34 +449,47 @@ fn an_old_generation_whose_main_process_ends_during_the_reload_is_ended_whole() 
 
 #[test]
 fn a_held_listener_a_generation_shut_down_is_bound_again_for_the_next() {
-    let project = Managed::new("revive", SERVER);
-    let port = free_port();
-    python_server(&project);
     // Generation 1 shuts the shared socket down (shutdown(2) ends it for
     // every holder) and idles.
-    std::fs::write(
-        project.dir.join("breaker.py"),
-        "import os, socket, time\n\
-         if os.path.exists('break'):\n\
-         \x20   os.remove('break')\n\
-         \x20   socket.socket(fileno=3).shutdown(socket.SHUT_RDWR)\n\
-         \x20   print('shut the listener down', flush=True)\n\
-         \x20   time.sleep(1000)\n\
-         exec(open('server.py').read())\n",
-    )
-    .unwrap();
-    std::fs::write(project.dir.join("break"), "").unwrap();
-    project.settings(&format!(
-        "command = [\"python3\", \"breaker.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
-    ));
-    let started = project.lichtara(&["start"]);
-    assert!(started.status.success(), "{}", text(&started));
+    let (project, port) = python_behind(
+        "revive",
+        "socket.socket(fileno=3).shutdown(socket.SHUT_RDWR)\n\
+         print('shut the listener down', flush=True)\n\
+         time.sleep(1000)\n",
+    );
     wait_for_log(&project, "shut the listener down");
     let reloaded = project.lichtara(&["reload"]);
     assert!(reloaded.status.success(), "{}", text(&reloaded));
     assert_eq!(answered_by(port), printed_pid(&reloaded));
     assert!(project.log("server").contains("bound it again"));
     stop_leaving_nothing(&project);
+}
+
+/// A project whose service is the Python server of [`python_server`]
+/// behind `prelude`, which its first generation alone runs first (Python,
+/// with `os`, `signal`, `socket` and `time` imported); started.
+fn python_behind(test: &str, prelude: &str) -> (Managed, u16) {
+    let project = Managed::new(test, SERVER);
+    let port = free_port();
+    python_server(&project);
+    let indented: String = prelude
+        .lines()
+        .map(|line| format!("    {line}\n"))
+        .collect();
+    std::fs::write(
+        project.dir.join("wrapper.py"),
+        format!(
+            "import os, signal, socket, time\nif os.path.exists('first'):\n    os.remove('first')\n{indented}exec(open('server.py').read())\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(project.dir.join("first"), "").unwrap();
+    project.settings(&format!(
+        "command = [\"python3\", \"wrapper.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
+    ));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    (project, port)
 }
 
 #[test]
@@ -514,6 +522,53 @@ fn without_a_cgroup_a_rollback_ends_the_failed_generations_daemon_and_not_the_ol
         after, expected,
         "the failed generation's daemon was ended with it"
     );
+    stop_leaving_nothing(&project);
+}
+
+#[test]
+fn a_stop_during_a_slow_end_of_the_old_generation_is_carried_out_and_the_reload_told() {
+    let project = Managed::new("slow-old", SERVER);
+    // Generation 1 ignores SIGTERM; its stop timeout is long.
+    let script = "if [ -e first ]; then rm first; trap '' TERM; while :; do sleep 0.1; done; fi; \
+         exec sleep 1000";
+    project.settings(&format!(
+        "command = [\"sh\", \"-c\", {script:?}]\nstop_timeout = \"60s\"\n"
+    ));
+    std::fs::write(project.dir.join("first"), "").unwrap();
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let reloading = reload_in_background(&project);
+    wait_for_log(&project, "stopping generation 1");
+    // The supervisor still answers while generation 1 is being ended.
+    let stopped = project.lichtara(&["stop", "--timeout", "1s"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    let reloaded = reloading.wait_with_output().unwrap();
+    assert!(!reloaded.status.success(), "{}", text(&reloaded));
+    assert!(
+        text(&reloaded).contains("stopped while generation 1"),
+        "{}",
+        text(&reloaded)
+    );
+    assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
+}
+
+#[test]
+fn an_old_generation_that_shuts_the_shared_listener_down_does_not_take_the_new_one_with_it() {
+    // Generation 1 calls shutdown(2) on the listener when it is stopped:
+    // that ends the socket for every process holding it.
+    let (project, port) = python_behind(
+        "shutter",
+        "held = socket.socket(fileno=3)\n\
+         def bye(*_):\n\
+         \x20   held.shutdown(socket.SHUT_RDWR)\n\
+         \x20   os._exit(0)\n\
+         signal.signal(signal.SIGTERM, bye)\n",
+    );
+    let reloaded = project.lichtara(&["reload"]);
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    wait_for_log(&project, "shut the shared listener");
+    // The generation now serving listens on a socket bound anew.
+    assert_eq!(answered_by(port), printed_pid(&reloaded));
     stop_leaving_nothing(&project);
 }
 
@@ -584,6 +639,16 @@ fn a_start_that_never_becomes_ready_fails_with_the_reason_and_leaves_nothing() {
     }
     assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
     assert!(!project.dir.join(".lichtara/server.pid").exists());
+}
+
+/// `lichtara reload`, its output captured, not waited for.
+fn reload_in_background(project: &Managed) -> std::process::Child {
+    project
+        .command(&["reload"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lichtara reload")
 }
 
 #[track_caller]

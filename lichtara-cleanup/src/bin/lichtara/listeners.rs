@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::Failure;
 use crate::procfs;
@@ -162,11 +162,16 @@ impl Held {
         Ok(held)
     }
 
+    /// Whether the socket still listens (`SO_ACCEPTCONN`).
+    pub(crate) fn listening(&self) -> bool {
+        rustix::net::sockopt::socket_acceptconn(&self.fd).unwrap_or(false)
+    }
+
     /// Binds this listener again if the socket no longer listens (a
     /// service called shutdown(2) on it: every generation after would get
     /// a dead socket). Returns whether it did.
     pub(crate) fn revive(&mut self, project: &Project) -> Result<bool, Failure> {
-        if rustix::net::sockopt::socket_acceptconn(&self.fd).unwrap_or(false) {
+        if self.listening() {
             return Ok(false);
         }
         let fresh = bind(project, &self.declared)?;
@@ -447,6 +452,10 @@ pub(crate) struct Handoff {
     /// Null-terminated pointer arrays into `strings`.
     argv: Vec<*const std::ffi::c_char>,
     envp: Vec<*const std::ffi::c_char>,
+    /// `/bin/sh PROGRAM ARGS…`, for a script without a `#!` line (the
+    /// exec fails with ENOEXEC; execvp would run it so).
+    sh_argv: Vec<*const std::ffi::c_char>,
+    sh: CString,
     /// Owns what the pointers point at; `LISTEN_PID=` is last, its digits
     /// a placeholder filled in by the child.
     _strings: Vec<CString>,
@@ -469,6 +478,7 @@ impl Handoff {
     /// `env` is the service's whole environment, without the protocol's
     /// variables (added here).
     pub(crate) fn new(
+        dir: &Path,
         program: &str,
         args: &[String],
         env: &[(std::ffi::OsString, std::ffi::OsString)],
@@ -488,7 +498,7 @@ impl Handoff {
             .iter()
             .find(|(key, _)| key == "PATH")
             .map(|(_, value)| value.clone());
-        let program = resolve(program, path.as_deref())?;
+        let program = resolve(program, path.as_deref(), dir)?;
         let program = CString::new(std::os::unix::ffi::OsStringExt::into_vec(
             program.into_os_string(),
         ))
@@ -521,6 +531,12 @@ impl Handoff {
             .map(|s| s.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
+        let sh = CString::new("/bin/sh").expect("no NUL");
+        let sh_argv: Vec<*const std::ffi::c_char> = [sh.as_ptr(), program.as_ptr()]
+            .into_iter()
+            .chain(strings[1..argc].iter().map(|s| s.as_ptr()))
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
         let last = strings.last().expect("LISTEN_PID was pushed");
         // The digits' place: after `LISTEN_PID=`.
         let pid_slot = last
@@ -533,6 +549,8 @@ impl Handoff {
             program,
             argv,
             envp,
+            sh_argv,
+            sh,
             _strings: strings,
             pid_slot,
             keep,
@@ -611,6 +629,9 @@ impl Handoff {
                 self.argv.as_ptr(),
                 self.envp.as_ptr(),
             );
+            if *libc::__errno_location() == libc::ENOEXEC {
+                libc::execve(self.sh.as_ptr(), self.sh_argv.as_ptr(), self.envp.as_ptr());
+            }
             std::io::Error::last_os_error()
         }
     }
@@ -619,23 +640,48 @@ impl Handoff {
 /// The program `name` names: itself if it has a `/`, else the first
 /// executable file of that name in `path`'s directories (`PATH`, the
 /// service's; `/usr/local/bin:/usr/bin:/bin` without one).
-fn resolve(name: &str, path: Option<&OsStr>) -> Result<PathBuf, Failure> {
+///
+/// Relative names and `PATH` entries are the project directory's (`dir`),
+/// where the service runs.
+fn resolve(name: &str, path: Option<&OsStr>, dir: &Path) -> Result<PathBuf, Failure> {
     use std::os::unix::fs::PermissionsExt;
+    let executable = |candidate: &Path| {
+        std::fs::metadata(dir.join(candidate))
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
     if name.contains('/') {
-        return Ok(PathBuf::from(name));
+        let program = dir.join(name);
+        return if executable(&program) {
+            Ok(program)
+        } else {
+            Err(Failure::new(format!(
+                "cannot start `{name}`: no executable file at {}",
+                program.display()
+            )))
+        };
     }
     let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
     std::env::split_paths(path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
+        .map(|entry| dir.join(entry).join(name))
+        .find(|candidate| executable(candidate))
         .ok_or_else(|| {
             Failure::new(format!(
                 "cannot start `{name}`: not found on the service's PATH"
             ))
         })
+}
+
+/// Whether `command` can be started as `project`'s service (its program
+/// found, as the exec will find it): checked before a restart ends the
+/// running generation.
+pub(crate) fn check_program(project: &Project, command: &[String]) -> Result<(), Failure> {
+    let path = project
+        .settings
+        .env
+        .get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"));
+    resolve(&command[0], path.as_deref(), &project.dir).map(|_| ())
 }
 
 /// At most this many listeners are passed (a fixed array between fork and

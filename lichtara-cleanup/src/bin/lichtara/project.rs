@@ -282,6 +282,16 @@ impl Project {
         }
     }
 
+    /// Lichtara.toml's command, if it is `name`'s: the file describes one
+    /// service, its `name` (else `server`).
+    pub(crate) fn command_of(&self, name: &str) -> Option<Vec<String>> {
+        let own = self.settings.name.as_deref().unwrap_or("server");
+        self.settings
+            .command
+            .clone()
+            .filter(|command| !command.is_empty() && own == name)
+    }
+
     /// The command to run: given on the command line, else from settings.
     pub(crate) fn command(&self, given: &[String]) -> Result<Vec<String>, Failure> {
         if !given.is_empty() {

@@ -27,8 +27,7 @@ pub(crate) fn run(project: &Project, name: Option<&str>) -> Result<ExitCode, Fai
     })?;
     // A command changed in Lichtara.toml is the new generation's.
     let command = project
-        .command(&[])
-        .ok()
+        .command_of(&name)
         .filter(|command| *command != record.command);
     if let Some(command) = &command {
         note!(

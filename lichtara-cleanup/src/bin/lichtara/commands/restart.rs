@@ -23,18 +23,21 @@ pub(crate) fn run(
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
     let timeout = project.stop_timeout(timeout)?;
-    // The command: given, else Lichtara.toml's, else the one last recorded.
+    // The command: given, else Lichtara.toml's (if it is this service's),
+    // else the one last recorded.
     let state = project.existing_state_dir()?;
     let recorded = match &state {
         Some(state) => record::read(&record::pid_path(state, &name))?,
         None => None,
     };
-    let command = match project.command(command) {
-        Ok(command) => command,
-        Err(failure) => recorded
-            .as_ref()
-            .map(|record| record.command.clone())
-            .ok_or(failure)?,
+    let command = if !command.is_empty() {
+        command.to_vec()
+    } else if let Some(command) = project.command_of(&name) {
+        command
+    } else if let Some(record) = &recorded {
+        record.command.clone()
+    } else {
+        project.command(command)?
     };
     let same_serving =
         serve.listen.is_empty() && serve.ready.is_none() && serve.ready_timeout.is_none();

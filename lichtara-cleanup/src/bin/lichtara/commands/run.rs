@@ -89,6 +89,7 @@ pub(crate) fn run(
     } else {
         let env = crate::listeners::service_environment(project, &marker, None);
         Some(std::sync::Arc::new(Handoff::new(
+            &project.dir,
             &command[0],
             &command,
             &env,

@@ -51,6 +51,24 @@ pub(crate) fn run(
     };
     match record.liveness(project, &name) {
         Liveness::Running(_) => {}
+        // Between two generations (a restart on held listeners, or a
+        // reload whose old one ended by itself) the recorded process is
+        // gone while the supervisor brings up the next: it says so.
+        Liveness::Stale(_)
+            if let Ok(live) =
+                Connection::open(&state_dir, &name, &record).and_then(Connection::status)
+                && live.phase != "running" =>
+        {
+            report(
+                as_json,
+                json!({"name": name, "state": live.phase, "pid": live.pid, "supervisor": {"pid": live.supervisor, "state": live.phase}, "generation": live.generation}),
+                &format!(
+                    "`{name}` is {} under its supervisor (pid {}): generation {} (pid {}) has ended, the next is starting",
+                    live.phase, live.supervisor, live.generation, live.pid
+                ),
+            );
+            return Ok(ExitCode::from(Status::Running));
+        }
         Liveness::Stale(why) => {
             report(
                 as_json,

@@ -78,7 +78,14 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
         let mut env = crate::listeners::service_environment(project, marker, notify);
         env.retain(|(key, _)| key != GENERATION_VAR);
         env.push((GENERATION_VAR.into(), generation.to_string().into()));
-        Some(Handoff::new(&command[0], command, &env, held, lock_fd)?)
+        Some(Handoff::new(
+            &project.dir,
+            &command[0],
+            command,
+            &env,
+            held,
+            lock_fd,
+        )?)
     };
     let fillers = handoff.as_ref().map(Handoff::reserve);
     // SAFETY: between fork and exec only async-signal-safe system calls

@@ -197,6 +197,8 @@ struct Service<'p> {
     /// The old generation of a reload whose main process ended by itself
     /// meanwhile: what is left of it is ended with the reload's outcome.
     leftover: Option<Generation>,
+    /// An old generation being ended.
+    retiring: Option<Retiring>,
     /// The number the next generation gets.
     next: u32,
 }
@@ -222,12 +224,47 @@ enum Purpose {
     Reload(Option<Answer>),
     /// After the serving one was stopped.
     Restart {
-        answer: Answer,
+        answer: Option<Answer>,
         old_pid: i32,
         old_ended: String,
         killed: usize,
         old_gone: Duration,
     },
+}
+
+/// An old generation being ended on a thread of its own, and what
+/// follows once it has.
+struct Retiring {
+    thread: std::thread::JoinHandle<generation::Ended>,
+    /// Readable (hung up) once the thread is done.
+    done: std::os::fd::OwnedFd,
+    then: Then,
+    number: u32,
+    pid: i32,
+}
+
+/// What follows the end of an old generation.
+enum Then {
+    /// A reload: answered.
+    Reloaded {
+        answer: Option<Answer>,
+        ready_in: Duration,
+        asked: Instant,
+    },
+    /// A restart: the next generation starts.
+    Restart {
+        answer: Option<Answer>,
+        command: Option<Vec<String>>,
+        asked: Instant,
+    },
+}
+
+impl Then {
+    fn answer(self) -> Option<Answer> {
+        match self {
+            Self::Reloaded { answer, .. } | Self::Restart { answer, .. } => answer,
+        }
+    }
 }
 
 /// Why the supervision ended.
@@ -237,8 +274,9 @@ enum Ending {
     /// A stop was asked for.
     Stop(Duration),
     /// The first generation never became ready, or a restart's did not:
-    /// nothing serves.
-    Failed(String),
+    /// nothing serves. The answer, if a client waits, is sent once all is
+    /// cleaned up.
+    Failed(String, Option<Answer>),
 }
 
 /// Why a pending generation will not serve.
@@ -345,6 +383,7 @@ impl<'p> Service<'p> {
             current: None,
             pending: None,
             leftover: None,
+            retiring: None,
             next: 1,
         };
         // From here on a failure leaves nothing behind: the socket, the
@@ -497,7 +536,7 @@ impl<'p> Service<'p> {
                     tv_nsec: i64::from(left.subsec_nanos()),
                 }
             });
-            let (current_exited, pending_exited, woken, signalled, notified) = {
+            let (current_exited, pending_exited, woken, signalled, notified, retired) = {
                 let mut fds = vec![
                     PollFd::from_borrowed_fd(self.control.wake_fd(), PollFlags::IN),
                     PollFd::new(signals, PollFlags::IN),
@@ -514,6 +553,10 @@ impl<'p> Service<'p> {
                     fds.push(PollFd::new(&pending.generation.pidfd, PollFlags::IN));
                     fds.len() - 1
                 });
+                let retired_at = self.retiring.as_ref().map(|retiring| {
+                    fds.push(PollFd::new(&retiring.done, PollFlags::IN));
+                    fds.len() - 1
+                });
                 let _ = poll(&mut fds, timeout.as_ref());
                 let ready = |at: Option<usize>| at.is_some_and(|at| !fds[at].revents().is_empty());
                 (
@@ -522,10 +565,26 @@ impl<'p> Service<'p> {
                     ready(Some(0)),
                     ready(Some(1)),
                     ready(notify_at),
+                    ready(retired_at),
                 )
             };
             if notified {
                 self.take_notifications();
+            }
+            if retired && let Some(retiring) = self.retiring.take() {
+                let ended = retiring
+                    .thread
+                    .join()
+                    .unwrap_or_else(|_| generation::Ended {
+                        how: "unknown (its thread panicked)".into(),
+                        stopped: Ok(0),
+                        tail: String::new(),
+                    });
+                if let Some(ending) =
+                    self.retired(retiring.number, retiring.pid, ended, retiring.then)
+                {
+                    break ending;
+                }
             }
             if pending_exited && let Some(pending) = &mut self.pending {
                 // Judged (and ended) at the top of the loop.
@@ -656,7 +715,7 @@ impl<'p> Service<'p> {
                 let _ = answer.send(Err(why));
             }
         };
-        if self.pending.is_some() {
+        if self.pending.is_some() || self.retiring.is_some() {
             let what = match self.pending.as_ref().map(|pending| &pending.purpose) {
                 Some(Purpose::Start) => "it is still starting",
                 _ => "a reload or restart is already under way",
@@ -703,25 +762,170 @@ impl<'p> Service<'p> {
                 None
             }
             Ask::Restart(timeout, command) => {
-                let answer = answer?;
-                let old = self.current.take().expect("checked");
-                let old_pid = old.pid;
-                self.control.set(Phase::Reloading, old_pid);
+                // The new command is checked before the old one is ended.
+                if let Err(failure) = crate::listeners::check_program(
+                    self.project,
+                    command.as_deref().unwrap_or(&self.command),
+                ) {
+                    refuse(
+                        answer,
+                        format!("{}; pid {old} keeps running", failure.message()),
+                    );
+                    return None;
+                }
+                let old_generation = self.current.take().expect("checked");
+                self.control.set(Phase::Reloading, old);
                 self.note(&format!(
-                    "restarting `{}`: stopping generation {} (pid {old_pid}); the listeners stay open",
-                    self.name, old.number
+                    "restarting `{}`: stopping generation {old_number} (pid {old}); the listeners stay open",
+                    self.name
                 ));
-                let ended = old.end(&self.record, self.stop_signal, timeout);
-                let killed = match ended.stopped {
-                    Ok(killed) => killed,
-                    Err(survivors) => {
-                        let why = format!(
-                            "processes {survivors:?} of generation pid {old_pid} survived SIGKILL; stopping the service"
-                        );
-                        let _ = answer.send(Err(why.clone()));
-                        return Some(Ending::Failed(why));
-                    }
-                };
+                self.retire(
+                    old_generation,
+                    timeout,
+                    Then::Restart {
+                        answer,
+                        command,
+                        asked,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Ends `old` on a thread of its own (its stop signal, `timeout`,
+    /// SIGKILL, its cgroup removed); `then` follows in the main loop once
+    /// it has ended.
+    fn retire(&mut self, old: Generation, timeout: Duration, then: Then) -> Option<Ending> {
+        let (number, pid) = (old.number, old.pid);
+        let Ok((done, done_in)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else {
+            // No pipe to hear its end by: ended here (the loop waits).
+            let ended = old.end(&self.record, self.stop_signal, timeout);
+            return self.retired(number, pid, ended, then);
+        };
+        let record = self.record.clone();
+        let signal = self.stop_signal;
+        // Taken back if the thread cannot start.
+        let handed = Arc::new(Mutex::new(Some(old)));
+        let taken = Arc::clone(&handed);
+        let thread = std::thread::Builder::new()
+            .name("retire".into())
+            .spawn(move || {
+                let old = taken
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+                    .expect("handed over before the spawn");
+                let ended = old.end(&record, signal, timeout);
+                // Its end, heard by the main loop's poll.
+                drop(done_in);
+                ended
+            });
+        match thread {
+            Ok(thread) => {
+                self.retiring = Some(Retiring {
+                    thread,
+                    done,
+                    then,
+                    number,
+                    pid,
+                });
+                None
+            }
+            Err(_) => match handed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+            {
+                Some(old) => {
+                    let ended = old.end(&self.record, self.stop_signal, timeout);
+                    self.retired(number, pid, ended, then)
+                }
+                None => None,
+            },
+        }
+    }
+
+    /// The old generation has ended: a reload is done (unless the old one
+    /// shut the shared listeners down: then the new one restarts on fresh
+    /// ones), a restart starts the next generation.
+    fn retired(
+        &mut self,
+        number: u32,
+        old_pid: i32,
+        ended: generation::Ended,
+        then: Then,
+    ) -> Option<Ending> {
+        let killed = match &ended.stopped {
+            Ok(killed) => *killed,
+            Err(survivors) => {
+                self.note(&format!(
+                    "processes {survivors:?} of generation {number} (pid {old_pid}) survived SIGKILL"
+                ));
+                survivors.len()
+            }
+        };
+        match then {
+            Then::Reloaded {
+                answer,
+                ready_in,
+                asked,
+            } => {
+                let old_gone = asked.elapsed();
+                let (number, pid) = self
+                    .current
+                    .as_ref()
+                    .map_or((0, 0), |current| (current.number, current.pid));
+                // shutdown(2) by the old generation ends the shared socket
+                // for every holder: the new generation cannot accept.
+                let dead: Vec<String> = self
+                    .held
+                    .iter()
+                    .filter(|held| !held.listening())
+                    .map(|held| held.declared.pair())
+                    .collect();
+                if !dead.is_empty() && self.current.is_some() {
+                    self.note(&format!(
+                        "the old generation (pid {old_pid}) shut the shared listener(s) {} down on its way out: restarting generation {number} (pid {pid}) on new ones",
+                        dead.join(", ")
+                    ));
+                    let timeout = self.stop_timeout;
+                    let current = self.current.take().expect("checked");
+                    self.control.set(Phase::Reloading, pid);
+                    return self.retire(
+                        current,
+                        timeout,
+                        Then::Restart {
+                            answer,
+                            command: None,
+                            asked,
+                        },
+                    );
+                }
+                self.control.set(Phase::Running, pid);
+                self.note(&format!(
+                    "reloaded `{}`: generation {number} (pid {pid}) serves; the old one (pid {old_pid}) ended ({}) {} after the request",
+                    self.name,
+                    ended.how,
+                    crate::commands::millis(old_gone)
+                ));
+                if let Some(answer) = answer {
+                    let _ = answer.send(Ok(replaced(
+                        number, pid, old_pid, ready_in, old_gone, ended.how, killed,
+                    )));
+                }
+                None
+            }
+            Then::Restart {
+                answer,
+                command,
+                asked,
+            } => {
+                if let Err(survivors) = ended.stopped {
+                    let why = format!(
+                        "processes {survivors:?} of generation {number} (pid {old_pid}) survived SIGKILL; stopping the service"
+                    );
+                    return Some(Ending::Failed(why, answer));
+                }
                 let old_gone = asked.elapsed();
                 match self.spawn(command.as_deref()) {
                     Ok(generation) => {
@@ -741,8 +945,7 @@ impl<'p> Service<'p> {
                     Err(failure) => {
                         let why =
                             format!("the next generation did not start: {}", failure.message());
-                        let _ = answer.send(Err(why.clone()));
-                        Some(Ending::Failed(why))
+                        Some(Ending::Failed(why, answer))
                     }
                 }
             }
@@ -821,33 +1024,39 @@ impl<'p> Service<'p> {
                         None => String::new(),
                     }
                 ));
-                let (old_pid, old_ended, killed) = match old {
+                match old {
+                    // Ended on a thread of its own: the loop goes on
+                    // watching the new one, and a stop can cut it short.
                     Some(old) => {
-                        let old_pid = old.pid;
-                        let ended = old.end(&self.record, self.stop_signal, self.stop_timeout);
-                        match ended.stopped {
-                            Ok(killed) => (old_pid, ended.how, killed),
-                            Err(survivors) => {
-                                self.note(&format!(
-                                    "processes {survivors:?} of the old generation (pid {old_pid}) survived SIGKILL"
-                                ));
-                                (old_pid, ended.how, survivors.len())
-                            }
+                        let timeout = self.stop_timeout;
+                        return self.retire(
+                            old,
+                            timeout,
+                            Then::Reloaded {
+                                answer,
+                                ready_in,
+                                asked,
+                            },
+                        );
+                    }
+                    None => {
+                        self.control.set(Phase::Running, pid);
+                        self.note(&format!(
+                            "reloaded `{}`: generation {number} (pid {pid}) serves; the old one had ended by itself",
+                            self.name
+                        ));
+                        if let Some(answer) = answer {
+                            let _ = answer.send(Ok(replaced(
+                                number,
+                                pid,
+                                0,
+                                ready_in,
+                                asked.elapsed(),
+                                "it had ended by itself".into(),
+                                0,
+                            )));
                         }
                     }
-                    None => (0, "it had ended by itself".into(), 0),
-                };
-                let old_gone = asked.elapsed();
-                self.control.set(Phase::Running, pid);
-                self.note(&format!(
-                    "reloaded `{}`: generation {number} (pid {pid}) serves; the old one (pid {old_pid}) ended ({old_ended}) {} after the request",
-                    self.name,
-                    crate::commands::millis(old_gone)
-                ));
-                if let Some(answer) = answer {
-                    let _ = answer.send(Ok(replaced(
-                        number, pid, old_pid, ready_in, old_gone, old_ended, killed,
-                    )));
                 }
             }
             Purpose::Restart {
@@ -862,9 +1071,11 @@ impl<'p> Service<'p> {
                     self.name,
                     crate::commands::millis(ready_in)
                 ));
-                let _ = answer.send(Ok(replaced(
-                    number, pid, old_pid, ready_in, old_gone, old_ended, killed,
-                )));
+                if let Some(answer) = answer {
+                    let _ = answer.send(Ok(replaced(
+                        number, pid, old_pid, ready_in, old_gone, old_ended, killed,
+                    )));
+                }
             }
         }
         None
@@ -908,7 +1119,7 @@ impl<'p> Service<'p> {
         );
         self.note(&message);
         match purpose {
-            Purpose::Start => Some(Ending::Failed(message)),
+            Purpose::Start => Some(Ending::Failed(message, None)),
             Purpose::Reload(answer) => {
                 self.control
                     .set(Phase::Running, self.current.as_ref().map_or(0, |c| c.pid));
@@ -931,17 +1142,11 @@ impl<'p> Service<'p> {
                         let gone = format!(
                             "{message}\nthe old generation had ended meanwhile: nothing serves"
                         );
-                        if let Some(answer) = answer {
-                            let _ = answer.send(Err(gone.clone()));
-                        }
-                        Some(Ending::Failed(gone))
+                        Some(Ending::Failed(gone, answer))
                     }
                 }
             }
-            Purpose::Restart { answer, .. } => {
-                let _ = answer.send(Err(message.clone()));
-                Some(Ending::Failed(message))
-            }
+            Purpose::Restart { answer, .. } => Some(Ending::Failed(message, answer)),
         }
     }
 
@@ -956,7 +1161,7 @@ impl<'p> Service<'p> {
         let began = Instant::now();
         let (timeout, by_itself) = match &ending {
             Ending::Stop(timeout) => (*timeout, false),
-            Ending::Exited | Ending::Failed(_) => (self.stop_timeout, true),
+            Ending::Exited | Ending::Failed(..) => (self.stop_timeout, true),
         };
         let leaf = match &self.containment {
             Containment::Cgroup(leaf) => Some(leaf.clone()),
@@ -967,7 +1172,11 @@ impl<'p> Service<'p> {
             let _ = answer.send(Err("the service is stopping".into()));
         }
         let pending = self.pending.take().map(|pending| {
-            if let Purpose::Reload(Some(answer)) | Purpose::Restart { answer, .. } = pending.purpose
+            if let Purpose::Reload(Some(answer))
+            | Purpose::Restart {
+                answer: Some(answer),
+                ..
+            } = pending.purpose
             {
                 let _ = answer.send(Err(format!(
                     "the service was stopped before generation {} was ready",
@@ -999,6 +1208,18 @@ impl<'p> Service<'p> {
             timeout,
             Reach::Run,
         );
+        // An old generation being ended: the stop above reached its
+        // processes too (its cgroup is below the service's; without one,
+        // they carry the run's marker), so its thread ends now.
+        if let Some(retiring) = self.retiring.take() {
+            let _ = retiring.thread.join();
+            if let Some(answer) = retiring.then.answer() {
+                let _ = answer.send(Err(format!(
+                    "the service was stopped while generation {} (pid {}) was being ended",
+                    retiring.number, retiring.pid
+                )));
+            }
+        }
         let mut ended = String::from("unknown");
         for generation in generations {
             let is_main = generation.pid == pid;
@@ -1015,7 +1236,7 @@ impl<'p> Service<'p> {
             let mut log = lock_log(&self.log);
             match (&stopped, by_itself) {
                 // Said already, with the reason.
-                (Ok(_), true) if matches!(ending, Ending::Failed(_)) => {}
+                (Ok(_), true) if matches!(ending, Ending::Failed(..)) => {}
                 (Err(survivors), _) => log.note(&format!(
                     "`{}` (pid {pid}) ended ({ended}), but processes {survivors:?} of its run survived SIGKILL; the PID file is kept",
                     self.name
@@ -1048,7 +1269,7 @@ impl<'p> Service<'p> {
         drop(self.held);
         drop(self.lock);
         match &ending {
-            Ending::Failed(message) => report.send(&Report::Failed {
+            Ending::Failed(message, _) => report.send(&Report::Failed {
                 message: message.clone(),
                 code: Exit::Failure.code(),
             }),
@@ -1064,6 +1285,11 @@ impl<'p> Service<'p> {
                 ),
                 code: Exit::Failure.code(),
             }),
+        }
+        // A client that asked for the restart that failed hears it now,
+        // with nothing left: a `start` right after finds the name free.
+        if let Ending::Failed(message, Some(answer)) = ending {
+            let _ = answer.send(Err(message));
         }
         self.control.finish(StopReply {
             pid,

@@ -572,6 +572,95 @@ fn an_old_generation_that_shuts_the_shared_listener_down_does_not_take_the_new_o
     stop_leaving_nothing(&project);
 }
 
+#[test]
+fn run_fails_early_leaving_no_cgroup_and_watch_waits_out_a_missing_program() {
+    use std::io::BufRead;
+    let project = Managed::new("run-early", SERVER);
+    // Early failures leave nothing: a missing watched path, a port taken.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = format!("http={}", holder.local_addr().unwrap());
+    for args in [
+        vec!["run", "--watch", "nowhere", "--", "sleep", "1"],
+        vec!["run", "--listen", &taken, "--", "sleep", "1"],
+    ] {
+        let ran = project.lichtara(&args);
+        assert!(!ran.status.success(), "{}", text(&ran));
+        if let Some(base) = &project.cgroups {
+            assert!(walk(base).is_empty(), "{args:?} left {:?}", walk(base));
+        }
+    }
+    // A program that vanishes (a rebuild) is waited out, not fatal.
+    std::fs::write(project.dir.join("app.sh"), "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(
+        project.dir.join("app.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir(project.dir.join("src")).unwrap();
+    let mut run = project
+        .command(&["run", "--watch", "src", "--", "./app.sh"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("lichtara run");
+    let stderr = run.stderr.take().unwrap();
+    let (said, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = said.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |needle: &str| loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("run says {needle:?}; it said {seen:?}"));
+        seen.push(line.clone());
+        if line.contains(needle) {
+            break;
+        }
+    };
+    // `run` and its command are up (another process's state: polled,
+    // bounded) before the program goes.
+    let began = Instant::now();
+    let sleeping = || {
+        project.processes().iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| line.starts_with(b"sleep\0"))
+        })
+    };
+    while !sleeping() {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "run starts ./app.sh"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_file(project.dir.join("app.sh")).unwrap();
+    std::fs::write(project.dir.join("src/a"), "1").unwrap();
+    wait_for("waiting for a change to try again");
+    std::fs::write(project.dir.join("app.sh"), "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(
+        project.dir.join("app.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(project.dir.join("src/a"), "2").unwrap();
+    wait_for("starting it again");
+    assert!(run.try_wait().unwrap().is_none(), "run still runs");
+    // Our own child, by PID.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    run.wait().unwrap();
+    assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
+}
+
 /// A few lines of Python that serve on descriptor 3 (socket activation)
 /// and answer with their PID.
 fn python_server(project: &Managed) {

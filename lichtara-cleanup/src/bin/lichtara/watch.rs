@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -32,9 +33,27 @@ const MOST_DIRECTORIES: usize = 4096;
 /// The watched paths.
 pub(crate) struct Watcher {
     fd: OwnedFd,
-    /// Each watch's directory (or file).
-    watches: HashMap<i32, PathBuf>,
+    /// Each watch's directory, and which of its entries count (`None`:
+    /// all of them).
+    watches: HashMap<i32, Watch>,
 }
+
+/// One watched directory.
+struct Watch {
+    dir: PathBuf,
+    /// Only these entries count (the parent of a watched file, or of a
+    /// watched directory, sees its replacement); `None`: every entry.
+    only: Option<Vec<std::ffi::OsString>>,
+}
+
+/// What is watched in every directory.
+const FLAGS: WatchFlags = WatchFlags::CLOSE_WRITE
+    .union(WatchFlags::MODIFY)
+    .union(WatchFlags::CREATE)
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::ONLYDIR);
 
 impl Watcher {
     /// Watches `paths` (relative ones are the project directory's).
@@ -53,36 +72,59 @@ impl Watcher {
                     path.display()
                 )));
             }
-            watcher.add_tree(&path)?;
+            // A file is watched through its directory (an editor that
+            // saves by renaming a new file over it replaces the inode), a
+            // directory also there (it may be removed and made again).
+            let parent = path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| path.clone());
+            if let Some(name) = path.file_name() {
+                watcher.add(&parent, Some(name.to_owned()))?;
+            }
+            if path.is_dir() {
+                watcher.add_tree(&path)?;
+            }
         }
         Ok(watcher)
     }
 
+    /// Watches `dir`, for `only` that entry of it (`None`: all); a
+    /// directory watched twice counts what either asked for.
+    fn add(&mut self, dir: &Path, only: Option<std::ffi::OsString>) -> Result<(), Failure> {
+        if self.watches.len() >= MOST_DIRECTORIES {
+            return Err(Failure::new(format!(
+                "--watch: more than {MOST_DIRECTORIES} directories; watch fewer paths"
+            )));
+        }
+        let watch = inotify::add_watch(&self.fd, dir, FLAGS)
+            .map_err(|err| Failure::new(format!("cannot watch {}: {err}", dir.display())))?;
+        let entry = self.watches.entry(watch).or_insert_with(|| Watch {
+            dir: dir.to_path_buf(),
+            only: Some(Vec::new()),
+        });
+        match (&mut entry.only, only) {
+            (None, _) => {}
+            (slot @ Some(_), None) => *slot = None,
+            (Some(names), Some(name)) => {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn add_tree(&mut self, root: &Path) -> Result<(), Failure> {
         let mut pending = vec![root.to_path_buf()];
-        while let Some(path) = pending.pop() {
-            if self.watches.len() >= MOST_DIRECTORIES {
-                return Err(Failure::new(format!(
-                    "--watch: more than {MOST_DIRECTORIES} directories; watch fewer paths"
-                )));
-            }
-            let flags = WatchFlags::CLOSE_WRITE
-                | WatchFlags::MODIFY
-                | WatchFlags::CREATE
-                | WatchFlags::DELETE
-                | WatchFlags::MOVED_FROM
-                | WatchFlags::MOVED_TO
-                | WatchFlags::DELETE_SELF
-                | WatchFlags::DONT_FOLLOW;
-            let watch = inotify::add_watch(&self.fd, &path, flags)
-                .map_err(|err| Failure::new(format!("cannot watch {}: {err}", path.display())))?;
-            self.watches.insert(watch, path.clone());
-            if path.is_dir() {
-                for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
-                    let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
-                    if is_dir && !ignored(&entry.file_name()) {
-                        pending.push(entry.path());
-                    }
+        while let Some(dir) = pending.pop() {
+            self.add(&dir, None)?;
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                // Not followed: a link to a directory (a loop, say) is
+                // an entry, not a tree.
+                let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+                if is_dir && !ignored(&entry.file_name()) {
+                    pending.push(entry.path());
                 }
             }
         }
@@ -131,19 +173,29 @@ impl Watcher {
         let mut changed = Vec::new();
         let mut new_dirs = Vec::new();
         let mut reader = inotify::Reader::new(self.fd.as_fd(), &mut buffer);
+        let mut gone = Vec::new();
         while let Ok(event) = reader.next() {
-            let Some(dir) = self.watches.get(&event.wd()) else {
+            if event.events().contains(ReadFlags::IGNORED) {
+                // The directory went: so does its watch.
+                gone.push(event.wd());
+                continue;
+            }
+            let Some(watch) = self.watches.get(&event.wd()) else {
                 continue;
             };
             let path = match event.file_name() {
                 Some(name) if !name.to_bytes().is_empty() => {
-                    let name = OsStr::new(std::str::from_utf8(name.to_bytes()).unwrap_or("?"));
-                    if ignored(name) {
+                    let name = OsStr::from_bytes(name.to_bytes());
+                    let counts = watch
+                        .only
+                        .as_ref()
+                        .is_none_or(|only| only.iter().any(|entry| entry == name));
+                    if ignored(name) || !counts {
                         continue;
                     }
-                    dir.join(name)
+                    watch.dir.join(name)
                 }
-                _ => dir.clone(),
+                _ => watch.dir.clone(),
             };
             if event.events().contains(ReadFlags::ISDIR)
                 && event
@@ -153,6 +205,9 @@ impl Watcher {
                 new_dirs.push(path.clone());
             }
             changed.push(path);
+        }
+        for watch in gone {
+            self.watches.remove(&watch);
         }
         for dir in new_dirs {
             // A directory that vanished again is no change to watch.
@@ -190,6 +245,42 @@ mod tests {
         assert!(watcher.next_change().unwrap().ends_with("src/new"));
         std::fs::write(dir.join("src/new/file"), "x").unwrap();
         assert!(watcher.next_change().unwrap().ends_with("src/new/file"));
+        // A removed directory's watch is forgotten, and one made again is
+        // watched again.
+        let before = watcher.watches.len();
+        std::fs::remove_dir_all(dir.join("src")).unwrap();
+        assert!(watcher.next_change().is_some());
+        assert!(
+            watcher.watches.len() < before,
+            "{} >= {before}",
+            watcher.watches.len()
+        );
+        std::fs::create_dir_all(dir.join("src/again")).unwrap();
+        assert!(watcher.next_change().is_some());
+        std::fs::write(dir.join("src/again/file"), "x").unwrap();
+        assert!(watcher.next_change().unwrap().ends_with("src/again/file"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_watched_file_replaced_by_a_rename_is_still_watched() {
+        let dir = std::env::temp_dir().join(format!("lichtara-watch-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.toml"), "a").unwrap();
+        std::fs::write(dir.join("other"), "a").unwrap();
+        let mut watcher = Watcher::new(&dir, &[PathBuf::from("app.toml")]).unwrap();
+        for round in 0..3 {
+            // An editor's save: a new file renamed over the old one.
+            std::fs::write(dir.join("app.toml.tmp"), format!("{round}")).unwrap();
+            std::fs::rename(dir.join("app.toml.tmp"), dir.join("app.toml")).unwrap();
+            let changed = watcher.next_change().expect("a change");
+            assert!(changed.ends_with("app.toml"), "{changed:?}");
+        }
+        // Its neighbours do not count.
+        std::fs::write(dir.join("other"), "b").unwrap();
+        std::fs::write(dir.join("app.toml"), "c").unwrap();
+        assert!(watcher.next_change().unwrap().ends_with("app.toml"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -65,17 +65,6 @@ pub(crate) fn run(
             }
         }
     }
-    let containment = Containment::of(project, &name, true);
-    let cgroup_procs =
-        match &containment {
-            Containment::Cgroup(leaf) if leaf.populated() => {
-                return Err(containment::still_populated(leaf, &name));
-            }
-            Containment::Cgroup(leaf) => Some(leaf.procs_for_entry().map_err(|err| {
-                Failure::new(format!("cannot enter {}: {err}", leaf.path.display()))
-            })?),
-            Containment::GroupAndMarker(_) => None,
-        };
     // Held for the whole run: a restart (`--watch`) never refuses a
     // connection, nor finds the port taken.
     let held = Held::bind_all(project, &declared)?;
@@ -97,6 +86,22 @@ pub(crate) fn run(
             -1,
         )?))
     };
+    let containment = Containment::of(project, &name, true);
+    let cgroup_procs =
+        match &containment {
+            Containment::Cgroup(leaf) if leaf.populated() => {
+                return Err(containment::still_populated(leaf, &name));
+            }
+            Containment::Cgroup(leaf) => Some(leaf.procs_for_entry().map_err(|err| {
+                Failure::new(format!("cannot enter {}: {err}", leaf.path.display()))
+            })?),
+            Containment::GroupAndMarker(_) => None,
+        };
+    // However this run ends, early or not, its cgroup goes with it.
+    let _remove_leaf = RemoveLeaf(match &containment {
+        Containment::Cgroup(leaf) => Some(leaf.clone()),
+        Containment::GroupAndMarker(_) => None,
+    });
     set_child_subreaper(Some(getpid()))
         .map_err(|err| Failure::new(format!("cannot become a child subreaper: {err}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -170,14 +175,37 @@ pub(crate) fn run(
             });
             changes
         });
+        let mut first = true;
         let status = loop {
+            if let Some(changes) = changes.as_mut() {
+                // Changes made while the old process stopped are seen by
+                // the new one: none of them restarts it again.
+                while changes.try_recv().is_ok() {}
+            }
             let child = match spawn() {
                 Ok(child) => child,
-                Err(failure) => {
+                Err(failure) if first => {
                     let _ = record::remove(&pid_path);
                     return Err(failure);
                 }
+                Err(failure) => {
+                    // A rebuild may have removed the program for a moment:
+                    // the next change tries again.
+                    let Some(changes) = changes.as_mut() else {
+                        let _ = record::remove(&pid_path);
+                        return Err(failure);
+                    };
+                    note!("{}; waiting for a change to try again", failure.message());
+                    match wait_for_change(changes, &mut signals).await {
+                        Some(path) => {
+                            note!("{} changed: starting it again", path.display());
+                            continue;
+                        }
+                        None => break 1,
+                    }
+                }
             };
+            first = false;
             record.pgid = child;
             record::write(&pid_path, &record)?;
             match supervise(child, &mut signals, timeout, changes.as_mut()).await {
@@ -280,6 +308,20 @@ pub(crate) fn run(
     record::remove(&pid_path)?;
     drop(lock);
     Ok(ExitCode::from(status))
+}
+
+/// Removes the run's cgroup when dropped, once it is empty (on every way
+/// out of `run`, an early error included).
+struct RemoveLeaf(Option<Leaf>);
+
+impl Drop for RemoveLeaf {
+    fn drop(&mut self) {
+        if let Some(leaf) = &self.0
+            && !leaf.populated()
+        {
+            leaf.remove();
+        }
+    }
 }
 
 /// Replaces this process with the same command line, `MARKER_VAR` set to

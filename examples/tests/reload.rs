@@ -192,8 +192,8 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
     // The same command each time; files in the project make the next
     // generation fail one way or the other.
     let script = format!(
-        "if [ -e exit-next ]; then echo exiting on purpose; exit 3; fi; \
-         if [ -e hang-next ]; then echo hanging on purpose; exec sleep 1000; fi; \
+        "if [ -e exit-next ]; then echo exiting on purpose | tr a-z A-Z; exit 3; fi; \
+         if [ -e hang-next ]; then echo hanging on purpose | tr a-z A-Z; exec sleep 1000; fi; \
          exec {SERVER:?} --addr 127.0.0.1:{port} --drain-timeout 25s"
     );
     let command = format!("[\"sh\", \"-c\", {script:?}]");
@@ -207,12 +207,12 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
     for (file, says, why) in [
         (
             "exit-next",
-            "exiting on purpose",
+            "EXITING ON PURPOSE",
             "ended before it was ready (exit code 3)",
         ),
         (
             "hang-next",
-            "hanging on purpose",
+            "HANGING ON PURPOSE",
             "did not send READY=1 within 15s",
         ),
     ] {
@@ -221,7 +221,9 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
         if file == "hang-next" {
             // While the hanging generation is waited for, a second reload
             // is refused, and says why.
-            wait_for_log(&project, "hanging on purpose");
+            // (Its own words: the command line in the log holds them
+            // in lower case.)
+            wait_for_log(&project, "HANGING ON PURPOSE");
             let second = project.lichtara(&["reload"]);
             assert!(!second.status.success(), "{}", text(&second));
             assert!(
@@ -318,14 +320,14 @@ fn a_python_server_that_takes_descriptor_3_is_started_and_reloaded() {
 
 #[test]
 fn run_watch_restarts_on_a_change_and_a_client_connecting_meanwhile_is_served_by_the_new_process() {
-    use std::io::BufRead;
     let project = Managed::new("watch", SERVER);
     let port = free_port();
     python_server(&project);
     std::fs::create_dir(project.dir.join("src")).unwrap();
     let listen = format!("http=127.0.0.1:{port}");
-    let mut run = project
-        .command(&[
+    let (mut run, lines) = spawn_run(
+        &project,
+        &[
             "run",
             "--listen",
             &listen,
@@ -334,21 +336,8 @@ fn run_watch_restarts_on_a_change_and_a_client_connecting_meanwhile_is_served_by
             "--",
             "python3",
             "server.py",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("lichtara run");
-    let stderr = run.stderr.take().unwrap();
-    let (said, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = said.send(line);
-        }
-    });
+        ],
+    );
     // `run` binds the listener as it starts (no event tells a test when):
     // retried, bounded. From then on it is held, never refused.
     let began = Instant::now();
@@ -574,7 +563,6 @@ fn an_old_generation_that_shuts_the_shared_listener_down_does_not_take_the_new_o
 
 #[test]
 fn run_fails_early_leaving_no_cgroup_and_watch_waits_out_a_missing_program() {
-    use std::io::BufRead;
     let project = Managed::new("run-early", SERVER);
     // Early failures leave nothing: a missing watched path, a port taken.
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -597,22 +585,7 @@ fn run_fails_early_leaving_no_cgroup_and_watch_waits_out_a_missing_program() {
     )
     .unwrap();
     std::fs::create_dir(project.dir.join("src")).unwrap();
-    let mut run = project
-        .command(&["run", "--watch", "src", "--", "./app.sh"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("lichtara run");
-    let stderr = run.stderr.take().unwrap();
-    let (said, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = said.send(line);
-        }
-    });
+    let (mut run, lines) = spawn_run(&project, &["run", "--watch", "src", "--", "./app.sh"]);
     let mut seen = Vec::new();
     let mut wait_for = |needle: &str| loop {
         let line = lines
@@ -715,19 +688,46 @@ fn a_start_that_never_becomes_ready_fails_with_the_reason_and_leaves_nothing() {
         "--",
         "sh",
         "-c",
-        "echo preparing forever; exec sleep 1000",
+        "echo preparing forever | tr a-z A-Z; exec sleep 1000",
     ]);
     assert!(!started.status.success(), "{}", text(&started));
     let said = text(&started);
     for needle in [
         "did not send READY=1 within 2s",
         "it was stopped",
-        "preparing forever",
+        // Its own words, from its output (the command line is in lower case).
+        "PREPARING FOREVER",
     ] {
         assert!(said.contains(needle), "{needle:?} in {said}");
     }
     assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
     assert!(!project.dir.join(".lichtara/server.pid").exists());
+}
+
+/// `lichtara run ARGS`, not waited for, and its stderr's lines as they
+/// come.
+fn spawn_run(
+    project: &Managed,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut run = project
+        .command(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("lichtara run");
+    let stderr = run.stderr.take().unwrap();
+    let (said, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = said.send(line);
+        }
+    });
+    (run, lines)
 }
 
 /// `lichtara reload`, its output captured, not waited for.

@@ -22,8 +22,10 @@
 //! 5. writes what the service prints into the capped, rotated log (`log`);
 //! 6. reloads: starts the next generation beside the running one on the
 //!    same listeners, and once it is ready names it in the record and
-//!    stops the old one; a generation that ends or is not ready in time
-//!    is ended, and the old one keeps serving;
+//!    stops the old one (on a thread of its own, so that the loop goes on
+//!    watching the new one and a stop is never kept waiting); a
+//!    generation that ends or is not ready in time is ended, and the old
+//!    one keeps serving;
 //! 7. when the service's main process ends, or a stop is asked for, ends
 //!    whatever is left of the run (the stop signal, the timeout, SIGKILL,
 //!    the cgroup removed), removes the record it wrote, writes the last

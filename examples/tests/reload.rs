@@ -44,6 +44,22 @@ fn load(port: u16) -> Load {
     ))
 }
 
+/// The reference server started on a held listener, and the load on it
+/// answered 50 times: the project, the server's PID, the load.
+fn serving_under_load(test: &str) -> (Managed, i32, Load) {
+    let project = Managed::new(test, SERVER);
+    let port = free_port();
+    project.settings(&settings(&server_command(port), port, "60s"));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let load = load(port);
+    assert!(
+        load.wait_answered(50, Duration::from_secs(60)),
+        "the load is answered"
+    );
+    (project, printed_pid(&started), load)
+}
+
 /// Every request that was refused or failed (a retried one is neither:
 /// its retry is a request of its own).
 fn lost(records: &[Record]) -> Vec<String> {
@@ -71,17 +87,7 @@ fn reloads_under_load_refuse_and_fail_no_request_and_leave_no_old_generation() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
-    let project = Managed::new("reloads", SERVER);
-    let port = free_port();
-    project.settings(&settings(&server_command(port), port, "60s"));
-    let started = project.lichtara(&["start"]);
-    assert!(started.status.success(), "{}", text(&started));
-    let mut pid = printed_pid(&started);
-    let load = load(port);
-    assert!(
-        load.wait_answered(50, Duration::from_secs(60)),
-        "the load is answered before the first reload"
-    );
+    let (project, mut pid, load) = serving_under_load("reloads");
     let mut took = Vec::new();
     for round in 1..=reloads {
         let began = Instant::now();
@@ -131,14 +137,7 @@ fn reloads_under_load_refuse_and_fail_no_request_and_leave_no_old_generation() {
 
 #[test]
 fn restart_keeps_held_listeners_and_says_when_connections_are_refused() {
-    let project = Managed::new("restart", SERVER);
-    let port = free_port();
-    project.settings(&settings(&server_command(port), port, "60s"));
-    let started = project.lichtara(&["start"]);
-    assert!(started.status.success(), "{}", text(&started));
-    let mut pid = printed_pid(&started);
-    let load = load(port);
-    assert!(load.wait_answered(50, Duration::from_secs(60)));
+    let (project, mut pid, load) = serving_under_load("restart");
     for round in 1..=3 {
         let restarted = project.lichtara(&["restart"]);
         assert!(
@@ -241,8 +240,7 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
         }
         // The old generation serves on, recorded; the failed one is gone.
         assert!(alive(pid));
-        let record = std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap();
-        let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+        let record = service_record(&project);
         assert_eq!(record["pid"], pid, "{record}");
         assert_eq!(
             project.processes().len(),
@@ -253,10 +251,7 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
     }
     // And a good reload still works after two failed ones: asked by
     // SIGHUP to the supervisor, as systemd's ExecReload= and operators do.
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap(),
-    )
-    .unwrap();
+    let record = service_record(&project);
     let supervisor = record["supervisor"]["pid"].as_i64().unwrap() as i32;
     assert!(project.processes().contains(&supervisor));
     // The project's own supervisor, by PID.
@@ -267,10 +262,7 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
     .unwrap();
     wait_for_log(&project, "reloaded `server`");
     assert!(!alive(pid), "the old generation ended");
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap(),
-    )
-    .unwrap();
+    let record = service_record(&project);
     assert_ne!(record["pid"], pid, "the record names the new generation");
     assert!(load.wait_answered(200, Duration::from_secs(60)));
     let records = load.finish();
@@ -280,12 +272,8 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
 
 #[test]
 fn a_python_server_that_takes_descriptor_3_is_started_and_reloaded() {
-    let project = Managed::new("python", SERVER);
-    let port = free_port();
-    python_server(&project);
-    project.settings(&format!(
-        "command = [\"python3\", \"server.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
-    ));
+    let (project, port) = python_project("python");
+    project.settings(&python_settings("server.py", port));
     let started = project.lichtara(&["start"]);
     assert!(started.status.success(), "{}", text(&started));
     let first = printed_pid(&started);
@@ -303,26 +291,19 @@ fn a_python_server_that_takes_descriptor_3_is_started_and_reloaded() {
         project.dir.join("server2.py"),
     )
     .unwrap();
-    project.settings(&format!(
-        "command = [\"python3\", \"server2.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
-    ));
+    project.settings(&python_settings("server2.py", port));
     let reloaded = project.lichtara(&["reload"]);
     assert!(reloaded.status.success(), "{}", text(&reloaded));
     let third = printed_pid(&reloaded);
     assert_eq!(answered_by(port), third);
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap(),
-    )
-    .unwrap();
+    let record = service_record(&project);
     assert_eq!(record["command"][1], "server2.py", "{record}");
     stop_leaving_nothing(&project);
 }
 
 #[test]
 fn run_watch_restarts_on_a_change_and_a_client_connecting_meanwhile_is_served_by_the_new_process() {
-    let project = Managed::new("watch", SERVER);
-    let port = free_port();
-    python_server(&project);
+    let (project, port) = python_project("watch");
     std::fs::create_dir(project.dir.join("src")).unwrap();
     let listen = format!("http=127.0.0.1:{port}");
     let (mut run, lines) = spawn_run(
@@ -458,9 +439,7 @@ fn a_held_listener_a_generation_shut_down_is_bound_again_for_the_next() {
 /// behind `prelude`, which its first generation alone runs first (Python,
 /// with `os`, `signal`, `socket` and `time` imported); started.
 fn python_behind(test: &str, prelude: &str) -> (Managed, u16) {
-    let project = Managed::new(test, SERVER);
-    let port = free_port();
-    python_server(&project);
+    let (project, port) = python_project(test);
     let indented: String = prelude
         .lines()
         .map(|line| format!("    {line}\n"))
@@ -473,9 +452,7 @@ fn python_behind(test: &str, prelude: &str) -> (Managed, u16) {
     )
     .unwrap();
     std::fs::write(project.dir.join("first"), "").unwrap();
-    project.settings(&format!(
-        "command = [\"python3\", \"wrapper.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
-    ));
+    project.settings(&python_settings("wrapper.py", port));
     let started = project.lichtara(&["start"]);
     assert!(started.status.success(), "{}", text(&started));
     (project, port)
@@ -634,6 +611,13 @@ fn run_fails_early_leaving_no_cgroup_and_watch_waits_out_a_missing_program() {
     assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
 }
 
+/// A project holding [`python_server`], and a free port for it.
+fn python_project(test: &str) -> (Managed, u16) {
+    let project = Managed::new(test, SERVER);
+    python_server(&project);
+    (project, free_port())
+}
+
 /// A few lines of Python that serve on descriptor 3 (socket activation)
 /// and answer with their PID.
 fn python_server(project: &Managed) {
@@ -702,6 +686,19 @@ fn a_start_that_never_becomes_ready_fails_with_the_reason_and_leaves_nothing() {
     }
     assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
     assert!(!project.dir.join(".lichtara/server.pid").exists());
+}
+
+/// The service's PID file, as JSON.
+fn service_record(project: &Managed) -> serde_json::Value {
+    let text = std::fs::read_to_string(project.dir.join(".lichtara/server.pid")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The settings of a Python `script` on a held listener at `port`.
+fn python_settings(script: &str, port: u16) -> String {
+    format!(
+        "command = [\"python3\", \"{script}\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n"
+    )
 }
 
 /// `lichtara run ARGS`, not waited for, and its stderr's lines as they

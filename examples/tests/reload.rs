@@ -53,10 +53,7 @@ fn serving_under_load(test: &str) -> (Managed, i32, Load) {
     let started = project.lichtara(&["start"]);
     assert!(started.status.success(), "{}", text(&started));
     let load = load(port);
-    assert!(
-        load.wait_answered(50, Duration::from_secs(60)),
-        "the load is answered"
-    );
+    assert!(load.answered(50), "the load is answered");
     (project, printed_pid(&started), load)
 }
 
@@ -116,10 +113,7 @@ fn reloads_under_load_refuse_and_fail_no_request_and_leave_no_old_generation() {
         }
         pid = new;
     }
-    assert!(
-        load.wait_answered(100, Duration::from_secs(60)),
-        "the last generation serves"
-    );
+    assert!(load.answered(100), "the last generation serves");
     let records = load.finish();
     let lost = lost(&records);
     let retried = records.iter().filter(|r| r.retried).count();
@@ -155,7 +149,7 @@ fn restart_keeps_held_listeners_and_says_when_connections_are_refused() {
         assert!(!alive(pid));
         pid = new;
     }
-    assert!(load.wait_answered(100, Duration::from_secs(60)));
+    assert!(load.answered(100));
     assert_nothing_lost(&lost(&load.finish()));
     stop_leaving_nothing(&project);
     // Without declared listeners, restart is stop then start, and says
@@ -201,7 +195,7 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
     assert!(started.status.success(), "{}", text(&started));
     let pid = printed_pid(&started);
     let load = load(port);
-    assert!(load.wait_answered(50, Duration::from_secs(60)));
+    assert!(load.answered(50));
     let supervisor_and_server = project.processes().len();
     for (file, says, why) in [
         (
@@ -222,7 +216,7 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
             // is refused, and says why.
             // (Its own words: the command line in the log holds them
             // in lower case.)
-            wait_for_log(&project, "HANGING ON PURPOSE");
+            project.wait_for_log("server", "HANGING ON PURPOSE");
             let second = project.lichtara(&["reload"]);
             assert!(!second.status.success(), "{}", text(&second));
             assert!(
@@ -260,11 +254,11 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
-    wait_for_log(&project, "reloaded `server`");
+    project.wait_for_log("server", "reloaded `server`");
     assert!(!alive(pid), "the old generation ended");
     let record = service_record(&project);
     assert_ne!(record["pid"], pid, "the record names the new generation");
-    assert!(load.wait_answered(200, Duration::from_secs(60)));
+    assert!(load.answered(200));
     let records = load.finish();
     assert_nothing_lost(&lost(&records));
     stop_leaving_nothing(&project);
@@ -319,25 +313,14 @@ fn run_watch_restarts_on_a_change_and_a_client_connecting_meanwhile_is_served_by
             "server.py",
         ],
     );
-    // `run` binds the listener as it starts (no event tells a test when):
-    // retried, bounded. From then on it is held, never refused.
-    let began = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(began.elapsed() < Duration::from_secs(30), "run listens");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // `run` says so once it holds the listener; from then on connections
+    // wait in its backlog, never refused.
+    next_line_with(&lines, "holding http=");
     // The held listener queues the first request until Python accepts it.
     let first = answered_by(port);
     std::fs::write(project.dir.join("src/app.py"), "changed = True\n").unwrap();
     let restarting = "changed: the old process ended";
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("run says it restarts");
-        if line.contains(restarting) {
-            break;
-        }
-    }
+    next_line_with(&lines, restarting);
     // The old process is gone and the new one may not listen yet: this
     // client waits in the held socket's backlog, not refused.
     assert!(!alive(first));
@@ -347,15 +330,8 @@ fn run_watch_restarts_on_a_change_and_a_client_connecting_meanwhile_is_served_by
     std::fs::create_dir(project.dir.join("src/target")).unwrap();
     std::fs::write(project.dir.join("src/target/out"), "x").unwrap();
     std::fs::write(project.dir.join("src/app.py"), "changed = 2\n").unwrap();
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("run says it restarts");
-        if line.contains(restarting) {
-            assert!(line.contains("app.py"), "{line}");
-            break;
-        }
-    }
+    let line = next_line_with(&lines, restarting);
+    assert!(line.contains("app.py"), "{line}");
     let third = answered_by(port);
     assert_ne!(third, second);
     // Our own child, by PID.
@@ -427,7 +403,7 @@ fn a_held_listener_a_generation_shut_down_is_bound_again_for_the_next() {
          print('shut the listener down', flush=True)\n\
          time.sleep(1000)\n",
     );
-    wait_for_log(&project, "shut the listener down");
+    project.wait_for_log("server", "shut the listener down");
     let reloaded = project.lichtara(&["reload"]);
     assert!(reloaded.status.success(), "{}", text(&reloaded));
     assert_eq!(answered_by(port), printed_pid(&reloaded));
@@ -504,7 +480,7 @@ fn a_stop_during_a_slow_end_of_the_old_generation_is_carried_out_and_the_reload_
     let started = project.lichtara(&["start"]);
     assert!(started.status.success(), "{}", text(&started));
     let reloading = reload_in_background(&project);
-    wait_for_log(&project, "stopping generation 1");
+    project.wait_for_log("server", "stopping generation 1");
     // The supervisor still answers while generation 1 is being ended.
     let stopped = project.lichtara(&["stop", "--timeout", "1s"]);
     assert!(stopped.status.success(), "{}", text(&stopped));
@@ -532,7 +508,7 @@ fn an_old_generation_that_shuts_the_shared_listener_down_does_not_take_the_new_o
     );
     let reloaded = project.lichtara(&["reload"]);
     assert!(reloaded.status.success(), "{}", text(&reloaded));
-    wait_for_log(&project, "shut the shared listener");
+    project.wait_for_log("server", "shut the shared listener");
     // The generation now serving listens on a socket bound anew.
     assert_eq!(answered_by(port), printed_pid(&reloaded));
     stop_leaving_nothing(&project);
@@ -555,7 +531,11 @@ fn run_fails_early_leaving_no_cgroup_and_watch_waits_out_a_missing_program() {
         }
     }
     // A program that vanishes (a rebuild) is waited out, not fatal.
-    std::fs::write(project.dir.join("app.sh"), "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::write(
+        project.dir.join("app.sh"),
+        "#!/bin/sh\necho app up | tr a-z A-Z >&2\nexec sleep 1000\n",
+    )
+    .unwrap();
     std::fs::set_permissions(
         project.dir.join("app.sh"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -563,36 +543,20 @@ fn run_fails_early_leaving_no_cgroup_and_watch_waits_out_a_missing_program() {
     .unwrap();
     std::fs::create_dir(project.dir.join("src")).unwrap();
     let (mut run, lines) = spawn_run(&project, &["run", "--watch", "src", "--", "./app.sh"]);
-    let mut seen = Vec::new();
-    let mut wait_for = |needle: &str| loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("run says {needle:?}; it said {seen:?}"));
-        seen.push(line.clone());
-        if line.contains(needle) {
-            break;
-        }
+    let wait_for = |needle: &str| {
+        next_line_with(&lines, needle);
     };
-    // `run` and its command are up (another process's state: polled,
-    // bounded) before the program goes.
-    let began = Instant::now();
-    let sleeping = || {
-        project.processes().iter().any(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|line| line.starts_with(b"sleep\0"))
-        })
-    };
-    while !sleeping() {
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "run starts ./app.sh"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // The command says it is up (its stderr is run's) before its program
+    // goes: a rebuild that removes it while it runs.
+    wait_for("APP UP");
     std::fs::remove_file(project.dir.join("app.sh")).unwrap();
     std::fs::write(project.dir.join("src/a"), "1").unwrap();
     wait_for("waiting for a change to try again");
-    std::fs::write(project.dir.join("app.sh"), "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::write(
+        project.dir.join("app.sh"),
+        "#!/bin/sh\necho app up | tr a-z A-Z >&2\nexec sleep 1000\n",
+    )
+    .unwrap();
     std::fs::set_permissions(
         project.dir.join("app.sh"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -643,21 +607,6 @@ fn python_server(project: &Managed) {
          server.serve_forever()\n",
     )
     .unwrap();
-}
-
-/// Waits (bounded) until the service's log holds `needle`: another
-/// process's file, no event to await.
-#[track_caller]
-fn wait_for_log(project: &Managed, needle: &str) {
-    let began = Instant::now();
-    while !project.log("server").contains(needle) {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "{needle:?} in the log within 60s: {}",
-            project.log("server")
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -727,6 +676,20 @@ fn spawn_run(
     (run, lines)
 }
 
+/// The next line of `lines` that holds `needle` (read as they come; the
+/// lines before it are skipped). Panics, with what was said, if the
+/// process ends first: no deadline.
+fn next_line_with(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv() {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("it ended before it said {needle:?}; it said {seen:?}"),
+        }
+    }
+}
+
 /// `lichtara reload`, its output captured, not waited for.
 fn reload_in_background(project: &Managed) -> std::process::Child {
     project
@@ -758,9 +721,6 @@ fn stop_leaving_nothing(project: &Managed) {
 fn answered_by(port: u16) -> i32 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();

@@ -15,7 +15,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -151,6 +151,8 @@ impl Tally {
 pub struct Load {
     stop: Arc<AtomicBool>,
     answered: Arc<(Mutex<usize>, Condvar)>,
+    /// Workers still running (changed under `answered`'s lock).
+    running: Arc<AtomicUsize>,
     workers: Vec<JoinHandle<Vec<Record>>>,
 }
 
@@ -159,6 +161,7 @@ impl Load {
     pub fn start(config: &Config) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new((Mutex::new(0), Condvar::new()));
+        let running = Arc::new(AtomicUsize::new(config.workers));
         let workers = (0..config.workers)
             .map(|index| {
                 let worker = Worker {
@@ -167,6 +170,7 @@ impl Load {
                     index,
                     stop: stop.clone(),
                     answered: answered.clone(),
+                    running: running.clone(),
                     records: Vec::new(),
                     connection: None,
                 };
@@ -176,8 +180,24 @@ impl Load {
         Load {
             stop,
             answered,
+            running,
             workers,
         }
+    }
+
+    /// Waits until `count` requests have been answered, or every worker
+    /// has ended (at [`Config::limit`], the load's own bound); whether
+    /// `count` was reached. No clock of the caller's: a loaded machine
+    /// only makes it wait longer.
+    pub fn answered(&self, count: usize) -> bool {
+        let (lock, changed) = &*self.answered;
+        let guard = lock.lock().unwrap();
+        let guard = changed
+            .wait_while(guard, |answered| {
+                *answered < count && self.running.load(Ordering::Acquire) > 0
+            })
+            .unwrap();
+        *guard >= count
     }
 
     /// Waits until `count` requests have been answered; false if that did
@@ -207,6 +227,7 @@ struct Worker {
     index: usize,
     stop: Arc<AtomicBool>,
     answered: Arc<(Mutex<usize>, Condvar)>,
+    running: Arc<AtomicUsize>,
     records: Vec<Record>,
     connection: Option<(BufReader<TcpStream>, Instant)>,
 }
@@ -248,6 +269,12 @@ impl Worker {
                 next = Instant::now();
             }
         }
+        // Under the lock, so that a waiter cannot miss it.
+        let (lock, changed) = &*self.answered;
+        let guard = lock.lock().unwrap();
+        self.running.fetch_sub(1, Ordering::Release);
+        changed.notify_all();
+        drop(guard);
         self.records
     }
 

@@ -118,6 +118,56 @@ impl Managed {
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!(".lichtara/{name}.log"))).unwrap_or_default()
     }
+
+    /// Waits until service `name`'s log holds `needle`, woken by the
+    /// log's changes; panics, with the log, if the project has no process
+    /// left to write it.
+    pub fn wait_for_log(&self, name: &str, needle: &str) {
+        let path = self.dir.join(format!(".lichtara/{name}.log"));
+        wait_for_text(&path, needle, || !self.processes().is_empty());
+    }
+}
+
+/// Waits until the file at `path` holds `needle`, woken by inotify
+/// events of its folder (it may not exist yet, or be replaced); between
+/// events it asks `alive` at least once a second whether anything may
+/// still write it, and panics with the file's text if not. No deadline:
+/// a loaded machine only makes it wait longer. Returns the text.
+pub fn wait_for_text(path: &Path, needle: &str, mut alive: impl FnMut() -> bool) -> String {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    let dir = path.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir).expect("the file's folder");
+    let watcher = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).expect("inotify");
+    inotify::add_watch(
+        &watcher,
+        dir,
+        WatchFlags::MODIFY | WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::CLOSE_WRITE,
+    )
+    .expect("watch the folder");
+    let mut buffer = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    loop {
+        // Read after the watch exists: no change falls between.
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            alive(),
+            "{needle:?} never came, and nothing is left to write it: {text}"
+        );
+        let mut fds = [rustix::event::PollFd::new(
+            &watcher,
+            rustix::event::PollFlags::IN,
+        )];
+        // A wake-up to look at `alive` again, not a deadline.
+        let second = rustix::time::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        let _ = rustix::event::poll(&mut fds, Some(&second));
+        let mut reader = inotify::Reader::new(&watcher, &mut buffer);
+        while reader.next().is_ok() {}
+    }
 }
 
 /// The command's stdout and stderr, for assertion messages.

@@ -68,6 +68,10 @@ pub(crate) fn run(
     // Held for the whole run: a restart (`--watch`) never refuses a
     // connection, nor finds the port taken.
     let held = Held::bind_all(project, &declared)?;
+    if !held.is_empty() {
+        let pairs: Vec<String> = held.iter().map(|held| held.declared.pair()).collect();
+        note!("holding {} for the whole run", pairs.join(", "));
+    }
     let watcher = if watch.is_empty() {
         None
     } else {

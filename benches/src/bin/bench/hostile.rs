@@ -1,15 +1,16 @@
-//! S7: HTTP under hostile conditions, lichtara's S4 server beside axum's
-//! (and beside the baseline build's, with `--baseline DIR`), run after run:
+//! S8-S10: HTTP under hostile conditions, lichtara's S4 server beside
+//! axum's (and beside the baseline build's, with `--baseline DIR`), run
+//! after run, each logging as users run it (stderr to a drained pipe):
 //!
-//! - the keep-alive race: 32 busy keep-alive connections on a fast route,
-//!   a client that never retries, SIGTERM in the middle; requests lost per
-//!   SIGTERM (on connections made before the signal);
-//! - out of file descriptors (`RLIMIT_NOFILE` 48, 60 connections): CPU
-//!   seconds burned in 3 s, and whether a request is served once the
-//!   connections close;
-//! - steady state: requests per second under `wrk` (64 connections; the
-//!   server pinned to one core, wrk to the other), and the server's CPU
-//!   time per request, with the header-read and keep-alive timers on.
+//! - S8, the keep-alive race: 32 busy keep-alive connections on a fast
+//!   route, a client that never retries, SIGTERM in the middle; requests
+//!   lost per SIGTERM (on connections made before the signal);
+//! - S9, steady state: requests per second under `wrk` (64 connections;
+//!   the server pinned to one core, wrk to the other), and the server's
+//!   CPU time per request, with the header-read and keep-alive timers on;
+//! - S10, out of file descriptors (`RLIMIT_NOFILE` 48, 60 connections):
+//!   CPU seconds burned in 3 s, and whether a request is served once the
+//!   connections close.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -30,7 +31,16 @@ struct Server {
     path: PathBuf,
 }
 
-pub(super) fn run(dir: &Path, baseline: Option<&Path>, race_runs: usize) {
+/// Runs the sections `wanted` admits (by their names' first word).
+pub(super) fn run(
+    dir: &Path,
+    baseline: Option<&Path>,
+    race_runs: usize,
+    wanted: &dyn Fn(&str) -> bool,
+) {
+    if !["S8", "S9", "S10"].into_iter().any(wanted) {
+        return;
+    }
     let mut servers = vec![Server {
         label: super::LICHTARA.to_owned(),
         path: dir.join("s4_lichtara"),
@@ -46,9 +56,15 @@ pub(super) fn run(dir: &Path, baseline: Option<&Path>, race_runs: usize) {
         path: dir.join("s4_axum"),
     });
     let quick = race_runs < 10;
-    race(&servers, race_runs);
-    descriptors(&servers, if quick { 1 } else { 3 });
-    throughput(&servers, if quick { 1 } else { 30 }, 2);
+    if wanted("S8") {
+        race(&servers, race_runs);
+    }
+    if wanted("S9") {
+        throughput(&servers, if quick { 1 } else { 30 }, 2);
+    }
+    if wanted("S10") {
+        descriptors(&servers, if quick { 1 } else { 3 });
+    }
 }
 
 /// Sends SIGTERM to `pid` (a child of ours, not reaped) and reaps it;
@@ -79,7 +95,7 @@ fn stop(child: std::process::Child, pid: libc::pid_t) -> Option<i32> {
 
 fn race(servers: &[Server], runs: usize) {
     println!(
-        "## S7a: the keep-alive race: {RACE_WORKERS} busy keep-alive connections on `GET /`, no client retry, SIGTERM in the middle ({runs} runs each)\n"
+        "## S8: the keep-alive race: {RACE_WORKERS} busy keep-alive connections on `GET /`, no client retry, SIGTERM in the middle ({runs} runs each)\n"
     );
     let mut lost: Vec<Vec<usize>> = vec![Vec::new(); servers.len()];
     let mut answered = vec![0; servers.len()];
@@ -172,7 +188,7 @@ fn descriptors(servers: &[Server], rounds: usize) {
     const LIMIT: libc::rlim_t = 48;
     const CLIENTS: usize = 60;
     println!(
-        "## S7b: out of file descriptors (RLIMIT_NOFILE {LIMIT}, {CLIENTS} connections held): CPU seconds burned in 3 s ({rounds} rounds)\n"
+        "## S10: out of file descriptors (RLIMIT_NOFILE {LIMIT}, {CLIENTS} connections held): CPU seconds burned in 3 s ({rounds} rounds)\n"
     );
     println!("| server | round | CPU s in 3 s | served once the connections closed | exit code |");
     println!("|---|---|---|---|---|");
@@ -194,7 +210,7 @@ fn descriptors(servers: &[Server], rounds: usize) {
                     }
                 });
             }
-            let started = super::start_command(&server.path, &mut command);
+            let started = super::start_command(&server.path, &mut command, super::Logging::Default);
             let clients: Vec<TcpStream> = (0..CLIENTS)
                 .filter_map(|_| TcpStream::connect(&started.said).ok())
                 .collect();
@@ -265,7 +281,7 @@ fn wrk(addr: &str, seconds: u64, pinned: bool) -> Option<(f64, f64)> {
 
 fn throughput(servers: &[Server], rounds: usize, seconds: u64) {
     println!(
-        "## S7c: steady state: `wrk -c64 -d{seconds}s` on `GET /` ({rounds} rounds, servers alternating): requests/s, and the server's CPU time per request\n"
+        "## S9: steady state: `wrk -c64 -d{seconds}s` on `GET /` ({rounds} rounds, servers alternating): requests/s, and the server's CPU time per request\n"
     );
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
     let mut costs: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
@@ -287,7 +303,7 @@ fn throughput(servers: &[Server], rounds: usize, seconds: u64) {
                     command.pre_exec(|| pin_to(0));
                 }
             }
-            let started = super::start_command(&server.path, &mut command);
+            let started = super::start_command(&server.path, &mut command, super::Logging::Default);
             let before = cpu_seconds(started.pid);
             let measured = wrk(&started.said, seconds, pinned);
             let cpu = cpu_seconds(started.pid) - before;

@@ -3,6 +3,11 @@
 //! exit is observed (wait4, which also gives peak RSS). Solutions of one
 //! scenario run alternately, run by run, so ratios compare neighbours.
 //!
+//! Programs run as users run them: no `RUST_LOG`, stderr to a pipe the
+//! driver drains (as a terminal or journald would take it). lichtara's
+//! programs also run quiet (`RUST_LOG=warn`, stderr to `/dev/null`), a
+//! variant reported beside the headline.
+//!
 //! ```text
 //! cargo run --release -p lichtara-bench --bin bench            # 7 runs each
 //! cargo run --release -p lichtara-bench --bin bench -- --quick # 1 run each, as CI does
@@ -18,12 +23,25 @@ use std::time::{Duration, Instant};
 
 /// One measured run.
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code)]
 struct Run {
     to_ready: Duration,
     to_exit: Duration,
     peak_rss_kib: i64,
     exit_code: i32,
+    /// Lines the program wrote to stderr (none when quiet).
+    log_lines: usize,
+    /// write(2) calls it made from SIGTERM to its exit (Linux: from
+    /// `/proc/PID/io` `syscw`, read at READY and from the zombie).
+    writes: Option<u64>,
+}
+
+/// How a program is run: as users run it, or quiet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Logging {
+    /// No `RUST_LOG`; stderr to a pipe the driver drains.
+    Default,
+    /// `RUST_LOG=warn`; stderr to `/dev/null`.
+    Quiet,
 }
 
 /// A program of one solution.
@@ -69,6 +87,14 @@ const HAND_ROLLED: &str = "hand-rolled CancellationToken + TaskTracker";
 const TGS: &str = "tokio-graceful-shutdown 0.20";
 
 const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "S0: no hooks: what the entry point costs before READY",
+        solutions: &[
+            solution("lichtara, `#[lichtara::main]`", "s0_lichtara"),
+            solution("`#[tokio::main]` with a SIGTERM handler", "s0_tokio"),
+        ],
+        second_signal: None,
+    },
     Scenario {
         name: "S1: 10,000 no-op cleanup units",
         solutions: &[
@@ -127,6 +153,15 @@ const SCENARIOS: &[Scenario] = &[
         ],
         second_signal: Some(Duration::from_millis(200)),
     },
+    Scenario {
+        name: "S7: a realistic service: 10 hooks in 3 phases of 0-5 ms (ideal: 14 ms)",
+        solutions: &[
+            solution(LICHTARA, "s7_lichtara"),
+            solution("hand-rolled JoinSet per phase", "s7_handrolled"),
+            solution(TGS, "s7_tgs"),
+        ],
+        second_signal: None,
+    },
 ];
 
 /// `--baseline DIR`: the scenario programs of another build (say, the
@@ -155,21 +190,32 @@ fn main() {
         runs,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    // `bench -- S1 S6` runs only the sections whose names start so.
+    // `bench -- S1 S6` runs only the sections whose names start so (`S1`
+    // is not `S10`).
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--") && Some(Path::new(a)) != baseline.as_deref())
         .collect();
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
+    let wanted = |name: &str| {
+        only.is_empty()
+            || only.iter().any(|o| {
+                name.strip_prefix(o.as_str())
+                    .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+    };
+    assert_eq!(lichtara_bench::s7_ideal_ms(), 14, "S7's title says 14 ms");
     for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
         run_scenario(&dir, baseline.as_deref(), scenario, runs);
     }
     if wanted("S4") {
         http::drain(&dir, runs);
     }
-    if wanted("S7") {
-        hostile::run(&dir, baseline.as_deref(), if quick { 3 } else { 30 });
-    }
+    hostile::run(
+        &dir,
+        baseline.as_deref(),
+        if quick { 3 } else { 30 },
+        &wanted,
+    );
     // S6 builds crates of its own: minutes, so not in --quick.
     if !quick && wanted("S6") {
         compile::cost();
@@ -561,48 +607,77 @@ fn binaries_dir() -> PathBuf {
 
 /// One program of a scenario as this run measures it.
 struct Entry {
-    label: String,
+    /// The solution's label.
+    solution: &'static str,
     path: PathBuf,
     env: &'static [(&'static str, &'static str)],
     /// lichtara, from the baseline build: compared with, like a peer.
     baseline: bool,
+    logging: Logging,
 }
 
 impl Entry {
+    fn lichtara(&self) -> bool {
+        self.solution.starts_with(LICHTARA)
+    }
+
     fn ours(&self) -> bool {
-        self.label.starts_with(LICHTARA) && !self.baseline
+        self.lichtara() && !self.baseline
+    }
+
+    fn label(&self) -> String {
+        let mut label = self.solution.to_owned();
+        if self.baseline {
+            label.push_str(" (baseline)");
+        }
+        if self.logging == Logging::Quiet {
+            label.push_str(" (quiet)");
+        }
+        label
     }
 }
 
 fn run_scenario(dir: &Path, baseline: Option<&Path>, scenario: &Scenario, runs: usize) {
     let mut entries = Vec::new();
     for solution in scenario.solutions {
-        entries.push(Entry {
-            label: solution.label.to_owned(),
-            path: dir.join(solution.binary),
-            env: solution.env,
-            baseline: false,
-        });
-        if let Some(before) = baseline.filter(|_| solution.label.starts_with(LICHTARA)) {
-            entries.push(Entry {
-                label: format!("{} (baseline)", solution.label),
-                path: before.join(solution.binary),
-                env: solution.env,
-                baseline: true,
-            });
+        let lichtara = solution.label.starts_with(LICHTARA);
+        let builds = std::iter::once((dir, false))
+            .chain(baseline.filter(|_| lichtara).map(|before| (before, true)));
+        for (build, is_baseline) in builds {
+            // lichtara logs; its peers install no subscriber, and are the
+            // same either way.
+            let variants: &[Logging] = if lichtara {
+                &[Logging::Default, Logging::Quiet]
+            } else {
+                &[Logging::Default]
+            };
+            for &logging in variants {
+                entries.push(Entry {
+                    solution: solution.label,
+                    path: build.join(solution.binary),
+                    env: solution.env,
+                    baseline: is_baseline,
+                    logging,
+                });
+            }
         }
     }
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); entries.len()];
     for _ in 0..runs {
         for (index, entry) in entries.iter().enumerate() {
-            results[index].push(measure(&entry.path, entry.env, scenario.second_signal));
+            results[index].push(measure(
+                &entry.path,
+                entry.env,
+                entry.logging,
+                scenario.second_signal,
+            ));
         }
     }
     println!("## {}\n", scenario.name);
     println!(
-        "| solution | SIGTERM -> exit median (min-max) | peak RSS median | to READY median | exit codes |"
+        "| solution | SIGTERM -> exit median (min-max) | peak RSS median | to READY median | stderr lines | writes after SIGTERM | exit codes |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (entry, runs) in entries.iter().zip(&results) {
         let exit = stats(
             runs.iter()
@@ -621,9 +696,21 @@ fn run_scenario(dir: &Path, baseline: Option<&Path>, scenario: &Scenario, runs: 
         );
         let mut codes: Vec<i32> = runs.iter().map(|r| r.exit_code).collect();
         codes.dedup();
+        let lines = stats(runs.iter().map(|r| r.log_lines as f64).collect()).0;
+        let writes = runs
+            .iter()
+            .map(|r| r.writes.map(|w| w as f64))
+            .collect::<Option<Vec<f64>>>()
+            .map_or_else(|| "-".to_owned(), |w| format!("{:.0}", stats(w).0));
         println!(
-            "| {} | {:.2} ms ({:.2}-{:.2}) | {:.1} MiB | {:.2} ms | {:?} |",
-            entry.label, exit.0, exit.1, exit.2, rss.0, ready.0, codes
+            "| {} | {:.2} ms ({:.2}-{:.2}) | {:.1} MiB | {:.2} ms | {lines:.0} | {writes} | {:?} |",
+            entry.label(),
+            exit.0,
+            exit.1,
+            exit.2,
+            rss.0,
+            ready.0,
+            codes
         );
     }
     for (lichtara, base) in entries.iter().zip(&results) {
@@ -637,7 +724,14 @@ fn run_scenario(dir: &Path, baseline: Option<&Path>, scenario: &Scenario, runs: 
 /// lichtara's figures over each peer's (and the baseline's), run by run.
 fn print_ratios(lichtara: &Entry, base: &[Run], entries: &[Entry], results: &[Vec<Run>]) {
     for (entry, runs) in entries.iter().zip(results) {
-        if entry.ours() || (entry.baseline && !entry.label.starts_with(&lichtara.label)) {
+        // Against the peers, and against the baseline of the same program
+        // run the same way.
+        let compared = if entry.lichtara() {
+            entry.baseline && entry.solution == lichtara.solution && entry.logging == lichtara.logging
+        } else {
+            true
+        };
+        if !compared {
             continue;
         }
         let exit = stats(
@@ -652,11 +746,44 @@ fn print_ratios(lichtara: &Entry, base: &[Run], entries: &[Entry], results: &[Ve
                 .map(|(a, b)| a.peak_rss_kib as f64 / b.peak_rss_kib as f64)
                 .collect(),
         );
+        let ready = stats(
+            base.iter()
+                .zip(runs)
+                .map(|(a, b)| a.to_ready.as_secs_f64() / b.to_ready.as_secs_f64())
+                .collect(),
+        );
+        // What the program holds beyond its peer's, per unit, where the
+        // scenario has many (S1).
+        let units = units_of(lichtara.env, &lichtara.path);
+        let per_unit = units.map_or_else(String::new, |units| {
+            let a = stats(base.iter().map(|r| r.peak_rss_kib as f64).collect()).0;
+            let b = stats(runs.iter().map(|r| r.peak_rss_kib as f64).collect()).0;
+            format!(" ({:+.2} KiB a unit)", (a - b) / units as f64)
+        });
         println!(
-            "\n{} / {}: exit time x{:.2} (median of run-by-run ratios, {:.2}-{:.2}), peak RSS x{:.2}",
-            lichtara.label, entry.label, exit.0, exit.1, exit.2, rss.0
+            "\n{} / {}: exit time x{:.2} (median of run-by-run ratios, {:.2}-{:.2}), peak RSS x{:.2}{per_unit}, to READY x{:.2}",
+            lichtara.label(),
+            entry.label(),
+            exit.0,
+            exit.1,
+            exit.2,
+            rss.0,
+            ready.0
         );
     }
+}
+
+/// How many S1 units a program of S1 runs, from its environment or its
+/// name; `None` for the other scenarios.
+fn units_of(env: &[(&str, &str)], path: &Path) -> Option<usize> {
+    let name = path.file_name()?.to_str()?;
+    if !name.starts_with("s1_") {
+        return None;
+    }
+    if let Some((_, units)) = env.iter().find(|(key, _)| *key == "S1_UNITS") {
+        return units.parse().ok();
+    }
+    Some(if name.ends_with("_1k") { 1_000 } else { 10_000 })
 }
 
 /// Median, min, max.
@@ -676,25 +803,50 @@ struct Started {
     ready: Duration,
     /// Held open: the program may still write.
     _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    /// Drains the program's stderr; ends with the lines read when the
+    /// program has closed it. `None` when quiet.
+    log: Option<std::thread::JoinHandle<usize>>,
 }
 
-/// Starts a scenario program and waits for its `READY` line.
+impl Started {
+    /// The lines the program wrote to stderr, once it has ended.
+    fn log_lines(&mut self) -> usize {
+        self.log
+            .take()
+            .map_or(0, |log| log.join().expect("the stderr drain"))
+    }
+}
+
+/// Starts a scenario program as users run it and waits for its `READY`
+/// line.
 fn start(binary: &Path, env: &[(&str, &str)]) -> Started {
-    start_command(binary, Command::new(binary).envs(env.iter().copied()))
+    start_command(
+        binary,
+        Command::new(binary).envs(env.iter().copied()),
+        Logging::Default,
+    )
 }
 
-/// As [`start`], for a command set up by the caller (S7's descriptor
-/// limit).
-fn start_command(binary: &Path, command: &mut Command) -> Started {
+/// As [`start`], for a command set up by the caller (S10's descriptor
+/// limit), run as `logging` says.
+fn start_command(binary: &Path, command: &mut Command, logging: Logging) -> Started {
+    match logging {
+        Logging::Default => command.env_remove("RUST_LOG").stderr(Stdio::piped()),
+        Logging::Quiet => command.env("RUST_LOG", "warn").stderr(Stdio::null()),
+    };
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env("RUST_LOG", "warn")
         .spawn()
         .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
     let pid = child.id() as libc::pid_t;
+    let log = child.stderr.take().map(|stderr| {
+        std::thread::spawn(move || {
+            // Read as a terminal would: everything, as it comes.
+            BufReader::new(stderr).lines().map_while(Result::ok).count()
+        })
+    });
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     loop {
         match lines.next() {
@@ -705,6 +857,7 @@ fn start_command(binary: &Path, command: &mut Command) -> Started {
                     said: line["READY".len()..].trim().to_owned(),
                     ready: started.elapsed(),
                     _stdout: lines,
+                    log,
                 };
             }
             Some(Ok(_)) => continue,
@@ -727,14 +880,28 @@ fn exit_code(status: libc::c_int) -> i32 {
     }
 }
 
-fn measure(binary: &Path, env: &[(&str, &str)], second_signal: Option<Duration>) -> Run {
-    let Started {
-        child,
-        pid,
-        ready,
-        _stdout,
-        ..
-    } = start(binary, env);
+/// The write(2) calls `pid` has made so far (`syscw` of `/proc/PID/io`),
+/// where the system says.
+fn writes_of(pid: libc::pid_t) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("syscw:"))
+        .and_then(|count| count.trim().parse().ok())
+}
+
+fn measure(
+    binary: &Path,
+    env: &[(&str, &str)],
+    logging: Logging,
+    second_signal: Option<Duration>,
+) -> Run {
+    let mut started = start_command(
+        binary,
+        Command::new(binary).envs(env.iter().copied()),
+        logging,
+    );
+    let (pid, ready) = (started.pid, started.ready);
+    let writes_at_ready = writes_of(pid);
     let mut signalled = Instant::now();
     // SAFETY: kill(2) on the PID of a child this function started and has
     // not reaped.
@@ -748,20 +915,39 @@ fn measure(binary: &Path, env: &[(&str, &str)], second_signal: Option<Duration>)
         let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
         assert_eq!(sent, 0, "kill failed");
     }
+    // Seen exited (a zombie, its counters still readable), then reaped.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child with a valid out-pointer; WNOWAIT
+    // leaves it to be reaped below.
+    let waited = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    let to_exit = signalled.elapsed();
+    assert_eq!(waited, 0, "waitid failed");
+    let writes = writes_at_ready
+        .zip(writes_of(pid))
+        .map(|(before, after)| after.saturating_sub(before));
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: wait4 on our own child, with valid out-pointers; this reaps it.
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let to_exit = signalled.elapsed();
     assert_eq!(reaped, pid, "wait4 failed");
     let exit_code = exit_code(status);
+    let log_lines = started.log_lines();
     // std's Child must not wait again on a reaped PID; forget the handle.
-    std::mem::forget(child);
+    std::mem::forget(started.child);
     Run {
         to_ready: ready,
         to_exit,
         peak_rss_kib: usage.ru_maxrss,
         exit_code,
+        log_lines,
+        writes,
     }
 }

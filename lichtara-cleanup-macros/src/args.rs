@@ -174,6 +174,15 @@ pub(crate) fn parse_main(cx: &Ctxt, tokens: TokenStream) -> MainArgs {
     }
 }
 
+/// A value as written, out of the invisible group a `macro_rules!`
+/// fragment (`$order:literal`, `$t:expr`) arrives in.
+fn ungroup(value: Expr) -> Expr {
+    match value {
+        Expr::Group(group) => ungroup(*group.expr),
+        value => value,
+    }
+}
+
 /// Reads `key = value`. Records an error and returns `None` for an unknown
 /// key or a key without a value, consuming what follows it so that the
 /// remaining keys are still checked.
@@ -187,7 +196,7 @@ fn key_value(
     let known = keys.iter().find(|k| key.is_ident(k));
     let has_value = meta.input.peek(syn::Token![=]);
     let value = if has_value {
-        Some(meta.value()?.parse::<Expr>()?)
+        Some(ungroup(meta.value()?.parse::<Expr>()?))
     } else {
         if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
             // `key(…)` or other stray tokens: skip one token tree.

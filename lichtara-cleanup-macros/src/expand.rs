@@ -77,24 +77,31 @@ fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
     // span, so that a refusal is reported once, there.
     let call = quote_spanned!(ident.span()=> __lichtara_free_hook(#ident));
     // The call is bound first so that a wrong return type is reported on
-    // the return type alone.
+    // the return type alone. The binding and its use share the return
+    // type's span, hygiene included: a hook written by a `macro_rules!`
+    // hands over tokens of that macro's context, and a name bound in
+    // another context would not be found.
+    let bound = proc_macro2::Ident::new("__lichtara_bound", output_span);
+    let used = &bound;
     let (runner, kind) = if function.sig.asyncness.is_some() {
-        let boxed = quote_spanned!(output_span=> #krate::hook::box_hook(__lichtara_future));
+        let box_hook = quote_spanned!(output_span=> #krate::hook::box_hook);
+        let boxed = quote_spanned!(output_span=> #box_hook(#used));
         (
             quote! {
                 fn __lichtara_run() -> #krate::hook::HookFuture {
-                    let __lichtara_future = #call;
+                    let #bound = #call;
                     #boxed
                 }
             },
             quote!(Async),
         )
     } else {
-        let converted = quote_spanned!(output_span=> #krate::hook::hook_result(__lichtara_output));
+        let hook_result = quote_spanned!(output_span=> #krate::hook::hook_result);
+        let converted = quote_spanned!(output_span=> #hook_result(#used));
         (
             quote! {
                 fn __lichtara_run() -> ::core::result::Result<(), #krate::__private::BoxError> {
-                    let __lichtara_output = #call;
+                    let #bound = #call;
                     #converted
                 }
             },

@@ -11,7 +11,8 @@
 //! ```text
 //! cargo run --release -p lichtara-bench --bin bench            # 7 runs each
 //! cargo run --release -p lichtara-bench --bin bench -- --quick # 1 run each, as CI does
-//! cargo run --release -p lichtara-bench --bin bench -- S7 --baseline DIR  # one section, beside another build
+//! cargo run --release -p lichtara-bench --bin bench -- S1 --baseline DIR  # one section, beside another build
+//! cargo run --release -p lichtara-bench --bin bench -- S1 --runs 30   # more runs of one section
 //! ```
 //!
 //! These are figures, not tests: nothing here asserts a speed.
@@ -164,6 +165,18 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// `--runs N`: runs per solution of the S0-S7 tables, for a closer look
+/// at one change.
+fn runs_asked() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|arg| arg == "--runs")?;
+    let runs = args.get(at + 1).and_then(|n| n.parse().ok());
+    Some(
+        runs.filter(|n| *n > 0)
+            .expect("--runs needs a count above 0"),
+    )
+}
+
 /// `--baseline DIR`: the scenario programs of another build (say, the
 /// commit before a change), run beside this build's, alternately, so that
 /// a before/after ratio comes from one run.
@@ -182,7 +195,7 @@ fn baseline_dir() -> Option<PathBuf> {
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let baseline = baseline_dir();
-    let runs = if quick { 1 } else { 7 };
+    let runs = runs_asked().unwrap_or(if quick { 1 } else { 7 });
     let dir = binaries_dir();
     println!("# lichtara benchmarks\n");
     println!(
@@ -192,9 +205,15 @@ fn main() {
     );
     // `bench -- S1 S6` runs only the sections whose names start so (`S1`
     // is not `S10`).
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--") && Some(Path::new(a)) != baseline.as_deref())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter(|(at, arg)| {
+            let value = *at > 0 && ["--runs", "--baseline"].contains(&args[at - 1].as_str());
+            !arg.starts_with("--") && !value
+        })
+        .map(|(_, arg)| arg.clone())
         .collect();
     let wanted = |name: &str| {
         only.is_empty()
@@ -727,7 +746,9 @@ fn print_ratios(lichtara: &Entry, base: &[Run], entries: &[Entry], results: &[Ve
         // Against the peers, and against the baseline of the same program
         // run the same way.
         let compared = if entry.lichtara() {
-            entry.baseline && entry.solution == lichtara.solution && entry.logging == lichtara.logging
+            entry.baseline
+                && entry.solution == lichtara.solution
+                && entry.logging == lichtara.logging
         } else {
             true
         };

@@ -16,6 +16,7 @@ fn claim() {
 }
 
 fn flush() {
+    crate::logging::flush();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
 }

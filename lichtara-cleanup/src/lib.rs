@@ -75,6 +75,12 @@
 //! When the application installed no subscriber by the time shutdown
 //! begins, `#[lichtara::main]` installs a compact stderr one that honours
 //! `RUST_LOG` (as `target=level` directives; default `info`).
+//!
+//! At `info`, a phase of up to 8 hooks logs each of them; a larger phase
+//! logs one `phase finished` line, plus each of its hooks that did not end
+//! ok or ran past half its timeout (1 s without one); every hook has a
+//! line at `debug`. So 10,000 hooks cost a shutdown a few lines, and the
+//! default subscriber writes the lines logged together in one write.
 
 #![deny(missing_docs, unreachable_pub)]
 #![warn(rust_2018_idioms)]

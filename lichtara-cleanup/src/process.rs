@@ -436,7 +436,7 @@ fn register_stop(tracked: Arc<Tracked>, spawner: Spawner) {
     let detail = crate::hook::DetailSlot::default();
     let slot = Arc::clone(&detail);
     let run = move || -> crate::hook::HookFuture {
-        Box::pin(async move {
+        crate::hook::HookFuture::new(async move {
             let mut status = tracked.status.clone();
             if !tracked.exited() {
                 tracked.signal_group(libc_signal::TERM);

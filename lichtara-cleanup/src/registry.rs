@@ -6,13 +6,14 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
-use std::ops::RangeInclusive;
-use std::sync::{Arc, OnceLock};
+use std::ops::{Range, RangeInclusive};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::error::BoxError;
-use crate::hook::{Hook, HookFuture, HookKind, HookMeta, HookRunner};
+use crate::hook::{DetailSlot, Hook, HookFuture, HookKind, HookMeta, HookRunner};
 use crate::lifecycle::{self, Lifecycle};
+use crate::report::HookReport;
 use crate::resource::ResourceRun;
 
 /// One hook declared with `#[lichtara::cleanup]`. Not public API. Built by
@@ -78,21 +79,29 @@ impl Registration {
     /// instances managed in that lifecycle, and says how many.
     fn hook(&self, lifecycle: &Arc<Lifecycle>) -> Hook {
         let mut meta = self.meta();
-        let runner = match self.kind {
+        let detail = matches!(self.kind, RegisteredKind::Resource(_)).then(DetailSlot::default);
+        meta.detail.clone_from(&detail);
+        Hook {
+            meta,
+            runner: self.runner(lifecycle, detail),
+        }
+    }
+
+    /// How to run the hook in `lifecycle`; a resource type's says how many
+    /// instances it cleaned in `detail`.
+    fn runner(&self, lifecycle: &Lifecycle, detail: Option<DetailSlot>) -> HookRunner {
+        match self.kind {
             RegisteredKind::Async(run) => HookRunner::Async(run),
             RegisteredKind::Blocking(run) => HookRunner::Blocking(run),
             RegisteredKind::Resource(run) => {
-                let detail = crate::hook::DetailSlot::default();
-                meta.detail = Some(detail.clone());
                 let resource = ResourceRun {
                     lifecycle: lifecycle.id(),
-                    detail,
+                    detail: detail.unwrap_or_default(),
                     forget: false,
                 };
                 HookRunner::Boxed(Box::new(move || run(resource)))
             }
-        };
-        Hook { meta, runner }
+        }
     }
 }
 
@@ -182,11 +191,14 @@ impl Selection {
 
 /// The hooks `lifecycle`'s sequence runs, in `(order, name)` order: the
 /// registered ones and those added to it.
-pub(crate) fn take(lifecycle: &Arc<Lifecycle>, selection: &Selection) -> Sorted {
+pub(crate) fn take(lifecycle: &Arc<Lifecycle>, selection: &Selection) -> Hooks {
     let added = lifecycle.take_added();
     if added.is_empty() && selection.is_all() {
-        // Sorted at startup: straight from the plan, with no list between.
-        return Sorted::Registered(plan().hooks.iter(), Arc::clone(lifecycle));
+        // Sorted at startup: read straight from the plan, nothing copied.
+        return Hooks {
+            source: Source::Registered(&plan().hooks, Arc::clone(lifecycle)),
+            details: Vec::new(),
+        };
     }
     // A selection picks among the registered hooks; those added while the
     // program ran (a child's stop, a server's drain) are the run's own
@@ -198,7 +210,7 @@ pub(crate) fn take(lifecycle: &Arc<Lifecycle>, selection: &Selection) -> Sorted 
         .map(|registration| registration.hook(lifecycle))
         .chain(added)
         .collect();
-    Sorted::Merged(sort(hooks).into_iter())
+    Hooks::from(hooks)
 }
 
 /// Puts hooks in the order a sequence runs them. Stable: hooks added with
@@ -210,29 +222,158 @@ pub(crate) fn sort(mut hooks: Vec<Hook>) -> Vec<Hook> {
     hooks
 }
 
-/// Hooks in the order they run.
-pub(crate) enum Sorted {
-    Registered(
-        std::slice::Iter<'static, &'static Registration>,
-        Arc<Lifecycle>,
-    ),
-    Merged(std::vec::IntoIter<Hook>),
+/// The hooks of a sequence in the order they run, by index: what the
+/// sequencer reports on and what its starters start, from any thread.
+/// Registered hooks are read straight from the plan, so a shutdown with
+/// 10,000 of them copies nothing per hook but its report.
+pub(crate) struct Hooks {
+    source: Source,
+    /// The hooks that leave a detail (a resource type's instance count, a
+    /// child's exit), by index, in ascending order.
+    details: Vec<(usize, DetailSlot)>,
 }
 
-impl Iterator for Sorted {
-    type Item = Hook;
+enum Source {
+    Registered(&'static [&'static Registration], Arc<Lifecycle>),
+    Built {
+        metas: Vec<HookMeta>,
+        timeouts: Vec<Option<Duration>>,
+        /// Each taken once, by the starter that starts it.
+        runners: Mutex<Vec<Option<HookRunner>>>,
+    },
+}
 
-    fn next(&mut self) -> Option<Hook> {
+/// The names and timeouts of a phase's hooks, for the watchdog to name
+/// those still running.
+#[derive(Default)]
+pub(crate) enum Names {
+    #[default]
+    None,
+    Registered(&'static [&'static Registration]),
+    Owned(Vec<(Cow<'static, str>, Option<Duration>)>),
+}
+
+impl Names {
+    /// The name and timeout of the phase's hook `index`.
+    pub(crate) fn get(&self, index: usize) -> Option<(Cow<'static, str>, Option<Duration>)> {
         match self {
-            Sorted::Registered(hooks, lifecycle) => Some(hooks.next()?.hook(lifecycle)),
-            Sorted::Merged(hooks) => hooks.next(),
+            Names::None => None,
+            Names::Registered(hooks) => hooks
+                .get(index)
+                .map(|hook| (Cow::Borrowed(hook.name), hook.timeout)),
+            Names::Owned(names) => names.get(index).cloned(),
         }
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
+    pub(crate) fn len(&self) -> usize {
         match self {
-            Sorted::Registered(hooks, _) => hooks.size_hint(),
-            Sorted::Merged(hooks) => hooks.size_hint(),
+            Names::None => 0,
+            Names::Registered(hooks) => hooks.len(),
+            Names::Owned(names) => names.len(),
+        }
+    }
+}
+
+impl Hooks {
+    /// Hook `index`'s own timeout.
+    pub(crate) fn timeout(&self, index: usize) -> Option<Duration> {
+        match &self.source {
+            Source::Registered(hooks, _) => hooks.get(index).and_then(|hook| hook.timeout),
+            Source::Built { timeouts, .. } => timeouts.get(index).copied().flatten(),
+        }
+    }
+
+    /// Every hook's report, `not run`, in order; notes the hooks that
+    /// leave a detail. Called once, before the first phase.
+    pub(crate) fn reports(&mut self) -> Vec<HookReport> {
+        match &mut self.source {
+            Source::Registered(hooks, _) => {
+                let mut reports = Vec::with_capacity(hooks.len());
+                for (index, hook) in hooks.iter().enumerate() {
+                    if matches!(hook.kind, RegisteredKind::Resource(_)) {
+                        self.details.push((index, DetailSlot::default()));
+                    }
+                    reports.push(HookReport::registered(hook.name, hook.order, hook.timeout));
+                }
+                reports
+            }
+            Source::Built { metas, .. } => {
+                let metas = std::mem::take(metas);
+                let mut reports = Vec::with_capacity(metas.len());
+                for (index, mut meta) in metas.into_iter().enumerate() {
+                    if let Some(slot) = meta.detail.take() {
+                        self.details.push((index, slot));
+                    }
+                    reports.push(HookReport::not_run(meta));
+                }
+                reports
+            }
+        }
+    }
+
+    /// What hook `index` left besides its outcome, if it leaves one.
+    pub(crate) fn detail(&self, index: usize) -> Option<String> {
+        let at = self
+            .details
+            .binary_search_by_key(&index, |(at, _)| *at)
+            .ok()?;
+        self.details[at].1.get().cloned()
+    }
+
+    /// How to run hook `index`; `None` once taken (each index is started
+    /// once).
+    pub(crate) fn runner(&self, index: usize) -> Option<HookRunner> {
+        match &self.source {
+            Source::Registered(hooks, lifecycle) => {
+                let hook = hooks.get(index)?;
+                let detail = matches!(hook.kind, RegisteredKind::Resource(_))
+                    .then(|| {
+                        let at = self.details.binary_search_by_key(&index, |(at, _)| *at);
+                        at.ok().map(|at| self.details[at].1.clone())
+                    })
+                    .flatten();
+                Some(hook.runner(lifecycle, detail))
+            }
+            Source::Built { runners, .. } => runners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(index)?
+                .take(),
+        }
+    }
+
+    /// The names and timeouts of the hooks in `range`, whose reports are
+    /// `reports`.
+    pub(crate) fn names(&self, range: Range<usize>, reports: &[HookReport]) -> Names {
+        match &self.source {
+            Source::Registered(hooks, _) => Names::Registered(&hooks[range]),
+            Source::Built { .. } => Names::Owned(
+                reports
+                    .iter()
+                    .map(|report| (report.name.clone(), report.timeout()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl From<Vec<Hook>> for Hooks {
+    /// Sorts `hooks` as a sequence runs them.
+    fn from(hooks: Vec<Hook>) -> Self {
+        let hooks = sort(hooks);
+        let mut metas = Vec::with_capacity(hooks.len());
+        let mut runners = Vec::with_capacity(hooks.len());
+        for hook in hooks {
+            metas.push(hook.meta);
+            runners.push(Some(hook.runner));
+        }
+        Hooks {
+            source: Source::Built {
+                timeouts: metas.iter().map(|meta| meta.timeout).collect(),
+                metas,
+                runners: Mutex::new(runners),
+            },
+            details: Vec::new(),
         }
     }
 }

@@ -324,9 +324,9 @@ pub struct ResourceRun {
 pub fn resource_hook<T: Resource>(run: ResourceRun) -> HookFuture {
     if run.forget {
         T::instances().forget(run.lifecycle);
-        return Box::pin(std::future::ready(Ok(())));
+        return HookFuture::new(std::future::ready(Ok(())));
     }
-    Box::pin(async move {
+    HookFuture::new(async move {
         let instances = T::instances().take(run.lifecycle);
         let total = instances.len();
         let _ = run.detail.set(match total {

@@ -4,17 +4,17 @@
 //! tested on virtual time.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-use std::collections::VecDeque;
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::hook::{DetailSlot, Hook, HookFuture, HookRunner};
+use crate::hook::{HookFuture, HookRunner};
 use crate::lifecycle::scoped;
+use crate::registry::{Hooks, Names};
 use crate::report::{HookReport, Outcome, outcome_of};
 use crate::unwind::{CatchUnwind, poll_once};
 
@@ -41,8 +41,7 @@ pub(crate) struct Progress {
 struct Running {
     order: i32,
     started: Option<Instant>,
-    names: Vec<Cow<'static, str>>,
-    timeouts: Vec<Option<Duration>>,
+    names: Names,
     ended: Vec<bool>,
 }
 
@@ -56,14 +55,19 @@ pub(crate) struct StillRunning {
 }
 
 impl Progress {
-    fn set_phase(&self, order: i32, hooks: &[HookReport]) {
-        *lock(&self.running) = Running {
-            order,
-            started: Some(Instant::now()),
-            names: hooks.iter().map(|hook| hook.name.clone()).collect(),
-            timeouts: hooks.iter().map(|hook| hook.timeout).collect(),
-            ended: vec![false; hooks.len()],
-        };
+    fn set_phase(&self, order: i32, names: Names) {
+        let ended = vec![false; names.len()];
+        let old = std::mem::replace(
+            &mut *lock(&self.running),
+            Running {
+                order,
+                started: Some(Instant::now()),
+                names,
+                ended,
+            },
+        );
+        // Freed outside the lock.
+        drop(old);
     }
 
     /// The hooks of the current phase that have not ended, with their
@@ -72,15 +76,15 @@ impl Progress {
         let running = lock(&self.running);
         let elapsed = running.started.map_or(Duration::ZERO, |at| at.elapsed());
         running
-            .names
+            .ended
             .iter()
-            .zip(&running.timeouts)
-            .zip(&running.ended)
+            .enumerate()
             .filter(|(_, ended)| !**ended)
-            .map(|((name, timeout), _)| StillRunning {
-                name: name.clone(),
+            .filter_map(|(index, _)| running.names.get(index))
+            .map(|(name, timeout)| StillRunning {
+                name,
                 order: running.order,
-                timeout: *timeout,
+                timeout,
                 elapsed,
             })
             .collect()
@@ -98,32 +102,67 @@ impl Progress {
 
     /// The names of the hooks of the current phase that have not ended.
     pub(crate) fn running(&self) -> Vec<Cow<'static, str>> {
-        let running = lock(&self.running);
-        running
-            .names
-            .iter()
-            .zip(&running.ended)
-            .filter(|(_, ended)| !**ended)
-            .map(|(name, _)| name.clone())
+        self.still_running()
+            .into_iter()
+            .map(|hook| hook.name)
             .collect()
     }
 }
 
-fn log(hook: &HookReport) {
-    let elapsed_ms = crate::report::millis(hook.elapsed);
-    let (name, order, outcome) = (&*hook.name, hook.order, hook.outcome.as_str());
-    match &hook.outcome {
-        Outcome::Ok => match &hook.detail {
-            Some(detail) => tracing::info!(
+/// A phase of at most this many hooks logs each of them at INFO; a larger
+/// one logs one INFO line for the phase, and its hooks that ended ok at
+/// DEBUG, except the slow ones (see [`slow`]). A hook that did not end ok
+/// is logged at WARN or ERROR in any phase. So a shutdown's INFO log grows
+/// with its phases, not with its hooks.
+pub(crate) const FEW_HOOKS: usize = 8;
+
+/// A hook with no timeout of its own is slow from this long.
+const SLOW_WITHOUT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether a hook ran longer than its share: past half its own timeout,
+/// or, with none, past [`SLOW_WITHOUT_TIMEOUT`]. A slow hook that ended
+/// ok is logged at INFO even in a large phase.
+fn slow(hook: &HookReport) -> bool {
+    hook.elapsed()
+        >= hook
+            .timeout()
+            .map_or(SLOW_WITHOUT_TIMEOUT, |timeout| timeout / 2)
+}
+
+/// Logs a hook that ended, or was not run; `few` when its phase has at
+/// most [`FEW_HOOKS`] hooks.
+fn log(hook: &HookReport, few: bool) {
+    if hook.outcome().is_success() && !few && !slow(hook) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            log_hook(hook, tracing::Level::DEBUG);
+        }
+    } else {
+        log_hook(hook, tracing::Level::INFO);
+    }
+}
+
+/// Logs a hook at its outcome's level: `ok_level` when it ended ok.
+fn log_hook(hook: &HookReport, ok_level: tracing::Level) {
+    let elapsed_ms = crate::report::millis(hook.elapsed());
+    let (name, order, outcome) = (&*hook.name, hook.order, hook.outcome().as_str());
+    let detail = hook.detail();
+    // A level is part of a callsite: one line, written at each of two.
+    macro_rules! hook_finished {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
                 hook = name,
                 order,
                 elapsed_ms,
                 outcome,
-                detail = detail.as_str(),
+                detail,
                 "hook finished"
-            ),
-            None => tracing::info!(hook = name, order, elapsed_ms, outcome, "hook finished"),
-        },
+            )
+        };
+    }
+    match hook.outcome() {
+        Outcome::Ok if ok_level == tracing::Level::DEBUG => hook_finished!(tracing::Level::DEBUG),
+        Outcome::Ok => hook_finished!(tracing::Level::INFO),
         Outcome::Error(error) | Outcome::Panicked(error) => {
             tracing::warn!(
                 hook = name,
@@ -136,8 +175,7 @@ fn log(hook: &HookReport) {
         }
         Outcome::TimedOut
             if hook
-                .detail
-                .as_deref()
+                .detail()
                 .is_some_and(|detail| detail.ends_with(CUT_BY_DEADLINE)) =>
         {
             tracing::error!(
@@ -153,7 +191,7 @@ fn log(hook: &HookReport) {
             order,
             elapsed_ms,
             outcome,
-            timeout_ms = hook.timeout.map(|t| t.as_millis() as u64),
+            timeout_ms = hook.timeout().map(|t| t.as_millis() as u64),
             "hook passed its timeout and was abandoned"
         ),
         Outcome::NotRun => tracing::error!(
@@ -188,33 +226,21 @@ async fn finish(future: HookFuture, limit: Option<Instant>) -> Outcome {
     outcome_of(finished)
 }
 
-/// Runs `hooks`, sorted by `(order, name)` as the registry hands them
-/// over, phase by phase; `deadline` bounds the whole. The hooks go
-/// straight to their reports and runners, with no list between.
+/// Runs `hooks` (in `(order, name)` order, as the registry hands them
+/// over) phase by phase; `deadline` bounds the whole. Each hook's report is
+/// in place from the start (as `not run`) and filled in when it ends.
 pub(crate) async fn run(
-    hooks: impl IntoIterator<Item = Hook>,
+    hooks: impl Into<Hooks>,
     deadline: Instant,
     progress: &Progress,
 ) -> SequenceOutcome {
-    // Each hook's report is in place from the start (as `not run`) and
-    // filled in when it ends: no second list to keep in step.
-    let hooks = hooks.into_iter();
-    let mut reports = Vec::with_capacity(hooks.size_hint().0);
-    let mut runners = VecDeque::with_capacity(hooks.size_hint().0);
-    // Few hooks leave a detail (a child's stop): kept by index, not a slot
-    // per hook.
-    let mut details = Vec::new();
-    for hook in hooks {
-        if let Some(slot) = &hook.meta.detail {
-            details.push((reports.len(), slot.clone()));
-        }
-        runners.push_back((hook.runner, hook.meta.timeout));
-        reports.push(HookReport::not_run(hook.meta));
-    }
+    let mut hooks = hooks.into();
+    let mut reports = hooks.reports();
     debug_assert!(
         reports.is_sorted_by_key(|report| report.order),
         "sequence::run wants hooks sorted"
     );
+    let hooks = Arc::new(hooks);
     let mut deadline_passed = false;
     let mut first = 0;
     while first < reports.len() {
@@ -224,102 +250,124 @@ pub(crate) async fn run(
             .take_while(|report| report.order == order)
             .count();
         let phase = first..first + len;
-        // The last (often the only) phase takes the runners as they are.
-        let to_start = if len == runners.len() {
-            std::mem::take(&mut runners)
-        } else {
-            runners.drain(..len).collect()
-        };
         if deadline_passed || Instant::now() >= deadline {
             deadline_passed = true;
-            reports[phase].iter().for_each(log);
+            let _batch = crate::logging::batch();
+            let few = len <= FEW_HOOKS;
+            reports[phase].iter().for_each(|report| log(report, few));
         } else {
-            let details = details
-                .iter()
-                .filter(|(index, _)| phase.contains(index))
-                .map(|(index, slot)| (index - first, slot.clone()))
-                .collect();
+            progress.set_phase(order, hooks.names(phase.clone(), &reports[phase.clone()]));
             let phase = Phase {
                 order,
-                to_start,
-                details,
+                hooks: Arc::clone(&hooks),
+                first,
                 reports: &mut reports[phase],
             };
             deadline_passed |= run_phase(phase, deadline, progress).await;
         }
         first += len;
     }
-    progress.set_phase(0, &[]);
+    progress.set_phase(0, Names::None);
     SequenceOutcome {
         hooks: reports,
         deadline_passed,
     }
 }
 
-/// A hook of a phase waiting to be started: how to run it, and its own
-/// timeout.
-type ToStart = (HookRunner, Option<Duration>);
-
-/// The hooks of a phase not started yet, and the index in the phase of the
-/// next one.
-struct Queue {
-    next: usize,
-    hooks: VecDeque<ToStart>,
-}
-
-impl Queue {
-    fn pop(&mut self) -> Option<(usize, HookRunner, Option<Duration>)> {
-        let (runner, timeout) = self.hooks.pop_front()?;
-        self.next += 1;
-        Some((self.next - 1, runner, timeout))
-    }
-}
-
-/// One phase: the hooks of one `order`.
+/// One phase: the hooks of one `order`, `first..first + reports.len()` of
+/// the sequence.
 struct Phase<'a> {
     order: i32,
-    to_start: VecDeque<ToStart>,
-    /// The hooks that leave a detail, by index in the phase.
-    details: Vec<(usize, DetailSlot)>,
+    hooks: Arc<Hooks>,
+    first: usize,
     /// The phase's reports, `not run` until each hook ends.
     reports: &'a mut [HookReport],
 }
 
-/// How a hook ended: its index in the phase, its outcome, when.
-type Finished = (usize, Outcome, Duration);
+/// How a hook of the phase ended: its index in the phase, its outcome
+/// (`None` for ok: most are), and since the phase began.
+struct Finished {
+    index: u32,
+    failure: Option<Box<Outcome>>,
+    elapsed: Duration,
+}
 
-/// The hook a starter is polling for the first time: its index, its limit,
-/// and since when.
-type Polling = Arc<Mutex<Option<(usize, Option<Instant>, Instant)>>>;
+impl Finished {
+    fn new(index: usize, outcome: Outcome, elapsed: Duration) -> Self {
+        Self {
+            // A phase has far fewer than 2^32 hooks.
+            index: index as u32,
+            failure: (!outcome.is_success()).then(|| Box::new(outcome)),
+            elapsed,
+        }
+    }
+}
+
+/// What the starters of a phase share with the sequencer.
+struct Shared {
+    hooks: Arc<Hooks>,
+    /// The phase's hooks in the sequence: `first..end`.
+    first: usize,
+    end: usize,
+    /// The next hook to start: each starter claims one at a time.
+    next: AtomicUsize,
+    started: Instant,
+    deadline: Instant,
+    /// Hooks that ended in tasks of their own.
+    finished: Mutex<Vec<Finished>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+    /// Wakes the sequencer: a hook ended in its task, a starter ran out of
+    /// hooks, or a first poll with a limit began.
+    watch: Notify,
+}
+
+impl Shared {
+    /// Hook `index` of the phase's own limit, if it ends before the
+    /// deadline, for a start at `since`.
+    fn limit(&self, index: usize, since: Instant) -> Option<Instant> {
+        self.hooks
+            .timeout(self.first + index)
+            .map(|timeout| since + timeout)
+            .filter(|limit| *limit < self.deadline)
+    }
+
+    /// Whether hooks are left to start.
+    fn unclaimed(&self) -> bool {
+        self.next.load(Ordering::Acquire) < self.end
+    }
+}
+
+/// A starter's state: the hook it is polling for the first time (its index
+/// in the phase, since when), and the hooks it finished, not yet collected.
+#[derive(Default)]
+struct Starting {
+    polling: Option<(usize, Instant)>,
+    done: Vec<Finished>,
+}
+
+/// A starter: its state, and its task.
+type Starter = (Arc<Mutex<Starting>>, AbortHandle);
 
 /// A first poll this long gets a second starter for the rest of the phase,
 /// so that one hook blocking its thread does not hold the others back.
 const SLOW_FIRST_POLL: Duration = Duration::from_millis(20);
 
+/// A phase gets a starter per worker thread, up to one per this many hooks.
+const HOOKS_PER_STARTER: usize = 256;
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Starts the hooks of a phase one after the other, each polled once in
-/// place (most finish at once and never need a task of their own); a
-/// pending one gets a task. Runs as a task of its own so that a hook that
-/// blocks its thread in that first poll cannot stop the sequencer, which
-/// abandons it at its timeout and lets another starter go on.
-fn spawn_starter(
-    queue: &Arc<Mutex<Queue>>,
-    finished: &Arc<Mutex<Vec<Finished>>>,
-    tasks: &Arc<Mutex<Vec<AbortHandle>>>,
-    watch: &Arc<Notify>,
-    (started, deadline): (Instant, Instant),
-) -> (Polling, AbortHandle) {
-    let polling = Polling::default();
-    let (queue, finished, tasks, watch, current) = (
-        queue.clone(),
-        finished.clone(),
-        tasks.clone(),
-        watch.clone(),
-        polling.clone(),
-    );
+/// Starts hooks of a phase one after the other, each polled once in place
+/// (most finish at once and never need a task of their own); a pending one
+/// gets a task. Runs as a task of its own so that a hook that blocks its
+/// thread in that first poll cannot stop the sequencer, which abandons it
+/// at its timeout and lets another starter go on. Starters claim hooks
+/// from one counter, so several can share a phase.
+fn spawn_starter(shared: &Arc<Shared>) -> Starter {
+    let state = Arc::new(Mutex::new(Starting::default()));
+    let (shared, mine) = (Arc::clone(shared), Arc::clone(&state));
     // Hooks run as part of the lifecycle that runs the sequence, also on
     // another worker thread.
     let lifecycle = crate::lifecycle::current();
@@ -327,48 +375,68 @@ fn spawn_starter(
         // One clock reading a hook: the end of one first poll is the start
         // of the next.
         let mut now = Instant::now();
+        // The last hook's end, told with the next one's start: one lock a
+        // hook.
+        let mut ended = None;
         loop {
-            let Some((index, runner, timeout)) = lock(&queue).pop() else {
+            let claimed = shared.next.fetch_add(1, Ordering::AcqRel);
+            if claimed >= shared.end {
                 break;
+            }
+            let index = claimed - shared.first;
+            let Some(runner) = shared.hooks.runner(claimed) else {
+                continue;
             };
-            // A hook's own timeout runs from its start; the deadline bounds
-            // the phase as a whole, with one timer in the sequencer.
-            let limit = timeout
-                .map(|timeout| now + timeout)
-                .filter(|limit| *limit < deadline);
-            *lock(&current) = Some((index, limit, now));
+            {
+                let mut state = lock(&mine);
+                state.done.extend(ended.take());
+                state.polling = Some((index, now));
+            }
+            let limit = shared.limit(index, now);
             if limit.is_some() {
                 // The sequencer times this first poll.
-                watch.notify_one();
+                shared.watch.notify_one();
             }
             let first = start(runner);
-            *lock(&current) = None;
             now = Instant::now();
             match first {
                 // Collected without waking the sequencer for each.
-                Ok(outcome) => lock(&finished).push((index, outcome, now - started)),
+                Ok(outcome) => ended = Some(Finished::new(index, outcome, now - shared.started)),
                 Err(future) => {
-                    let (finished, watch) = (finished.clone(), watch.clone());
+                    let task_shared = Arc::clone(&shared);
                     let task = tokio::spawn(scoped(&lifecycle, async move {
                         let outcome = finish(future, limit).await;
-                        lock(&finished).push((index, outcome, started.elapsed()));
-                        watch.notify_one();
+                        let elapsed = task_shared.started.elapsed();
+                        lock(&task_shared.finished).push(Finished::new(index, outcome, elapsed));
+                        task_shared.watch.notify_one();
                     }));
-                    lock(&tasks).push(task.abort_handle());
+                    lock(&shared.tasks).push(task.abort_handle());
                 }
             }
         }
-        watch.notify_one();
+        {
+            let mut state = lock(&mine);
+            state.done.extend(ended);
+            state.polling = None;
+        }
+        shared.watch.notify_one();
     }));
-    (polling, starter.abort_handle())
+    (state, starter.abort_handle())
 }
 
-/// The first polls the starters are in right now.
-fn first_polls(starters: &[(Polling, AbortHandle)]) -> Vec<(usize, Option<Instant>, Instant)> {
+/// The first polls the starters are in right now: index, since.
+fn first_polls(starters: &[Starter]) -> Vec<(usize, Instant)> {
     starters
         .iter()
-        .filter_map(|(polling, _)| *lock(polling))
+        .filter_map(|(state, _)| lock(state).polling)
         .collect()
+}
+
+/// How many starters a phase of `hooks` begins with: one per worker
+/// thread of the runtime, up to one per [`HOOKS_PER_STARTER`] hooks.
+fn starters_for(hooks: usize) -> usize {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    hooks.div_ceil(HOOKS_PER_STARTER).clamp(1, workers.max(1))
 }
 
 /// Runs the hooks of one phase concurrently and fills in their reports.
@@ -376,29 +444,29 @@ fn first_polls(starters: &[(Polling, AbortHandle)]) -> Vec<(usize, Option<Instan
 async fn run_phase(phase: Phase<'_>, deadline: Instant, progress: &Progress) -> bool {
     let Phase {
         order,
-        to_start,
-        details,
+        hooks,
+        first,
         reports,
     } = phase;
     let started = Instant::now();
+    let few = reports.len() <= FEW_HOOKS;
     tracing::debug!(order, hooks = reports.len(), "phase started");
-    progress.set_phase(order, reports);
+    let shared = Arc::new(Shared {
+        hooks,
+        first,
+        end: first + reports.len(),
+        next: AtomicUsize::new(first),
+        started,
+        deadline,
+        finished: Mutex::new(Vec::new()),
+        tasks: Mutex::new(Vec::new()),
+        watch: Notify::new(),
+    });
     let mut done = vec![false; reports.len()];
     let mut left = reports.len();
-    let queue = Arc::new(Mutex::new(Queue {
-        next: 0,
-        hooks: to_start,
-    }));
-    let tasks = Arc::new(Mutex::new(Vec::new()));
-    let finished = Arc::new(Mutex::new(Vec::with_capacity(left)));
-    let watch = Arc::new(Notify::new());
-    let mut starters = vec![spawn_starter(
-        &queue,
-        &finished,
-        &tasks,
-        &watch,
-        (started, deadline),
-    )];
+    let mut starters: Vec<Starter> = (0..starters_for(reports.len()))
+        .map(|_| spawn_starter(&shared))
+        .collect();
     let deadline_timer = tokio::time::sleep_until(deadline);
     tokio::pin!(deadline_timer);
     let mut deadline_passed = false;
@@ -410,29 +478,29 @@ async fn run_phase(phase: Phase<'_>, deadline: Instant, progress: &Progress) -> 
         let polls = first_polls(&starters);
         let mut wake = polls
             .iter()
-            .flat_map(|(index, limit, since)| {
+            .flat_map(|(index, since)| {
                 let slow = (!helped[*index]).then(|| *since + SLOW_FIRST_POLL);
-                [*limit, slow]
+                [shared.limit(*index, *since), slow]
             })
             .flatten()
             .min();
-        if polls.is_empty() && !lock(&queue).hooks.is_empty() {
+        if polls.is_empty() && shared.unclaimed() {
             // The starters have not begun: look again shortly.
             wake = Some(Instant::now() + SLOW_FIRST_POLL);
         }
         tokio::select! {
             biased;
-            () = watch.notified() => {}
+            () = shared.watch.notified() => {}
             () = tokio::time::sleep_until(wake.unwrap_or(deadline)), if wake.is_some() => {
                 let now = Instant::now();
-                for (index, limit, since) in first_polls(&starters) {
-                    let timed_out = limit.is_some_and(|limit| limit <= now);
+                for (index, since) in first_polls(&starters) {
+                    let timed_out = shared.limit(index, since).is_some_and(|limit| limit <= now);
                     if timed_out {
-                        ends.push((index, Outcome::TimedOut, started.elapsed()));
+                        ends.push(Finished::new(index, Outcome::TimedOut, started.elapsed()));
                     }
                     if !helped[index] && (timed_out || since + SLOW_FIRST_POLL <= now) {
                         helped[index] = true;
-                        starters.push(spawn_starter(&queue, &finished, &tasks, &watch, (started, deadline)));
+                        starters.push(spawn_starter(&shared));
                     }
                 }
             }
@@ -442,46 +510,91 @@ async fn run_phase(phase: Phase<'_>, deadline: Instant, progress: &Progress) -> 
             }
         }
         // Taken whole, not copied: with 10,000 instant hooks this is one
-        // batch of 10,000.
-        let mut batch = std::mem::take(&mut *lock(&finished));
+        // batch of 10,000 from each starter.
+        let mut batch = std::mem::take(&mut *lock(&shared.finished));
+        for (state, _) in &starters {
+            batch.append(&mut lock(state).done);
+        }
         batch.append(&mut ends);
-        progress.ended(batch.iter().map(|(index, _, _)| *index));
-        for (index, outcome, elapsed) in batch {
+        progress.ended(batch.iter().map(|finished| finished.index as usize));
+        // The batch's lines go to stderr in one write.
+        let _log = crate::logging::batch();
+        for finished in batch {
+            let index = finished.index as usize;
             if done[index] {
                 continue;
             }
             done[index] = true;
             left -= 1;
             let report = &mut reports[index];
-            report.outcome = outcome;
-            report.elapsed = elapsed;
-            if let Some((_, slot)) = details.iter().find(|(at, _)| *at == index) {
-                report.detail = slot.get().cloned();
-            }
-            log(report);
+            report.set_outcome(finished.failure.map_or(Outcome::Ok, |failure| *failure));
+            report.set_elapsed(finished.elapsed);
+            report.set_detail(shared.hooks.detail(first + index));
+            log(report, few);
         }
     }
     // What is left is abandoned: hook tasks past the deadline, and starters
     // (idle by now, or stuck in a hook that never returns).
-    lock(&queue).hooks.clear();
-    for task in lock(&tasks).iter().chain(starters.iter().map(|(_, s)| s)) {
+    shared.next.store(shared.end, Ordering::Release);
+    for task in lock(&shared.tasks)
+        .iter()
+        .chain(starters.iter().map(|(_, starter)| starter))
+    {
         task.abort();
     }
     if deadline_passed {
         let elapsed = started.elapsed();
+        let _log = crate::logging::batch();
         for (index, _) in done.iter().enumerate().filter(|(_, done)| !**done) {
             let report = &mut reports[index];
-            report.outcome = Outcome::TimedOut;
-            report.elapsed = elapsed;
+            report.set_outcome(Outcome::TimedOut);
+            report.set_elapsed(elapsed);
             // Not its own timeout: the table and the JSON say which.
-            report.detail = Some(match report.detail.take() {
-                Some(own) => format!("{own}; {CUT_BY_DEADLINE}"),
-                None => CUT_BY_DEADLINE.to_owned(),
-            });
-            log(report);
+            report.set_detail(Some(CUT_BY_DEADLINE.to_owned()));
+            log(report, few);
         }
     }
+    log_phase(order, reports, started.elapsed());
     deadline_passed
+}
+
+/// The phase's line: at INFO for a phase of more than [`FEW_HOOKS`] hooks
+/// (whose hooks that ended ok are at DEBUG), at DEBUG otherwise (each hook
+/// has had its INFO line).
+fn log_phase(order: i32, reports: &[HookReport], elapsed: Duration) {
+    let few = reports.len() <= FEW_HOOKS;
+    if few && !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let hooks = reports.len();
+    let ok = reports
+        .iter()
+        .filter(|report| report.outcome().is_success())
+        .count();
+    let elapsed_ms = crate::report::millis(elapsed);
+    let slowest = reports.iter().max_by_key(|report| report.elapsed());
+    let slowest_ms = slowest.map(|report| crate::report::millis(report.elapsed()));
+    let slowest = slowest.map(|report| &*report.name);
+    // As `hook_finished!` in `log_hook`.
+    macro_rules! phase_finished {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                order,
+                hooks,
+                ok,
+                elapsed_ms,
+                slowest,
+                slowest_ms,
+                "phase finished"
+            )
+        };
+    }
+    if few {
+        phase_finished!(tracing::Level::DEBUG);
+    } else {
+        phase_finished!(tracing::Level::INFO);
+    }
 }
 
 #[cfg(test)]
@@ -494,7 +607,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::hook::{HookKind, HookMeta, HookRunner};
+    use crate::hook::{Hook, HookKind, HookMeta, HookRunner};
     use crate::registry;
 
     /// A log of what the hooks did, on virtual time.
@@ -535,7 +648,7 @@ mod tests {
                 detail: None,
             },
             runner: HookRunner::Boxed(Box::new(move || {
-                Box::pin(async move {
+                crate::hook::HookFuture::new(async move {
                     journal.note(format!("start {label}"));
                     let result = body.await;
                     journal.note(format!("end {label}"));
@@ -556,7 +669,7 @@ mod tests {
         outcome
             .hooks
             .iter()
-            .map(|hook| (hook.name.to_string(), hook.outcome.as_str().to_owned()))
+            .map(|hook| (hook.name.to_string(), hook.outcome().as_str().to_owned()))
             .collect()
     }
 
@@ -590,7 +703,7 @@ mod tests {
         );
         let names: Vec<_> = outcome.hooks.iter().map(|h| &*h.name).collect();
         assert_eq!(names, ["first", "a", "b", "late"]);
-        assert_eq!(outcome.hooks[2].elapsed, Duration::from_millis(100));
+        assert_eq!(outcome.hooks[2].elapsed(), Duration::from_millis(100));
     }
 
     #[tokio::test(start_paused = true)]
@@ -610,7 +723,7 @@ mod tests {
                 ("next".into(), "ok".into())
             ]
         );
-        assert_eq!(outcome.hooks[1].elapsed, Duration::from_millis(200));
+        assert_eq!(outcome.hooks[1].elapsed(), Duration::from_millis(200));
         assert!(journal.events().contains(&(200, "start next".into())));
         assert!(!journal.events().iter().any(|(_, e)| e == "end slow"));
         assert!(!outcome.deadline_passed);
@@ -664,8 +777,8 @@ mod tests {
                 ("never".into(), "not run".into())
             ]
         );
-        assert_eq!(outcome.hooks[1].elapsed, Duration::from_millis(600));
-        assert_eq!(outcome.hooks[2].elapsed, Duration::ZERO);
+        assert_eq!(outcome.hooks[1].elapsed(), Duration::from_millis(600));
+        assert_eq!(outcome.hooks[2].elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
@@ -682,13 +795,16 @@ mod tests {
             hook("after", 1, None, &journal, sleep_ms(5)),
         ];
         let outcome = run(registry::sort(hooks), deadline_in(10), &Progress::default()).await;
-        assert_eq!(outcome.hooks[0].outcome, Outcome::Error("disk full".into()));
         assert_eq!(
-            outcome.hooks[2].outcome,
+            *outcome.hooks[0].outcome(),
+            Outcome::Error("disk full".into())
+        );
+        assert_eq!(
+            *outcome.hooks[2].outcome(),
             Outcome::Panicked("hook exploded".into())
         );
-        assert_eq!(outcome.hooks[1].outcome, Outcome::Ok);
-        assert_eq!(outcome.hooks[3].outcome, Outcome::Ok);
+        assert_eq!(*outcome.hooks[1].outcome(), Outcome::Ok);
+        assert_eq!(*outcome.hooks[3].outcome(), Outcome::Ok);
     }
 
     static BLOCKING_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -722,9 +838,9 @@ mod tests {
         ];
         let outcome = run(registry::sort(hooks), deadline_in(10), &Progress::default()).await;
         assert_eq!(BLOCKING_RUNS.load(Ordering::SeqCst), 1);
-        assert_eq!(outcome.hooks[0].outcome, Outcome::Ok);
+        assert_eq!(*outcome.hooks[0].outcome(), Outcome::Ok);
         assert_eq!(
-            outcome.hooks[1].outcome,
+            *outcome.hooks[1].outcome(),
             Outcome::Panicked("sync hook exploded".into())
         );
     }

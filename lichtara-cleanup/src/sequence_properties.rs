@@ -64,7 +64,7 @@ fn hook(index: usize, spec: &Spec, journal: &Journal, origin: Instant) -> Hook {
             detail: None,
         },
         runner: HookRunner::Boxed(Box::new(move || {
-            Box::pin(async move {
+            crate::hook::HookFuture::new(async move {
                 let now = || origin.elapsed().as_millis() as u64;
                 journal.lock().unwrap().push((index, "start", now()));
                 if let Ending::Never = spec_for_run.ending {
@@ -125,15 +125,15 @@ proptest! {
             let i = index_of(&report.name);
             let spec = &specs[i];
             match starts.get(&i) {
-                None => prop_assert_eq!(&report.outcome, &Outcome::NotRun),
+                None => prop_assert_eq!(report.outcome(), &Outcome::NotRun),
                 Some(start) => {
-                    prop_assert_ne!(&report.outcome, &Outcome::NotRun);
+                    prop_assert_ne!(report.outcome(), &Outcome::NotRun);
                     // Phases never overlap: a hook of a lower order ended
                     // (or was abandoned) before this one started.
                     for other in &outcome.hooks {
                         let j = index_of(&other.name);
                         if let (true, Some(other_start)) = (other.order < report.order, starts.get(&j)) {
-                            let other_end = other_start + other.elapsed.as_millis() as u64;
+                            let other_end = other_start + other.elapsed().as_millis() as u64;
                             prop_assert!(other_end <= *start, "{} ended at {} after {} started at {}", j, other_end, i, start);
                         }
                     }
@@ -152,14 +152,14 @@ proptest! {
                             Ending::Panic => Outcome::Panicked("panicked on purpose".into()),
                         }
                     };
-                    prop_assert_eq!(&report.outcome, &expected, "hook {} {:?} started at {}", i, spec, start);
+                    prop_assert_eq!(report.outcome(), &expected, "hook {} {:?} started at {}", i, spec, start);
                 }
             }
         }
         // The deadline is reported exactly when it cut something.
-        let cut = outcome.hooks.iter().any(|h| h.outcome == Outcome::NotRun)
+        let cut = outcome.hooks.iter().any(|h| *h.outcome() == Outcome::NotRun)
             || outcome.hooks.iter().any(|h| {
-                h.outcome == Outcome::TimedOut
+                *h.outcome() == Outcome::TimedOut
                     && starts.get(&index_of(&h.name)).is_some_and(|s| {
                         let spec = &specs[index_of(&h.name)];
                         spec.timeout_ms.is_none_or(|t| s + t > deadline_ms)

@@ -400,7 +400,7 @@ fn register_drain(
     shared: Arc<Shared>,
 ) {
     let run = move || -> crate::hook::HookFuture {
-        Box::pin(async move {
+        crate::hook::HookFuture::new(async move {
             let drains = &shared.drains;
             let open = drains.counts();
             if open.http + open.upgraded > 0 {

@@ -123,15 +123,15 @@ fn outcome_word(outcome: &Outcome) -> (&'static str, Option<&str>) {
 }
 
 fn hook_view(hook: &HookReport) -> HookView<'_> {
-    let (outcome, error) = outcome_word(&hook.outcome);
+    let (outcome, error) = outcome_word(hook.outcome());
     HookView {
         name: &hook.name,
         order: hook.order,
-        timeout_ms: hook.timeout.map(millis),
+        timeout_ms: hook.timeout().map(millis),
         outcome,
         error,
-        elapsed_ms: millis(hook.elapsed),
-        detail: hook.detail.as_deref(),
+        elapsed_ms: millis(hook.elapsed()),
+        detail: hook.detail(),
     }
 }
 
@@ -432,13 +432,15 @@ mod tests {
                 number: 15,
             },
             main: MainOutcome::Success,
-            hooks: vec![HookReport {
-                name: "a \"quoted\" name".into(),
-                order: -1,
-                timeout: Some(Duration::from_millis(1500)),
-                outcome: Outcome::Error("disk full".into()),
-                elapsed: Duration::from_micros(2500),
-                detail: None,
+            hooks: vec![{
+                let mut hook = HookReport::new(
+                    "a \"quoted\" name".into(),
+                    -1,
+                    Some(Duration::from_millis(1500)),
+                );
+                hook.set_outcome(Outcome::Error("disk full".into()));
+                hook.set_elapsed(Duration::from_micros(2500));
+                hook
             }],
             deadline: Duration::from_secs(10),
             deadline_passed: false,

@@ -259,26 +259,97 @@ impl fmt::Display for Outcome {
 /// assert!(hook.outcome().is_success());
 /// # });
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HookReport {
     pub(crate) name: Cow<'static, str>,
     pub(crate) order: i32,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) outcome: Outcome,
-    pub(crate) elapsed: Duration,
-    pub(crate) detail: Option<String>,
+    /// The outcome, but for the failures' messages (in `more`).
+    ended: Ended,
+    /// The timeout in nanoseconds; `u64::MAX` for none (timeouts are
+    /// bounded to an hour).
+    timeout: u64,
+    elapsed: u64,
+    /// What few hooks have: a failure's message, a detail.
+    more: Option<Box<More>>,
+}
+
+// A shutdown with 10,000 hooks holds 10,000 of these: each byte here is
+// 10 KB of pages touched at shutdown.
+const _: () = assert!(std::mem::size_of::<HookReport>() <= 56);
+
+/// A hook's outcome, its failures' messages aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    Ok,
+    Failed,
+    TimedOut,
+    NotRun,
+}
+
+#[derive(Clone, Debug, Default)]
+struct More {
+    /// `Outcome::Error` or `Outcome::Panicked`, when `Ended::Failed`.
+    failure: Option<Outcome>,
+    detail: Option<String>,
+}
+
+static OK: Outcome = Outcome::Ok;
+static TIMED_OUT: Outcome = Outcome::TimedOut;
+static NOT_RUN: Outcome = Outcome::NotRun;
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX - 1)
 }
 
 impl HookReport {
     /// The report of a hook that did not run (yet).
-    pub(crate) fn not_run(meta: HookMeta) -> Self {
+    pub(crate) fn new(name: Cow<'static, str>, order: i32, timeout: Option<Duration>) -> Self {
         Self {
-            name: meta.name,
-            order: meta.order,
-            timeout: meta.timeout,
-            outcome: Outcome::NotRun,
-            elapsed: Duration::ZERO,
-            detail: None,
+            name,
+            order,
+            ended: Ended::NotRun,
+            timeout: timeout.map_or(u64::MAX, nanos),
+            elapsed: 0,
+            more: None,
+        }
+    }
+
+    /// The report of a registered hook that did not run (yet).
+    pub(crate) fn registered(name: &'static str, order: i32, timeout: Option<Duration>) -> Self {
+        Self::new(Cow::Borrowed(name), order, timeout)
+    }
+
+    /// The report of a hook that did not run (yet).
+    pub(crate) fn not_run(meta: HookMeta) -> Self {
+        Self::new(meta.name, meta.order, meta.timeout)
+    }
+
+    /// Says how the hook ended.
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        self.ended = match outcome {
+            Outcome::Ok => Ended::Ok,
+            Outcome::TimedOut => Ended::TimedOut,
+            Outcome::NotRun => Ended::NotRun,
+            failure => {
+                self.more.get_or_insert_default().failure = Some(failure);
+                return self.ended = Ended::Failed;
+            }
+        };
+        if let Some(more) = &mut self.more {
+            more.failure = None;
+        }
+    }
+
+    /// Says how long it ran.
+    pub(crate) fn set_elapsed(&mut self, elapsed: Duration) {
+        self.elapsed = nanos(elapsed);
+    }
+
+    /// Says what it left besides its outcome.
+    pub(crate) fn set_detail(&mut self, detail: Option<String>) {
+        match (detail, &mut self.more) {
+            (None, None) => {}
+            (detail, more) => more.get_or_insert_default().detail = detail,
         }
     }
 
@@ -286,7 +357,7 @@ impl HookReport {
     /// child process of `lichtara::process`, how it exited.
     #[must_use]
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.more.as_ref()?.detail.as_deref()
     }
 
     /// The hook's name: `module::path::item` unless `name = "…"` set one.
@@ -304,19 +375,41 @@ impl HookReport {
     /// The hook's own timeout, if it has one.
     #[must_use]
     pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
+        (self.timeout != u64::MAX).then(|| Duration::from_nanos(self.timeout))
     }
 
     /// How it ended.
     #[must_use]
     pub fn outcome(&self) -> &Outcome {
-        &self.outcome
+        match self.ended {
+            Ended::Ok => &OK,
+            Ended::TimedOut => &TIMED_OUT,
+            Ended::NotRun => &NOT_RUN,
+            Ended::Failed => self
+                .more
+                .as_ref()
+                .and_then(|more| more.failure.as_ref())
+                .unwrap_or(&NOT_RUN),
+        }
     }
 
     /// How long it ran (zero when it did not run).
     #[must_use]
     pub fn elapsed(&self) -> Duration {
-        self.elapsed
+        Duration::from_nanos(self.elapsed)
+    }
+}
+
+impl fmt::Debug for HookReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookReport")
+            .field("name", &self.name)
+            .field("order", &self.order)
+            .field("timeout", &self.timeout())
+            .field("outcome", self.outcome())
+            .field("elapsed", &self.elapsed())
+            .field("detail", &self.detail())
+            .finish()
     }
 }
 
@@ -397,7 +490,7 @@ impl ShutdownReport {
     fn failures(&self) -> usize {
         self.hooks
             .iter()
-            .filter(|hook| !hook.outcome.is_success())
+            .filter(|hook| !hook.outcome().is_success())
             .count()
     }
 
@@ -424,7 +517,11 @@ impl ShutdownReport {
     /// The table's lines of the hooks that did not end `ok`.
     pub(crate) fn not_ok_table(&self) -> String {
         let mut table = String::new();
-        for hook in self.hooks.iter().filter(|hook| !hook.outcome.is_success()) {
+        for hook in self
+            .hooks
+            .iter()
+            .filter(|hook| !hook.outcome().is_success())
+        {
             let _ = fmt::write(&mut table, format_args!("{}", Row(hook)));
         }
         table
@@ -442,10 +539,9 @@ impl fmt::Display for Row<'_> {
             "  [{:>4}] {:<40} {:>10.1?}  {}{}",
             hook.order,
             hook.name,
-            hook.elapsed,
-            hook.outcome,
-            hook.detail
-                .as_deref()
+            hook.elapsed(),
+            hook.outcome(),
+            hook.detail()
                 .map_or_else(String::new, |d| format!(" ({d})"))
         )
     }
@@ -486,13 +582,10 @@ mod tests {
             main,
             hooks: outcomes
                 .iter()
-                .map(|outcome| HookReport {
-                    name: "h".into(),
-                    order: 0,
-                    timeout: None,
-                    outcome: outcome.clone(),
-                    elapsed: Duration::ZERO,
-                    detail: None,
+                .map(|outcome| {
+                    let mut hook = HookReport::new("h".into(), 0, None);
+                    hook.set_outcome(outcome.clone());
+                    hook
                 })
                 .collect(),
             deadline: Duration::from_secs(10),

@@ -111,6 +111,23 @@ inventory::collect!(Registration);
 /// off the shutdown path: the supervisor thread builds it at startup.
 struct Plan {
     hooks: Vec<&'static Registration>,
+    /// Each phase's order and hooks.
+    phases: Vec<(i32, Range<usize>)>,
+    /// The resource types, which say how many instances they cleaned.
+    resources: Vec<usize>,
+}
+
+/// The phases of hooks in `(order, name)` order: each order and the range
+/// of its hooks.
+fn phases_of(orders: impl Iterator<Item = i32>) -> Vec<(i32, Range<usize>)> {
+    let mut phases: Vec<(i32, Range<usize>)> = Vec::new();
+    for (index, order) in orders.enumerate() {
+        match phases.last_mut() {
+            Some((last, range)) if *last == order => range.end = index + 1,
+            _ => phases.push((order, index..index + 1)),
+        }
+    }
+    phases
 }
 
 static PLAN: OnceLock<Plan> = OnceLock::new();
@@ -120,7 +137,13 @@ fn plan() -> &'static Plan {
         let mut hooks: Vec<&'static Registration> =
             inventory::iter::<Registration>.into_iter().collect();
         hooks.sort_unstable_by(|a, b| (a.order, a.name).cmp(&(b.order, b.name)));
-        let plan = Plan { hooks };
+        let plan = Plan {
+            phases: phases_of(hooks.iter().map(|hook| hook.order)),
+            resources: (0..hooks.len())
+                .filter(|at| matches!(hooks[*at].kind, RegisteredKind::Resource(_)))
+                .collect(),
+            hooks,
+        };
         // Once, with the plan: before any sequence can run, off `main`'s
         // path (the signal thread builds it at startup).
         warn_of_duplicates(&plan);
@@ -195,9 +218,13 @@ pub(crate) fn take(lifecycle: &Arc<Lifecycle>, selection: &Selection) -> Hooks {
     let added = lifecycle.take_added();
     if added.is_empty() && selection.is_all() {
         // Sorted at startup: read straight from the plan, nothing copied.
+        let plan = plan();
         return Hooks {
-            source: Source::Registered(&plan().hooks, Arc::clone(lifecycle)),
-            details: Vec::new(),
+            source: Source::Registered(&plan.hooks, Arc::clone(lifecycle)),
+            details: (plan.resources.iter())
+                .map(|at| (*at, DetailSlot::default()))
+                .collect(),
+            phases: plan.phases.clone(),
         };
     }
     // A selection picks among the registered hooks; those added while the
@@ -231,12 +258,15 @@ pub(crate) struct Hooks {
     /// The hooks that leave a detail (a resource type's instance count, a
     /// child's exit), by index, in ascending order.
     details: Vec<(usize, DetailSlot)>,
+    /// Each phase's order and hooks.
+    phases: Vec<(i32, Range<usize>)>,
 }
 
 enum Source {
     Registered(&'static [&'static Registration], Arc<Lifecycle>),
     Built {
-        metas: Vec<HookMeta>,
+        /// Made with the hooks: they are few.
+        reports: Mutex<Vec<HookReport>>,
         timeouts: Vec<Option<Duration>>,
         /// Each taken once, by the starter that starts it.
         runners: Mutex<Vec<Option<HookRunner>>>,
@@ -283,30 +313,27 @@ impl Hooks {
         }
     }
 
-    /// Every hook's report, `not run`, in order; notes the hooks that
-    /// leave a detail. Called once, before the first phase.
-    pub(crate) fn reports(&mut self) -> Vec<HookReport> {
-        match &mut self.source {
-            Source::Registered(hooks, _) => {
-                let mut reports = Vec::with_capacity(hooks.len());
-                for (index, hook) in hooks.iter().enumerate() {
-                    if matches!(hook.kind, RegisteredKind::Resource(_)) {
-                        self.details.push((index, DetailSlot::default()));
-                    }
-                    reports.push(HookReport::registered(hook.name, hook.order, hook.timeout));
-                }
-                reports
-            }
-            Source::Built { metas, .. } => {
-                let metas = std::mem::take(metas);
-                let mut reports = Vec::with_capacity(metas.len());
-                for (index, mut meta) in metas.into_iter().enumerate() {
-                    if let Some(slot) = meta.detail.take() {
-                        self.details.push((index, slot));
-                    }
-                    reports.push(HookReport::not_run(meta));
-                }
-                reports
+    /// Each phase's order and the range of its hooks.
+    pub(crate) fn phases(&self) -> &[(i32, Range<usize>)] {
+        &self.phases
+    }
+
+    /// Whether the reports are made as [`Hooks::reports`] is called (so
+    /// that the sequencer can start the first hooks before it makes
+    /// them), rather than with the hooks.
+    pub(crate) fn reports_to_make(&self) -> bool {
+        matches!(self.source, Source::Registered(..))
+    }
+
+    /// Every hook's report, `not run`, in order. Called once.
+    pub(crate) fn reports(&self) -> Vec<HookReport> {
+        match &self.source {
+            Source::Registered(hooks, _) => hooks
+                .iter()
+                .map(|hook| HookReport::registered(hook.name, hook.order, hook.timeout))
+                .collect(),
+            Source::Built { reports, .. } => {
+                std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner))
             }
         }
     }
@@ -361,19 +388,26 @@ impl From<Vec<Hook>> for Hooks {
     /// Sorts `hooks` as a sequence runs them.
     fn from(hooks: Vec<Hook>) -> Self {
         let hooks = sort(hooks);
-        let mut metas = Vec::with_capacity(hooks.len());
+        let mut reports = Vec::with_capacity(hooks.len());
+        let mut timeouts = Vec::with_capacity(hooks.len());
         let mut runners = Vec::with_capacity(hooks.len());
-        for hook in hooks {
-            metas.push(hook.meta);
+        let mut details = Vec::new();
+        for (index, mut hook) in hooks.into_iter().enumerate() {
+            if let Some(slot) = hook.meta.detail.take() {
+                details.push((index, slot));
+            }
+            timeouts.push(hook.meta.timeout);
+            reports.push(HookReport::not_run(hook.meta));
             runners.push(Some(hook.runner));
         }
         Hooks {
+            phases: phases_of(reports.iter().map(|report| report.order)),
             source: Source::Built {
-                timeouts: metas.iter().map(|meta| meta.timeout).collect(),
-                metas,
+                reports: Mutex::new(reports),
+                timeouts,
                 runners: Mutex::new(runners),
             },
-            details: Vec::new(),
+            details,
         }
     }
 }

@@ -342,7 +342,9 @@ impl Shared {
     fn limit(&self, index: usize, since: Instant) -> Option<Instant> {
         self.hooks
             .timeout(self.first + index)
-            .map(|timeout| since + timeout)
+            // A timeout past what the clock can hold is no limit (the
+            // builder does not bound it as the attribute does).
+            .and_then(|timeout| since.checked_add(timeout))
             .filter(|limit| *limit < self.deadline)
     }
 

@@ -183,6 +183,14 @@ fn ungroup(value: Expr) -> Expr {
     }
 }
 
+/// [`ungroup`] by reference: the operand of `-$order`.
+fn peel(value: &Expr) -> &Expr {
+    match value {
+        Expr::Group(group) => peel(&group.expr),
+        value => value,
+    }
+}
+
 /// Reads `key = value`. Records an error and returns `None` for an unknown
 /// key or a key without a value, consuming what follows it so that the
 /// remaining keys are still checked.
@@ -301,7 +309,7 @@ fn parse_order(cx: &Ctxt, value: &Expr) -> Option<i32> {
             op: UnOp::Neg(_),
             expr,
             ..
-        }) => match &**expr {
+        }) => match peel(expr) {
             Expr::Lit(ExprLit {
                 lit: Lit::Int(lit), ..
             }) => (true, lit),

@@ -82,14 +82,17 @@ where
 /// Ends the process with the report's code, after saying what did not end
 /// well and writing the report `LICHTARA_REPORT` asks for.
 fn end(report: &ShutdownReport) -> ! {
-    if report.exit_code() != 0 {
-        let table = report.not_ok_table();
-        if !table.is_empty() {
-            tracing::warn!("hooks that did not end ok:\n{}", table.trim_end());
+    // Claimed before the last lines: should stderr block them, the
+    // watchdog ends the process with this code.
+    exit::exit_after(report.exit_code(), || {
+        crate::report::write_if_asked(report);
+        if report.exit_code() != 0 {
+            let table = report.not_ok_table();
+            if !table.is_empty() {
+                tracing::warn!("hooks that did not end ok:\n{}", table.trim_end());
+            }
         }
-    }
-    crate::report::write_if_asked(report);
-    exit::exit(report.exit_code())
+    })
 }
 
 /// `LICHTARA_HOOKS=list`: prints the hooks and exits 0.

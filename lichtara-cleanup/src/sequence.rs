@@ -28,6 +28,9 @@ const CUT_BY_DEADLINE: &str = "cut by the global deadline";
 pub(crate) struct SequenceOutcome {
     pub(crate) hooks: Vec<HookReport>,
     pub(crate) deadline_passed: bool,
+    /// How many times the sequencer looked at its phases' hooks.
+    #[cfg(test)]
+    turns: usize,
 }
 
 /// The hooks still running, for the watchdog to name if the deadline
@@ -43,7 +46,12 @@ struct Running {
     order: i32,
     started: Option<Instant>,
     names: Names,
+    /// The hooks the sequencer has collected as ended.
     ended: Vec<bool>,
+    /// What the phase's starters share: hooks that ended but that the
+    /// sequencer has not collected yet (it may be stuck behind a hook that
+    /// blocks its thread) are found there.
+    shared: Option<Arc<Shared>>,
 }
 
 /// A hook still running when the process must end: for the report the
@@ -56,15 +64,16 @@ pub(crate) struct StillRunning {
 }
 
 impl Progress {
-    fn set_phase(&self, order: i32, names: Names) {
+    fn set_phase(&self, order: i32, names: Names, shared: Option<Arc<Shared>>) {
         let ended = vec![false; names.len()];
         let old = std::mem::replace(
             &mut *lock(&self.running),
             Running {
                 order,
-                started: Some(Instant::now()),
+                started: shared.as_ref().map(|shared| shared.started),
                 names,
                 ended,
+                shared,
             },
         );
         // Freed outside the lock.
@@ -76,8 +85,15 @@ impl Progress {
     pub(crate) fn still_running(&self) -> Vec<StillRunning> {
         let running = lock(&self.running);
         let elapsed = running.started.map_or(Duration::ZERO, |at| at.elapsed());
-        running
-            .ended
+        let mut ended = running.ended.clone();
+        if let Some(shared) = &running.shared {
+            shared.uncollected(|index| {
+                if let Some(ended) = ended.get_mut(index) {
+                    *ended = true;
+                }
+            });
+        }
+        ended
             .iter()
             .enumerate()
             .filter(|(_, ended)| !**ended)
@@ -239,6 +255,8 @@ pub(crate) async fn run(
     let phases = hooks.phases().to_vec();
     let mut reports = (!hooks.reports_to_make()).then(|| hooks.reports());
     let mut deadline_passed = false;
+    #[cfg(test)]
+    let mut turns = 0;
     for (order, phase) in phases {
         if deadline_passed || Instant::now() >= deadline {
             deadline_passed = true;
@@ -252,17 +270,29 @@ pub(crate) async fn run(
         // Made while the first phase's hooks already start on a worker:
         // 10,000 reports take as long as starting a third of the hooks.
         let reports = reports.get_or_insert_with(|| hooks.reports());
-        progress.set_phase(order, hooks.names(phase.clone(), &reports[phase.clone()]));
+        progress.set_phase(
+            order,
+            hooks.names(phase.clone(), &reports[phase.clone()]),
+            Some(Arc::clone(&began.shared)),
+        );
         let phase = Phase {
             order,
             reports: &mut reports[phase],
         };
+        #[cfg(test)]
+        let shared = Arc::clone(&began.shared);
         deadline_passed |= run_phase(phase, began, progress).await;
+        #[cfg(test)]
+        {
+            turns += shared.turns.load(Ordering::Relaxed);
+        }
     }
-    progress.set_phase(0, Names::None);
+    progress.set_phase(0, Names::None, None);
     SequenceOutcome {
         hooks: reports.unwrap_or_else(|| hooks.reports()),
         deadline_passed,
+        #[cfg(test)]
+        turns,
     }
 }
 
@@ -292,7 +322,10 @@ impl Began {
             deadline,
             finished: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
+            starters: Mutex::new(Vec::new()),
             watch: Notify::new(),
+            #[cfg(test)]
+            turns: AtomicUsize::new(0),
         });
         let starter = spawn_starter(&shared);
         Self { shared, starter }
@@ -300,7 +333,7 @@ impl Began {
 }
 
 /// How a hook of the phase ended: its index in the phase, its outcome
-/// (`None` for ok: most are), and since the phase began.
+/// (`None` for ok: most are), and how long it ran, from its own start.
 struct Finished {
     index: u32,
     failure: Option<Box<Outcome>>,
@@ -330,10 +363,17 @@ struct Shared {
     deadline: Instant,
     /// Hooks that ended in tasks of their own.
     finished: Mutex<Vec<Finished>>,
-    tasks: Mutex<Vec<AbortHandle>>,
+    /// The tasks of hooks still pending after their first poll: index in
+    /// the phase, since when the hook runs, and the task.
+    tasks: Mutex<Vec<(usize, Instant, AbortHandle)>>,
+    /// The starters' states.
+    starters: Mutex<Vec<Arc<Mutex<Starting>>>>,
     /// Wakes the sequencer: a hook ended in its task, a starter ran out of
     /// hooks, or a first poll with a limit began.
     watch: Notify,
+    /// The sequencer's turns in the phase.
+    #[cfg(test)]
+    turns: AtomicUsize,
 }
 
 impl Shared {
@@ -351,6 +391,26 @@ impl Shared {
     /// Whether hooks are left to start.
     fn unclaimed(&self) -> bool {
         self.next.load(Ordering::Acquire) < self.end
+    }
+
+    /// Calls `ended` with the index of each hook that ended and has not
+    /// been collected by the sequencer yet.
+    fn uncollected(&self, mut ended: impl FnMut(usize)) {
+        lock(&self.finished)
+            .iter()
+            .for_each(|finished| ended(finished.index as usize));
+        for state in lock(&self.starters).iter() {
+            lock(state)
+                .done
+                .iter()
+                .for_each(|finished| ended(finished.index as usize));
+        }
+    }
+
+    /// Hands out no more hooks; returns how many of the phase were
+    /// claimed (started, or about to be).
+    fn close(&self) -> usize {
+        self.next.swap(self.end, Ordering::AcqRel).min(self.end) - self.first
     }
 }
 
@@ -381,6 +441,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// from one counter, so the one that goes on takes the hooks left.
 fn spawn_starter(shared: &Arc<Shared>) -> Starter {
     let state = Arc::new(Mutex::new(Starting::default()));
+    lock(&shared.starters).push(Arc::clone(&state));
     let (shared, mine) = (Arc::clone(shared), Arc::clone(&state));
     // Hooks run as part of the lifecycle that runs the sequence, also on
     // another worker thread.
@@ -406,7 +467,8 @@ fn spawn_starter(shared: &Arc<Shared>) -> Starter {
                 state.done.extend(ended.take());
                 state.polling = Some((index, now));
             }
-            let limit = shared.limit(index, now);
+            let since = now;
+            let limit = shared.limit(index, since);
             if limit.is_some() {
                 // The sequencer times this first poll.
                 shared.watch.notify_one();
@@ -415,16 +477,16 @@ fn spawn_starter(shared: &Arc<Shared>) -> Starter {
             now = Instant::now();
             match first {
                 // Collected without waking the sequencer for each.
-                Ok(outcome) => ended = Some(Finished::new(index, outcome, now - shared.started)),
+                Ok(outcome) => ended = Some(Finished::new(index, outcome, now - since)),
                 Err(future) => {
                     let task_shared = Arc::clone(&shared);
                     let task = tokio::spawn(scoped(&lifecycle, async move {
                         let outcome = finish(future, limit).await;
-                        let elapsed = task_shared.started.elapsed();
+                        let elapsed = since.elapsed();
                         lock(&task_shared.finished).push(Finished::new(index, outcome, elapsed));
                         task_shared.watch.notify_one();
                     }));
-                    lock(&shared.tasks).push(task.abort_handle());
+                    lock(&shared.tasks).push((index, since, task.abort_handle()));
                 }
             }
         }
@@ -467,9 +529,16 @@ async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool 
     let mut helped = vec![false; done.len()];
     let mut ends = Vec::new();
     while left > 0 {
+        #[cfg(test)]
+        shared.turns.fetch_add(1, Ordering::Relaxed);
         // When to look at the first polls in progress again: at a limit, or
-        // when one has been slow long enough to need a second starter.
-        let polls = first_polls(&starters);
+        // when one has been slow long enough to need a second starter. A
+        // first poll whose hook has timed out is left to block its thread:
+        // its limit is behind, and waking for it again would spin.
+        let polls: Vec<_> = first_polls(&starters)
+            .into_iter()
+            .filter(|(index, _)| !done[*index])
+            .collect();
         let mut wake = polls
             .iter()
             .flat_map(|(index, since)| {
@@ -488,9 +557,12 @@ async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool 
             () = tokio::time::sleep_until(wake.unwrap_or(deadline)), if wake.is_some() => {
                 let now = Instant::now();
                 for (index, since) in first_polls(&starters) {
+                    if done[index] {
+                        continue;
+                    }
                     let timed_out = shared.limit(index, since).is_some_and(|limit| limit <= now);
                     if timed_out {
-                        ends.push(Finished::new(index, Outcome::TimedOut, started.elapsed()));
+                        ends.push(Finished::new(index, Outcome::TimedOut, now - since));
                     }
                     if !helped[index] && (timed_out || since + SLOW_FIRST_POLL <= now) {
                         helped[index] = true;
@@ -498,10 +570,9 @@ async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool 
                     }
                 }
             }
-            () = &mut deadline_timer => {
-                deadline_passed = true;
-                break;
-            }
+            // Not a break: the hooks that ended by now are collected first,
+            // and reported as they ended, not as cut.
+            () = &mut deadline_timer => deadline_passed = true,
         }
         // Taken whole, not copied: with 10,000 instant hooks this is one
         // batch of 10,000 from each starter.
@@ -526,23 +597,38 @@ async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool 
             report.set_detail(shared.hooks.detail(first + index));
             log(report, few);
         }
+        if deadline_passed {
+            break;
+        }
     }
     // What is left is abandoned: hook tasks past the deadline, and starters
     // (idle by now, or stuck in a hook that never returns).
-    shared.next.store(shared.end, Ordering::Release);
-    for task in lock(&shared.tasks)
-        .iter()
-        .chain(starters.iter().map(|(_, starter)| starter))
-    {
+    let claimed = shared.close();
+    let mut since = vec![None; done.len()];
+    for (index, at, task) in lock(&shared.tasks).iter() {
+        since[*index] = Some(*at);
         task.abort();
     }
+    for (state, starter) in &starters {
+        if let Some((index, at)) = lock(state).polling {
+            since[index] = Some(at);
+        }
+        starter.abort();
+    }
     if deadline_passed {
-        let elapsed = started.elapsed();
+        let now = Instant::now();
         let _log = crate::logging::batch();
         for (index, _) in done.iter().enumerate().filter(|(_, done)| !**done) {
             let report = &mut reports[index];
+            if index >= claimed {
+                // Never started: its report stays `not run`.
+                log(report, few);
+                continue;
+            }
             report.set_outcome(Outcome::TimedOut);
-            report.set_elapsed(elapsed);
+            // A hook claimed but not seen starting began at most this long
+            // ago.
+            report.set_elapsed(now - since[index].unwrap_or(started));
             // Not its own timeout: the table and the JSON say which.
             report.set_detail(Some(CUT_BY_DEADLINE.to_owned()));
             log(report, few);
@@ -847,6 +933,131 @@ mod tests {
         assert!(outcome.deadline_passed);
         assert_eq!(outcomes(&outcome), [("a".into(), "not run".into())]);
         assert!(journal.events().is_empty());
+    }
+
+    /// A hook that ends in its first poll (`sleep_ms(0)` does not).
+    fn instant() -> std::future::Ready<Result<(), crate::error::BoxError>> {
+        std::future::ready(Ok(()))
+    }
+
+    /// A hook that blocks its thread for `ms` in its first poll.
+    async fn block_ms(ms: u64) -> Result<(), crate::error::BoxError> {
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_hook_is_timed_from_its_own_start() {
+        // On one thread the starter runs these first polls back to back:
+        // timed from the phase's start, the 30th hook would have run 30 ms.
+        let journal = Journal::default();
+        let hooks = (0..30)
+            .map(|n| hook(&format!("h{n:02}"), 0, None, &journal, block_ms(1)))
+            .collect();
+        let began = std::time::Instant::now();
+        let outcome = run(registry::sort(hooks), deadline_in(60), &Progress::default()).await;
+        let wall = began.elapsed();
+        // One after the other, so their times add up to at most the run's.
+        let total: Duration = outcome.hooks.iter().map(HookReport::elapsed).sum();
+        assert!(total <= wall, "{total:?} of hooks in a run of {wall:?}");
+        assert!(outcome.hooks.iter().all(|hook| hook.outcome().is_success()));
+    }
+
+    #[test]
+    fn hooks_that_ended_are_not_named_running_while_one_blocks_the_only_thread() {
+        let journal = Journal::default();
+        let (started, has_started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let hooks = vec![
+            hook("a_quick", 0, None, &journal, instant()),
+            hook("b_blocks", 0, None, &journal, async move {
+                let _ = started.send(());
+                let _ = released.recv();
+                Ok(())
+            }),
+            hook("c_after", 0, None, &journal, instant()),
+        ];
+        let progress = Progress::default();
+        let watched = progress.clone();
+        let sequence = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async { run(registry::sort(hooks), deadline_in(60), &watched).await })
+        });
+        has_started
+            .recv_timeout(Duration::from_secs(30))
+            .expect("b_blocks starts");
+        // The sequencer cannot run: the watchdog's view comes from the
+        // starter's own record.
+        let running = progress.running();
+        release.send(()).unwrap();
+        let outcome = sequence.join().unwrap();
+        assert_eq!(running, ["b_blocks", "c_after"]);
+        assert!(outcome.hooks.iter().all(|hook| hook.outcome().is_success()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_the_deadline_hooks_are_reported_as_they_ended_ran_or_never_began() {
+        let journal = Journal::default();
+        let deadline = Instant::now() + Duration::from_millis(10);
+        let blocks_past_deadline = async move {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        };
+        let hooks = vec![
+            hook("a_quick", 0, None, &journal, instant()),
+            hook("b_blocks", 0, None, &journal, blocks_past_deadline),
+            hook("c_later", 0, None, &journal, instant()),
+            hook("d_later", 0, None, &journal, instant()),
+        ];
+        let outcome = run(registry::sort(hooks), deadline, &Progress::default()).await;
+        assert!(outcome.deadline_passed);
+        let [a, b, c, d] = &outcome.hooks[..] else {
+            panic!("four reports")
+        };
+        let cut = |hook: &HookReport| {
+            *hook.outcome() == Outcome::TimedOut && hook.detail() == Some(CUT_BY_DEADLINE)
+        };
+        // On a machine loaded enough to hold the starter back past the
+        // deadline, nothing began: all are `not run`.
+        assert!(cut(b) || *b.outcome() == Outcome::NotRun, "{b:?}");
+        if cut(b) {
+            // It began after a_quick had ended.
+            assert_eq!(*a.outcome(), Outcome::Ok);
+        }
+        for later in [c, d] {
+            // Never begun (or begun by a second starter and ended, on a
+            // machine that held the sequencer back).
+            assert!(
+                matches!(later.outcome(), Outcome::NotRun | Outcome::Ok),
+                "{later:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hook_blocking_past_its_timeout_does_not_spin_the_sequencer() {
+        let journal = Journal::default();
+        let hooks = vec![
+            // Abandoned at 50 ms while it still blocks its thread; the
+            // sequencer then waits for b_pending, which ends at 300 ms.
+            hook("a_blocks", 0, Some(50), &journal, block_ms(400)),
+            hook("b_pending", 0, None, &journal, sleep_ms(300)),
+        ];
+        let outcome = run(registry::sort(hooks), deadline_in(60), &Progress::default()).await;
+        assert_eq!(
+            outcomes(&outcome),
+            [
+                ("a_blocks".into(), "timed out".into()),
+                ("b_pending".into(), "ok".into())
+            ]
+        );
+        // A turn for each thing that happened (a start, a slow first poll,
+        // the timeout, an end), not thousands while a_blocks blocks.
+        assert!(outcome.turns < 50, "{} turns", outcome.turns);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::exit;
+use crate::exit::{self, Ending};
 use crate::lifecycle;
 use crate::report::Trigger;
 use crate::signal::Listener;
@@ -140,28 +140,25 @@ async fn supervise(mut listener: Listener, watchdog: bool) {
     };
     tokio::pin!(watch);
     let mut finished = std::pin::pin!(controller.finished());
+    let mut over = false;
     loop {
         tokio::select! {
             signal = listener.recv() => {
                 if !signals.counts(signal) {
                     continue;
                 }
-                if signals.counted >= 2 {
+                // Once the sequence is over, the process is about to exit
+                // (or goes on without lichtara): a signal now (not a repeat
+                // of the last) ends it the way an unhandled one would.
+                if over || signals.counted >= 2 {
                     force_exit(signal);
                 }
                 tracing::warn!(signal = %signal, "signal received during shutdown; send it again to exit at once");
             }
+            // Armed past the sequence's end: the exit itself, writing its
+            // last lines to a full stderr, can be what is stuck.
             () = &mut watch => deadline_exit(),
-            () = &mut finished => break,
-        }
-    }
-    // The sequence is over; the process is about to exit or go on without
-    // lichtara. A signal now (not a repeat of the last) ends it the way an
-    // unhandled one would.
-    loop {
-        let signal = listener.recv().await;
-        if signals.counts(signal) {
-            force_exit(signal);
+            () = &mut finished, if !over => over = true,
         }
     }
 }
@@ -173,25 +170,32 @@ fn signal_number(signal: Trigger) -> i32 {
     }
 }
 
+/// Ends the process at a second signal, by that signal.
 fn force_exit(signal: Trigger) -> ! {
-    let running = lifecycle::process().progress().running();
-    tracing::error!(
-        signal = %signal,
-        hooks_running = ?running,
-        "second signal during shutdown: exiting at once"
-    );
-    crate::report::write_unfinished_if_asked(128 + signal_number(signal), false);
-    exit::die_of_signal(signal_number(signal))
+    let number = signal_number(signal);
+    exit::abandon(Ending::Signal(number), move || {
+        crate::report::write_unfinished_if_asked(128 + number, false);
+        let running = lifecycle::process().progress().running();
+        tracing::error!(
+            signal = %signal,
+            hooks_running = ?running,
+            "second signal during shutdown: exiting at once"
+        );
+    })
 }
 
+/// Ends the process with 124 when the deadline and the watchdog's grace
+/// have passed: the runtime is stuck (or the exit is, on its log).
 fn deadline_exit() -> ! {
-    let running = lifecycle::process().progress().running();
-    tracing::error!(
-        hooks_running = ?running,
-        deadline_ms = lifecycle::process().budget().as_millis() as u64,
-        exit_code = 124,
-        "global deadline passed with the runtime stuck: exiting"
-    );
-    crate::report::write_unfinished_if_asked(124, true);
-    exit::exit(124)
+    exit::abandon(Ending::Code(124), || {
+        // The report first: it is a file, and the log may be what blocks.
+        crate::report::write_unfinished_if_asked(124, true);
+        let running = lifecycle::process().progress().running();
+        tracing::error!(
+            hooks_running = ?running,
+            deadline_ms = lifecycle::process().budget().as_millis() as u64,
+            exit_code = 124,
+            "global deadline passed with the runtime stuck: exiting"
+        );
+    })
 }

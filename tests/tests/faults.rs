@@ -18,6 +18,8 @@
 //! | `main` panics while winding down | 101 |
 //! | a task of `main`'s panics while the hooks run | 0 |
 //! | the global deadline passes during a phase | 124 |
+//! | stderr a full pipe nobody reads, a hook blocked writing to it | 124 |
+//! | stderr a full pipe nobody reads, the exit blocked flushing it | the sequence's (0) |
 //!
 //! The SIGKILL-in-the-middle cell, which needs the manager, is in
 //! lichtara-cleanup/tests/cli.rs.
@@ -316,4 +318,43 @@ fn the_global_deadline_passing_during_a_phase_exits_124_and_reports_the_rest_not
         assert_eq!(outcome(&ended, hook), "not run", "{ended}");
         assert_eq!(count(&ended, &format!("start {hook}")), 0, "{ended}");
     }
+}
+
+const STUCK_STDERR: &str = env!("CARGO_BIN_EXE_stuck_stderr");
+
+/// Runs `stuck_stderr` with stderr a pipe this test never reads, and
+/// returns its exit code: it must end, however stuck its writes are.
+fn with_stderr_unread(stuck: &str, rust_log: &str) -> Option<i32> {
+    let mut command = Proc::command(
+        STUCK_STDERR,
+        &[],
+        &[("STUCK", stuck), ("RUST_LOG", rust_log)],
+    );
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start stuck_stderr");
+    // Held open, never read: the pipe fills and stays full.
+    let unread = child.stderr.take();
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    let exited = lichtara_tests::harness::wait_exited(&[pid]);
+    if !exited {
+        // By the PID this test started; reaped below, pass or fail.
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("reap stuck_stderr");
+    drop(unread);
+    assert!(exited, "still running with a full stderr: {status:?}");
+    status.code()
+}
+
+#[test]
+fn a_hook_stuck_on_a_full_stderr_does_not_keep_the_process_past_the_deadline() {
+    // The sequencer blocks too, on the line that says the hook timed out:
+    // the watchdog's own line would block as well, and it exits without.
+    assert_eq!(with_stderr_unread("hook", "info"), Some(124));
+}
+
+#[test]
+fn an_exit_stuck_flushing_a_full_stderr_is_ended_with_its_code() {
+    // Every hook ended ok: the exit code is the sequence's, 0.
+    assert_eq!(with_stderr_unread("exit", "off"), Some(0));
 }

@@ -265,8 +265,9 @@ pub struct HookReport {
     pub(crate) order: i32,
     /// The outcome, but for the failures' messages (in `more`).
     ended: Ended,
-    /// The timeout in nanoseconds; `u64::MAX` for none (timeouts are
-    /// bounded to an hour).
+    /// The timeout in nanoseconds; `u64::MAX` for none. The attribute
+    /// bounds timeouts to an hour; a builder's past 584 years (what u64
+    /// nanoseconds hold) is kept as that, which the clock cannot reach.
     timeout: u64,
     elapsed: u64,
     /// What few hooks have: a failure's message, a detail.

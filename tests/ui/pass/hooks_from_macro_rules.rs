@@ -12,6 +12,13 @@ macro_rules! hooks {
     };
 }
 
+macro_rules! early_hook {
+    ($name:ident, $order:literal) => {
+        #[lichtara::cleanup(order = -$order)]
+        async fn $name() {}
+    };
+}
+
 macro_rules! sync_hook {
     ($name:ident) => {
         #[lichtara::cleanup(timeout = "1s")]
@@ -21,6 +28,7 @@ macro_rules! sync_hook {
 
 hooks!(flush => 1, close => 2);
 sync_hook!(sync_journal);
+early_hook!(stop_accepting, 5);
 
 #[lichtara::main]
 async fn main() {}

@@ -604,14 +604,23 @@ async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool 
     // What is left is abandoned: hook tasks past the deadline, and starters
     // (idle by now, or stuck in a hook that never returns).
     let claimed = shared.close();
-    let mut since = vec![None; done.len()];
+    // When each hook cut short began: only needed when some were.
+    let mut since = if deadline_passed {
+        vec![None; done.len()]
+    } else {
+        Vec::new()
+    };
     for (index, at, task) in lock(&shared.tasks).iter() {
-        since[*index] = Some(*at);
+        if let Some(since) = since.get_mut(*index) {
+            *since = Some(*at);
+        }
         task.abort();
     }
     for (state, starter) in &starters {
         if let Some((index, at)) = lock(state).polling {
-            since[index] = Some(at);
+            if let Some(since) = since.get_mut(index) {
+                *since = Some(at);
+            }
         }
         starter.abort();
     }

@@ -20,10 +20,14 @@ pub(crate) fn quiet() {
 /// systems): its `main` lists the hooks, once all are registered.
 static MAIN_ENTRY: AtomicBool = AtomicBool::new(false);
 
-/// Marks the program as a `#[lichtara::main]` one. Not public API: called
-/// from `.preinit_array` by generated code.
+/// Marks the program as a `#[lichtara::main]` one, and from now on
+/// records a shutdown signal rather than let it end the process before the
+/// supervisor listens (`signal::early`). Not public API: called from
+/// `.preinit_array` by generated code.
 pub extern "C" fn main_entry() {
     MAIN_ENTRY.store(true, Ordering::Release);
+    #[cfg(unix)]
+    crate::signal::early::install();
 }
 
 /// Before `main`: the listing, if asked and there is something to list.

@@ -83,3 +83,80 @@ impl Listener {
         Trigger::Signal { name, number: 0 }
     }
 }
+
+/// The shutdown signals before the supervisor listens: from the first
+/// instructions of a `#[lichtara::main]` program (its `.preinit_array`,
+/// before any constructor) until the supervisor's handlers are in place, a
+/// signal is recorded here, not left to its default action (which ends the
+/// process with no hook run), and the supervisor begins the shutdown for
+/// it once it listens.
+#[cfg(unix)]
+pub(crate) mod early {
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+    use crate::report::Trigger;
+
+    /// The first signal that arrived early; 0 for none.
+    static ARRIVED: AtomicI32 = AtomicI32::new(0);
+    /// Set once the supervisor listens: the early handler stays chained
+    /// behind tokio's, and must record nothing more.
+    static LISTENING: AtomicBool = AtomicBool::new(false);
+    /// The process that installed the handler: a child forked without exec
+    /// inherits it, and must not be left unable to die of the signal.
+    static OWNER: AtomicI32 = AtomicI32::new(0);
+
+    const SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+    /// Async-signal-safe: atomics, `getpid`, `sigaction` and `raise`.
+    extern "C" fn record(signal: nix::libc::c_int) {
+        if nix::unistd::getpid().as_raw() != OWNER.load(Ordering::Relaxed) {
+            // A forked child: the signal's default action, as if lichtara
+            // had never handled it (it is blocked while this runs, and
+            // delivered as soon as the handler returns).
+            if let Ok(signal) = Signal::try_from(signal) {
+                let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+                // SAFETY: installs the default disposition, no handler code.
+                let _ = unsafe { sigaction(signal, &default) };
+                let _ = nix::sys::signal::raise(signal);
+            }
+            return;
+        }
+        if !LISTENING.load(Ordering::Acquire) {
+            let _ = ARRIVED.compare_exchange(0, signal, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// Installs the early handler for SIGTERM, SIGINT and SIGHUP. Called
+    /// once, before any constructor.
+    pub(crate) fn install() {
+        OWNER.store(nix::unistd::getpid().as_raw(), Ordering::Relaxed);
+        let action = SigAction::new(
+            SigHandler::Handler(record),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for signal in SIGNALS {
+            // SAFETY: `record` is async-signal-safe (see there); nothing
+            // else is installed yet to be replaced.
+            let _ = unsafe { sigaction(signal, &action) };
+        }
+    }
+
+    /// Called once the supervisor's handlers are in place: the signal that
+    /// arrived before them, if any. One that arrives while this runs is
+    /// seen by both (a repeat, which the supervisor counts once).
+    pub(crate) fn take() -> Option<Trigger> {
+        LISTENING.store(true, Ordering::Release);
+        let number = ARRIVED.swap(0, Ordering::AcqRel);
+        let signal = Signal::try_from(number).ok()?;
+        let name = match signal {
+            Signal::SIGTERM => "SIGTERM",
+            Signal::SIGINT => "SIGINT",
+            Signal::SIGHUP => "SIGHUP",
+            _ => return None,
+        };
+        Some(Trigger::Signal { name, number })
+    }
+}

@@ -66,10 +66,15 @@ fn spawn(watchdog: bool) -> io::Result<()> {
                 // would take its default action.
                 #[cfg(unix)]
                 accept_inherited_signals();
+                // A signal that came before these handlers, from exec on.
+                #[cfg(unix)]
+                let early = crate::signal::early::take();
+                #[cfg(not(unix))]
+                let early = None;
                 let _ = ready_tx.send(Ok(()));
                 // Sort the hooks now, while nothing waits for them.
                 crate::registry::prepare();
-                supervise(listener, watchdog).await;
+                supervise(listener, watchdog, early).await;
             });
         })?;
     ready_rx
@@ -120,15 +125,22 @@ impl Count {
     }
 }
 
-async fn supervise(mut listener: Listener, watchdog: bool) {
+async fn supervise(mut listener: Listener, watchdog: bool, early: Option<Trigger>) {
     let controller = lifecycle::process();
     let mut signals = Count::default();
-    tokio::select! {
-        signal = listener.recv() => {
-            signals.counts(signal);
-            controller.trigger(signal);
+    let first = match early {
+        Some(signal) => {
+            tracing::debug!(signal = %signal, "signal received before lichtara listened");
+            Some(signal)
         }
-        () = controller.begun() => {}
+        None => tokio::select! {
+            signal = listener.recv() => Some(signal),
+            () = controller.begun() => None,
+        },
+    };
+    if let Some(signal) = first {
+        signals.counts(signal);
+        controller.trigger(signal);
     }
     let hard_deadline = controller.deadline() + WATCHDOG_GRACE;
     let watch = async {

@@ -145,3 +145,50 @@ fn the_renamed_crate_form_registers_and_runs() {
     let hook = ended.position("hooklib: library_hook ran");
     assert!(main_done < session && session < hook, "{ended}");
 }
+
+const EARLY_SIGNAL: &str = env!("CARGO_BIN_EXE_early_signal");
+
+/// A SIGTERM sent the moment the program runs its constructors lands
+/// before `main`, the runtime and lichtara's own handlers: it is recorded,
+/// and the shutdown runs for it once lichtara listens. (Before the program
+/// runs at all, in the dynamic loader, no code of it can help: a parent
+/// that must signal that early blocks the signal across exec, a case of
+/// the fault matrix.)
+#[test]
+fn a_sigterm_sent_before_main_still_runs_the_hooks() {
+    for run in 0..50 {
+        let mut command = Proc::command(EARLY_SIGNAL, &[], &[("HOLD", "1")]);
+        command.stdin(std::process::Stdio::piped());
+        let mut service = Proc::spawn(command);
+        service.wait_for_line("loaded");
+        service.signal(Signal::SIGTERM);
+        service.send_line("go");
+        let ended = service.wait();
+        assert_eq!(ended.code(), Some(0), "run {run}: {ended}");
+        assert!(ended.has("flushed"), "run {run}: {ended}");
+    }
+}
+
+/// A child forked without exec inherits the early handler: it must still
+/// die of SIGTERM, not record it for a supervisor it does not have.
+#[test]
+fn a_child_forked_without_exec_dies_of_sigterm() {
+    use lichtara_tests::harness::wait_exited;
+    use nix::unistd::Pid;
+    let mut service = Proc::start(EARLY_SIGNAL, &[("FORK", "1")]);
+    let line = service.wait_for_prefix("forked ");
+    let child = Pid::from_raw(line["forked ".len()..].parse().expect("a PID"));
+    service.wait_for_line("READY");
+    // The test's grandchild, made by the process it started; unreaped
+    // until the service reaps it, so the PID is still the child's.
+    nix::sys::signal::kill(child, Signal::SIGTERM).expect("signal the forked child");
+    if !wait_exited(&[child.as_raw()]) {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        panic!("the forked child outlived a SIGTERM");
+    }
+    let reaped = service.wait_for_prefix("reaped ");
+    service.signal(Signal::SIGTERM);
+    let ended = service.wait();
+    assert_eq!(reaped, "reaped SIGTERM", "{ended}");
+    assert_eq!(ended.code(), Some(0), "{ended}");
+}

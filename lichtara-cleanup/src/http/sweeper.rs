@@ -4,7 +4,7 @@
 //! when to shut it down. The connections' tasks poll no timer, and the
 //! runtime holds none for them: a tokio runtime with a timer pending reads
 //! the clock at every park, which costs a busy server more than the timers
-//! themselves (measured in BENCHMARKS.md, S7c).
+//! themselves (measured in BENCHMARKS.md, S9).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};

@@ -41,6 +41,7 @@ use crate::{config, drive, lifecycle, supervisor};
 #[derive(Default)]
 pub struct Shutdown {
     timeout: Option<Duration>,
+    tasks_timeout: Option<Duration>,
     hooks: Vec<Hook>,
 }
 
@@ -49,6 +50,7 @@ impl std::fmt::Debug for Shutdown {
         let hooks: Vec<_> = self.hooks.iter().map(|hook| &hook.meta.name).collect();
         f.debug_struct("Shutdown")
             .field("timeout", &self.timeout)
+            .field("tasks_timeout", &self.tasks_timeout)
             .field("hooks", &hooks)
             .finish()
     }
@@ -65,6 +67,34 @@ impl Shutdown {
     /// `LICHTARA_SHUTDOWN_TIMEOUT` overrides it.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets how long the wind-down waits for the tracked tasks
+    /// ([`spawn`](crate::spawn)), counted from the trigger and never past
+    /// the global deadline; by default half of it. Those still running
+    /// then are abandoned and reported `timed out`, and the hooks run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let report = lichtara::Shutdown::new()
+    ///     .tasks_timeout(Duration::from_millis(50))
+    ///     .run(async {
+    ///         lichtara::spawn("stuck", std::future::pending::<()>())?;
+    ///         lichtara::shutdown();
+    ///         Ok::<(), lichtara::SpawnError>(())
+    ///     })
+    ///     .await;
+    /// assert_eq!(report.tasks()[0].outcome(), &lichtara::Outcome::TimedOut);
+    /// assert_eq!(report.exit_code(), 1);
+    /// # });
+    /// ```
+    pub fn tasks_timeout(mut self, timeout: Duration) -> Self {
+        self.tasks_timeout = Some(timeout);
         self
     }
 
@@ -119,6 +149,7 @@ impl Shutdown {
                 trigger: lifecycle.triggered().map_or(Trigger::Requested, |(t, _)| t),
                 main: MainOutcome::Refused,
                 hooks: Vec::new(),
+                tasks: Vec::new(),
                 deadline: lifecycle.budget(),
                 deadline_passed: false,
                 elapsed: Duration::ZERO,
@@ -134,6 +165,7 @@ impl Shutdown {
         if let Err(err) = supervisor::start(false) {
             tracing::warn!(error = %err, "cannot listen for signals; shutdown begins only when the application ends");
         }
+        lifecycle.tasks().set_timeout(self.tasks_timeout);
         for hook in self.hooks {
             lifecycle.add(hook);
         }

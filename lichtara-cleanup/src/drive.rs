@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use crate::lifecycle::{Lifecycle, scoped};
 use crate::registry::{self, Selection};
-use crate::report::{MainOutcome, MainOutput, ShutdownReport, Trigger};
-use crate::sequence;
+use crate::report::{MainOutcome, MainOutput, Outcome, ShutdownReport, Trigger};
 use crate::unwind::{CatchUnwind, panic_message};
+use crate::{sequence, task};
 
 /// Runs `app` as part of `lifecycle` until shutdown begins, then the
 /// lifecycle's sequence of the hooks `selection` admits.
@@ -47,30 +47,37 @@ where
         finished = &mut app => Some(main_outcome(finished)),
         () = lifecycle.begun() => None,
     };
-    let main = match returned {
-        Some(main) => {
-            lifecycle.trigger(trigger_for(&main));
-            main
-        }
-        None if lifecycle.observed() => {
-            tracing::info!("waiting for main to wind down");
-            let deadline = lifecycle.deadline();
-            match tokio::time::timeout_at(deadline, app).await {
-                Ok(finished) => main_outcome(finished),
-                Err(_) => MainOutcome::Abandoned,
-            }
-        }
-        None => {
-            tracing::debug!("main never asked for lichtara::signalled(): dropping it");
-            drop(app);
-            MainOutcome::Dropped
-        }
-    };
-    log_main(&main);
+    if let Some(main) = &returned {
+        lifecycle.trigger(trigger_for(main));
+    }
     let (trigger, started) = lifecycle
         .triggered()
         .unwrap_or((Trigger::Requested, tokio::time::Instant::now()));
     let deadline = lifecycle.deadline();
+    // Shutdown has begun: no task is spawned from now on, and those running
+    // wind down beside `main`.
+    let tasks = lifecycle.tasks().take();
+    let tasks_limit = lifecycle.tasks().limit(started, lifecycle.budget());
+    let main = async {
+        match returned {
+            Some(main) => main,
+            None if lifecycle.observed() => {
+                tracing::info!("waiting for main to wind down");
+                match tokio::time::timeout_at(deadline, app).await {
+                    Ok(finished) => main_outcome(finished),
+                    Err(_) => MainOutcome::Abandoned,
+                }
+            }
+            None => {
+                tracing::debug!("main never asked for lichtara::signalled(): dropping it");
+                drop(app);
+                MainOutcome::Dropped
+            }
+        }
+    };
+    let (main, tasks) = tokio::join!(main, task::wind_down(tasks, started, tasks_limit));
+    log_main(&main);
+    log_tasks(&tasks);
     // After an abandoned `main` the deadline has passed: every hook is
     // reported `not run`.
     let running = sequence::run(
@@ -93,6 +100,7 @@ where
         trigger,
         main,
         hooks: sequence.hooks,
+        tasks,
         deadline: lifecycle.budget(),
         deadline_passed: sequence.deadline_passed,
         elapsed: started.elapsed(),
@@ -138,6 +146,37 @@ fn log_main(main: &MainOutcome) {
         }
         MainOutcome::Refused => tracing::error!("main not run: the sequence was refused"),
     }
+}
+
+/// Each task that did not end ok, and one line for them all.
+fn log_tasks(tasks: &[crate::report::TaskReport]) {
+    if tasks.is_empty() {
+        return;
+    }
+    let _batch = crate::logging::batch();
+    for task in tasks {
+        let elapsed_ms = crate::report::millis(task.elapsed());
+        match task.outcome() {
+            Outcome::Ok => {}
+            Outcome::TimedOut => tracing::error!(
+                task = task.name(),
+                elapsed_ms,
+                "task still running when its wind-down ended: abandoned"
+            ),
+            outcome => tracing::warn!(
+                task = task.name(),
+                elapsed_ms,
+                outcome = outcome.as_str(),
+                error = %outcome,
+                "task failed"
+            ),
+        }
+    }
+    let ok = tasks
+        .iter()
+        .filter(|task| task.outcome().is_success())
+        .count();
+    tracing::info!(tasks = tasks.len(), ok, "tasks wound down");
 }
 
 fn log_summary(report: &ShutdownReport) {

@@ -102,6 +102,7 @@ mod resource;
 mod sequence;
 mod signal;
 mod supervisor;
+mod task;
 mod unwind;
 
 #[cfg(feature = "http")]
@@ -123,9 +124,12 @@ pub mod __private;
 pub use crate::builder::Shutdown;
 pub use crate::entry::run;
 pub use crate::error::{BoxError, ConfigError};
-pub use crate::lifecycle::{Signalled, is_shutting_down, shutdown, signalled};
-pub use crate::report::{HookReport, MainOutcome, MainOutput, Outcome, ShutdownReport, Trigger};
+pub use crate::lifecycle::{Signalled, is_shutting_down, shutdown, signalled, token};
+pub use crate::report::{
+    HookReport, MainOutcome, MainOutput, Outcome, ShutdownReport, TaskReport, Trigger,
+};
 pub use crate::resource::{Cleanup, Managed, manage};
+pub use crate::task::{OnFailure, SpawnError, Task, TaskHandle, spawn, spawn_blocking};
 
 /// Registers a cleanup hook: a free function at module level (sync or
 /// async, no parameters, returning `()` or `Result<(), E>` with

@@ -53,6 +53,8 @@ pub(crate) struct Lifecycle {
     added: Mutex<Vec<Hook>>,
     /// The hooks still running, for the watchdog.
     progress: Progress,
+    /// The tracked tasks still running.
+    tasks: crate::task::Tasks,
     /// The HTTP servers' shared drain state (connection counts, WebSocket
     /// sessions, the cut): one per lifecycle, so that one testing run's
     /// timed-out drain cannot cut another's connections.
@@ -186,6 +188,7 @@ impl Lifecycle {
             install_logging: AtomicBool::new(false),
             added: Mutex::new(Vec::new()),
             progress: Progress::default(),
+            tasks: crate::task::Tasks::default(),
             #[cfg(feature = "http")]
             http: OnceLock::new(),
         }
@@ -307,6 +310,16 @@ impl Lifecycle {
 
     pub(crate) fn progress(&self) -> &Progress {
         &self.progress
+    }
+
+    /// The tracked tasks of this lifecycle.
+    pub(crate) fn tasks(&self) -> &crate::task::Tasks {
+        &self.tasks
+    }
+
+    /// A token cancelled when shutdown begins.
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.begun.child_token()
     }
 
     /// The HTTP drain state of this lifecycle.
@@ -436,6 +449,35 @@ pub fn signalled() -> Signalled {
         inner,
         polled: false,
     }
+}
+
+/// A [`CancellationToken`] cancelled when shutdown begins, for code that
+/// takes one (a tracked task's loop, a library's shutdown parameter).
+/// Cancelling it cancels only this token, not the shutdown: that is
+/// [`shutdown()`].
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let report = lichtara::Shutdown::new()
+///     .run(async {
+///         let token = lichtara::token();
+///         lichtara::spawn("poller", async move {
+///             token.cancelled().await;
+///         })?;
+///         lichtara::shutdown();
+///         Ok::<(), lichtara::SpawnError>(())
+///     })
+///     .await;
+/// assert!(report.tasks()[0].outcome().is_success());
+/// # });
+/// ```
+#[must_use]
+pub fn token() -> CancellationToken {
+    let lifecycle = current();
+    lifecycle.observe();
+    lifecycle.token()
 }
 
 /// Begins shutdown from code, the same way a SIGTERM would. Calling it again,

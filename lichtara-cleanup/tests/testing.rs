@@ -203,7 +203,7 @@ async fn the_helpers_fail_with_the_report_when_the_order_is_wrong() {
 async fn the_report_serializes_with_serde() {
     let report = Run::new().hook("first").run(async {}).await;
     let value = serde_json::to_value(&report).expect("serializes");
-    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["schema_version"], 2);
     assert_eq!(value["trigger"]["kind"], "main_returned");
     assert_eq!(value["hooks"][0]["name"], "first");
     assert_eq!(value["hooks"][0]["outcome"], "ok");
@@ -380,4 +380,43 @@ async fn a_child_of_a_run_is_stopped_even_when_the_selection_leaves_out_every_re
         .expect("the child's stop ran");
     assert_eq!(*stop.outcome(), Outcome::Ok, "{report}");
     assert_eq!(report.hooks().len(), 1, "{report}");
+}
+
+/// A tracked task belongs to the run that spawned it: awaited and
+/// reported there, and its failure begins that run's shutdown.
+#[tokio::test]
+async fn a_tracked_task_that_fails_begins_its_runs_shutdown() {
+    let report = Run::new()
+        .start_paused(true)
+        .run(async {
+            lichtara::spawn("worker", async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Err::<(), _>(std::io::Error::other("the queue is gone"))
+            })
+            .expect("spawned");
+            lichtara::spawn("bystander", async { lichtara::signalled().await }).expect("spawned");
+            lichtara::signalled().await;
+            // Refused once the shutdown has begun.
+            assert!(matches!(
+                lichtara::spawn("late", async {}),
+                Err(lichtara::SpawnError::ShuttingDown { .. })
+            ));
+        })
+        .await;
+    assert_eq!(report.trigger(), Trigger::TaskFailed { name: "worker" });
+    let tasks: Vec<_> = report
+        .tasks()
+        .iter()
+        .map(|task| (task.name(), task.outcome().clone()))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("worker", Outcome::Error("the queue is gone".into())),
+            ("bystander", Outcome::Ok)
+        ]
+    );
+    assert_eq!(report.exit_code(), 1);
+    // On virtual time: the failure came 10 ms in.
+    assert_eq!(report.tasks()[0].elapsed(), Duration::from_millis(10));
 }

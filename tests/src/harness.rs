@@ -363,3 +363,31 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// The report at `path`, checked against the documented schema (Python's
+/// `jsonschema`, which `.ci/run` installs).
+pub fn valid_report(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).expect("the report was written");
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../lichtara-cleanup/report.schema.json"
+    );
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1]))\n\
+             jsonschema.Draft202012Validator.check_schema(schema)\n\
+             jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft202012Validator)",
+        ])
+        .arg(schema)
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        check.status.success(),
+        "the report does not match the schema (is Python's jsonschema installed?):\n{}\n{text}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    text
+}

@@ -1,6 +1,6 @@
 //! Every way a process ends without a signal, and the exit code each gives.
 
-use lichtara_tests::harness::{Ended, Proc};
+use lichtara_tests::harness::{Ended, Proc, valid_report};
 
 fn run(program: &str, mode: &str) -> Ended {
     let mut proc = Proc::start(program, &[("MODE", mode)]);
@@ -277,34 +277,6 @@ fn hooks_sharing_a_name_are_warned_of_at_startup_and_in_the_listing() {
             .any(|line| line.starts_with("warning: more than one hook is named \"flush\"")),
         "{listed}"
     );
-}
-
-/// The report at `path`, checked against the documented schema (Python's
-/// `jsonschema`, which `.ci/run` installs).
-fn valid_report(path: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(path).expect("the report was written");
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../lichtara-cleanup/report.schema.json"
-    );
-    let check = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, jsonschema\n\
-             schema = json.load(open(sys.argv[1]))\n\
-             jsonschema.Draft202012Validator.check_schema(schema)\n\
-             jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft202012Validator)",
-        ])
-        .arg(schema)
-        .arg(path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        check.status.success(),
-        "the report does not match the schema (is Python's jsonschema installed?):\n{}\n{text}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    text
 }
 
 /// The watchdog's exit at the deadline writes what is known: an

@@ -2,18 +2,19 @@
 //! writes it before exit, and with the `serde` feature the report and its
 //! parts implement `serde::Serialize` in the same shape.
 //!
-//! Schema version 1 (`report.schema.json` beside the crate's manifest is
+//! Schema version 2 (`report.schema.json` beside the crate's manifest is
 //! its JSON Schema; any change to the shape bumps the version):
 //!
 //! ```text
 //! {
-//!   "schema_version": 1,
+//!   "schema_version": 2,
 //!   "complete": true,   // false: ended mid-sequence (watchdog, second
 //!                       // signal); `hooks` then holds those still running
 //!                       // and `main.outcome` is "unknown"
 //!   "trigger": { "kind": "signal" | "main_returned" | "main_failed"
-//!                        | "main_panicked" | "requested",
-//!                "signal": "SIGTERM" | null, "signal_number": 15 | null },
+//!                        | "main_panicked" | "requested" | "task_failed",
+//!                "signal": "SIGTERM" | null, "signal_number": 15 | null,
+//!                "task": "consumer" | null },   // the task, for task_failed
 //!   "main": { "outcome": "success" | "failure" | "panicked" | "dropped"
 //!                      | "abandoned" | "refused" | "unknown",
 //!             "code": 3 | null, "message": "…" | null },  // the panic or the error
@@ -22,8 +23,13 @@
 //!   "hooks": [ { "name": "app::flush", "order": 1, "timeout_ms": 5000.0 | null,
 //!                "outcome": "ok" | "error" | "panicked" | "timed_out" | "not_run"
 //!                         | "interrupted" (unfinished reports: a second signal),
-//!                "error": "…" | null, "elapsed_ms": 0.5, "detail": "…" | null } ]
+//!                "error": "…" | null, "elapsed_ms": 0.5, "detail": "…" | null } ],
+//!   "tasks": [ { "name": "consumer",   // tracked tasks running at the trigger
+//!                "outcome": "ok" | "error" | "panicked" | "timed_out",
+//!                "error": "…" | null, "elapsed_ms": 1.5 } ]   // [] when unfinished
 //! }
+//!
+//! Version 2 added `tasks` and the trigger's `task`.
 //! ```
 
 use std::ffi::OsString;
@@ -35,7 +41,7 @@ use serde::Serialize;
 use super::{HookReport, MainOutcome, Outcome, ShutdownReport, Trigger, millis};
 
 /// The version of the shape below.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// The variable that names where the report is written.
 const REPORT_VAR: &str = "LICHTARA_REPORT";
@@ -54,6 +60,15 @@ struct ReportView<'a> {
     elapsed_ms: f64,
     exit_code: i32,
     hooks: Vec<HookView<'a>>,
+    tasks: Vec<TaskView<'a>>,
+}
+
+#[derive(Serialize)]
+struct TaskView<'a> {
+    name: &'a str,
+    outcome: &'static str,
+    error: Option<&'a str>,
+    elapsed_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -61,6 +76,7 @@ struct TriggerView {
     kind: &'static str,
     signal: Option<&'static str>,
     signal_number: Option<i32>,
+    task: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -82,17 +98,19 @@ struct HookView<'a> {
 }
 
 fn trigger_view(trigger: Trigger) -> TriggerView {
-    let (kind, signal, signal_number) = match trigger {
-        Trigger::Signal { name, number } => ("signal", Some(name), Some(number)),
-        Trigger::MainReturned => ("main_returned", None, None),
-        Trigger::MainFailed => ("main_failed", None, None),
-        Trigger::MainPanicked => ("main_panicked", None, None),
-        Trigger::Requested => ("requested", None, None),
+    let (kind, signal, signal_number, task) = match trigger {
+        Trigger::Signal { name, number } => ("signal", Some(name), Some(number), None),
+        Trigger::MainReturned => ("main_returned", None, None, None),
+        Trigger::MainFailed => ("main_failed", None, None, None),
+        Trigger::MainPanicked => ("main_panicked", None, None, None),
+        Trigger::Requested => ("requested", None, None, None),
+        Trigger::TaskFailed { name } => ("task_failed", None, None, Some(name)),
     };
     TriggerView {
         kind,
         signal,
         signal_number,
+        task,
     }
 }
 
@@ -146,6 +164,19 @@ fn report_view(report: &ShutdownReport) -> ReportView<'_> {
         elapsed_ms: millis(report.elapsed),
         exit_code: report.exit_code(),
         hooks: report.hooks.iter().map(hook_view).collect(),
+        tasks: report
+            .tasks
+            .iter()
+            .map(|task| {
+                let (outcome, error) = outcome_word(task.outcome());
+                TaskView {
+                    name: task.name(),
+                    outcome,
+                    error,
+                    elapsed_ms: millis(task.elapsed()),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -249,6 +280,7 @@ pub(crate) fn write_unfinished_if_asked(exit_code: i32, deadline_passed: bool) {
                     detail: Some(detail),
                 })
                 .collect(),
+            tasks: Vec::new(),
         };
         serde_json::to_string_pretty(&view).unwrap_or_default()
     });
@@ -442,12 +474,23 @@ mod tests {
                 hook.set_elapsed(Duration::from_micros(2500));
                 hook
             }],
+            tasks: vec![crate::report::TaskReport {
+                name: "consumer".into(),
+                outcome: Outcome::TimedOut,
+                elapsed: Duration::from_micros(1500),
+            }],
             deadline: Duration::from_secs(10),
             deadline_passed: false,
             elapsed: Duration::from_millis(3),
         };
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
-        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["schema_version"], 2);
+        let task = &json["tasks"][0];
+        assert_eq!(
+            (&task["name"], &task["outcome"], &task["elapsed_ms"]),
+            (&"consumer".into(), &"timed_out".into(), &1.5.into())
+        );
+        assert!(json["trigger"]["task"].is_null());
         assert_eq!(json["complete"], true);
         assert_eq!(json["trigger"]["kind"], "signal");
         assert_eq!(json["trigger"]["signal_number"], 15);

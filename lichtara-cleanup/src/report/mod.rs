@@ -71,6 +71,12 @@ pub enum Trigger {
     MainPanicked,
     /// [`shutdown()`](crate::shutdown) was called.
     Requested,
+    /// A tracked task ([`spawn`](crate::spawn)) failed, and its policy
+    /// begins the shutdown.
+    TaskFailed {
+        /// The task's name.
+        name: &'static str,
+    },
 }
 
 impl fmt::Display for Trigger {
@@ -81,6 +87,7 @@ impl fmt::Display for Trigger {
             Trigger::MainFailed => f.write_str("main failed"),
             Trigger::MainPanicked => f.write_str("main panicked"),
             Trigger::Requested => f.write_str("shutdown requested"),
+            Trigger::TaskFailed { name } => write!(f, "task {name} failed"),
         }
     }
 }
@@ -445,9 +452,56 @@ pub struct ShutdownReport {
     pub(crate) trigger: Trigger,
     pub(crate) main: MainOutcome,
     pub(crate) hooks: Vec<HookReport>,
+    pub(crate) tasks: Vec<TaskReport>,
     pub(crate) deadline: Duration,
     pub(crate) deadline_passed: bool,
     pub(crate) elapsed: Duration,
+}
+
+/// How a tracked task ([`spawn`](crate::spawn)) that was running when
+/// shutdown began ended: `ok` (it finished), `error`, `panicked`, or
+/// `timed out` (still running when the wind-down's time ran out).
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let report = lichtara::Shutdown::new()
+///     .run(async {
+///         lichtara::spawn("consumer", async { lichtara::signalled().await })?;
+///         lichtara::shutdown();
+///         Ok::<(), lichtara::SpawnError>(())
+///     })
+///     .await;
+/// let task = &report.tasks()[0];
+/// assert_eq!((task.name(), task.outcome()), ("consumer", &lichtara::Outcome::Ok));
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct TaskReport {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) outcome: Outcome,
+    pub(crate) elapsed: Duration,
+}
+
+impl TaskReport {
+    /// The task's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How it ended.
+    #[must_use]
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// How long it ran, from its spawn.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
 }
 
 impl ShutdownReport {
@@ -469,6 +523,13 @@ impl ShutdownReport {
         &self.hooks
     }
 
+    /// The tracked tasks that were running when shutdown began (or that
+    /// began it), in the order they were spawned.
+    #[must_use]
+    pub fn tasks(&self) -> &[TaskReport] {
+        &self.tasks
+    }
+
     /// The global deadline: how long the shutdown had, from the trigger.
     #[must_use]
     pub fn deadline(&self) -> Duration {
@@ -487,11 +548,13 @@ impl ShutdownReport {
         self.elapsed
     }
 
-    /// How many hooks ended with each outcome that is not `ok`.
+    /// How many hooks and tasks did not end `ok`.
     fn failures(&self) -> usize {
-        self.hooks
-            .iter()
-            .filter(|hook| !hook.outcome().is_success())
+        let hooks = self.hooks.iter().map(HookReport::outcome);
+        let tasks = self.tasks.iter().map(TaskReport::outcome);
+        hooks
+            .chain(tasks)
+            .filter(|outcome| !outcome.is_success())
             .count()
     }
 
@@ -525,6 +588,9 @@ impl ShutdownReport {
         {
             let _ = fmt::write(&mut table, format_args!("{}", Row(hook)));
         }
+        for task in self.tasks.iter().filter(|task| !task.outcome.is_success()) {
+            let _ = fmt::write(&mut table, format_args!("{}", TaskRow(task)));
+        }
         table
     }
 }
@@ -544,6 +610,20 @@ impl fmt::Display for Row<'_> {
             hook.outcome(),
             hook.detail()
                 .map_or_else(String::new, |d| format!(" ({d})"))
+        )
+    }
+}
+
+/// A task's line in the table: `task` where a hook has its order.
+struct TaskRow<'a>(&'a TaskReport);
+
+impl fmt::Display for TaskRow<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let task = self.0;
+        writeln!(
+            f,
+            "  [task] {:<40} {:>10.1?}  {}",
+            task.name, task.elapsed, task.outcome
         )
     }
 }
@@ -569,6 +649,9 @@ impl fmt::Display for ShutdownReport {
         for hook in &self.hooks {
             Row(hook).fmt(f)?;
         }
+        for task in &self.tasks {
+            TaskRow(task).fmt(f)?;
+        }
         Ok(())
     }
 }
@@ -589,6 +672,7 @@ mod tests {
                     hook
                 })
                 .collect(),
+            tasks: Vec::new(),
             deadline: Duration::from_secs(10),
             deadline_passed,
             elapsed: Duration::ZERO,

@@ -272,6 +272,9 @@ pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
         .filter(|_| is_main)
         .map(|_| {
             quote! {
+                // Not in the bin's unit-test build: its harness, not this
+                // `main`, runs, and no supervisor would take a signal.
+                #[cfg(not(test))]
                 #[cfg(any(
                     target_os = "linux",
                     target_os = "android",

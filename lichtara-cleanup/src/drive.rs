@@ -105,6 +105,12 @@ where
         deadline_passed: sequence.deadline_passed,
         elapsed: started.elapsed(),
     };
+    if lifecycle.exits_at_end() {
+        // Before the last lines, which a full stderr can block: the report
+        // is on disk and the watchdog knows the exit code.
+        crate::report::write_if_asked(&report);
+        crate::exit::intend(report.exit_code());
+    }
     log_summary(&report);
     lifecycle.finish();
     report

@@ -82,10 +82,10 @@ where
 /// Ends the process with the report's code, after saying what did not end
 /// well and writing the report `LICHTARA_REPORT` asks for.
 fn end(report: &ShutdownReport) -> ! {
-    // Claimed before the last lines: should stderr block them, the
+    // The report is written (by the sequence, before its summary); the
+    // exit is claimed before the last lines: should stderr block them, the
     // watchdog ends the process with this code.
     exit::exit_after(report.exit_code(), || {
-        crate::report::write_if_asked(report);
         if report.exit_code() != 0 {
             let table = report.not_ok_table();
             if !table.is_empty() {
@@ -132,6 +132,9 @@ fn start(timeout: Option<Duration>) {
         Err(err) => fail_at_startup(&err),
     }
     lifecycle.enable_default_logging();
+    lifecycle.exit_at_end();
+    #[cfg(unix)]
+    crate::signal::early::main_began();
     if let Err(err) = supervisor::start(true) {
         logging::warn_now(&format!(
             "cannot listen for signals ({err}); shutdown begins only when main ends"

@@ -2,14 +2,19 @@
 //! never held up by a log nobody reads.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-static EXITING: AtomicBool = AtomicBool::new(false);
+/// No code: the exit is not claimed, or no code is intended.
+const NONE: i32 = i32::MIN;
 
-/// The code the claimed exit ends with, for a watchdog that finds it stuck.
-static CODE: AtomicI32 = AtomicI32::new(0);
+/// The code of the claimed exit: claiming is setting it, once.
+static CLAIMED: AtomicI32 = AtomicI32::new(NONE);
+
+/// The exit code of a sequence that has ended (its report written), for a
+/// watchdog that finds its exit stuck on the last lines.
+static INTENDED: AtomicI32 = AtomicI32::new(NONE);
 
 /// How long the watchdog lets the last lines (its own, or those of an exit
 /// already under way) be written before it ends the process without them:
@@ -21,11 +26,16 @@ const LAST_WORDS: Duration = Duration::from_millis(300);
 /// Claims the exit, to end with `code`; `false` if another thread claimed
 /// it first.
 fn try_claim(code: i32) -> bool {
-    if EXITING.swap(true, Ordering::AcqRel) {
-        return false;
-    }
-    CODE.store(code, Ordering::Release);
-    true
+    CLAIMED
+        .compare_exchange(NONE, code, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// Says that the sequence has ended and the process will exit with
+/// `code`: from now on the watchdog, should the exit be stuck, ends it
+/// with that code rather than 124.
+pub(crate) fn intend(code: i32) {
+    INTENDED.store(code, Ordering::Release);
 }
 
 /// Claims the exit. The loser of a race (the main thread finishing just as
@@ -62,25 +72,38 @@ pub(crate) fn exit_after(code: i32, last: impl FnOnce()) -> ! {
 /// How the watchdog ends the process.
 #[derive(Clone, Copy)]
 pub(crate) enum Ending {
-    /// With this exit code.
-    Code(i32),
+    /// The global deadline passed: 124, or the ended sequence's code.
+    Deadline,
     /// By this signal, as if it had not been handled.
     Signal(i32),
 }
 
-/// Ends the process from the watchdog's thread, which must not block:
-/// `last_words` (the report, the log line) run on a thread of their own
-/// for at most [`LAST_WORDS`], and the process ends without them if they
-/// block. When another thread has claimed the exit, it is given as long,
-/// then the process ends with that thread's code: it is stuck writing.
+/// How the process ends at once.
+#[derive(Clone, Copy)]
+enum Now {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Ends the process from a thread that must not block (the watchdog's,
+/// the supervisor's): `last_words` (the report, the log line) run on a
+/// thread of their own for at most [`LAST_WORDS`], and the process ends
+/// without them if they block. When the sequence has ended (its report
+/// written) or another thread has claimed the exit, that exit is given as
+/// long, then the process ends with its code: it is stuck writing.
 pub(crate) fn abandon(ending: Ending, last_words: impl FnOnce() + Send + 'static) -> ! {
-    let code = match ending {
-        Ending::Code(code) => code,
-        Ending::Signal(signal) => 128 + signal,
+    let intended = INTENDED.load(Ordering::Acquire);
+    let (code, now) = match ending {
+        Ending::Deadline if intended != NONE => {
+            std::thread::sleep(LAST_WORDS);
+            end_now(Now::Code(intended))
+        }
+        Ending::Deadline => (124, Now::Code(124)),
+        Ending::Signal(signal) => (128 + signal, Now::Signal(signal)),
     };
     if !try_claim(code) {
         std::thread::sleep(LAST_WORDS);
-        end_now(Ending::Code(CODE.load(Ordering::Acquire)))
+        end_now(Now::Code(CLAIMED.load(Ordering::Acquire)))
     }
     let (said, done) = mpsc::channel();
     let spoken = std::thread::Builder::new()
@@ -93,15 +116,15 @@ pub(crate) fn abandon(ending: Ending, last_words: impl FnOnce() + Send + 'static
     if spoken.is_ok() {
         let _ = done.recv_timeout(LAST_WORDS);
     }
-    end_now(ending)
+    end_now(now)
 }
 
 /// Ends the process at once: no exit handlers, no flush of the standard
 /// streams (either may block on a full pipe).
-fn end_now(ending: Ending) -> ! {
-    let code = match ending {
-        Ending::Code(code) => code,
-        Ending::Signal(signal) => {
+fn end_now(now: Now) -> ! {
+    let code = match now {
+        Now::Code(code) => code,
+        Now::Signal(signal) => {
             raise_default(signal);
             128 + signal
         }

@@ -47,6 +47,10 @@ pub(crate) struct Lifecycle {
     /// Whether the default log subscriber should be installed when shutdown
     /// begins (set by `#[lichtara::main]`).
     install_logging: AtomicBool,
+    /// Whether the process exits when the sequence ends (`#[lichtara::main]`,
+    /// `lichtara::run`): the report is then written, and the exit code
+    /// known to the watchdog, before the last lines are logged.
+    exits: AtomicBool,
     /// Hooks added while the program runs (a server's drain, a child's
     /// stop, the builder's): the registry merges them with the registered
     /// ones.
@@ -186,6 +190,7 @@ impl Lifecycle {
             budget_nanos: AtomicU64::new(nanos(DEFAULT_TIMEOUT)),
             claimed: AtomicBool::new(false),
             install_logging: AtomicBool::new(false),
+            exits: AtomicBool::new(false),
             added: Mutex::new(Vec::new()),
             progress: Progress::default(),
             tasks: crate::task::Tasks::default(),
@@ -214,6 +219,13 @@ impl Lifecycle {
         if first {
             if self.install_logging.load(Ordering::Acquire) {
                 crate::logging::install_default();
+            }
+            // The watchdog before the line: a line to a full stderr nobody
+            // reads blocks this thread for good, and the watchdog, which
+            // writes nothing, ends the process at the deadline. The line
+            // before the waiters: what they do comes after it in the log.
+            if self.id == 0 {
+                crate::supervisor::arm(self.deadline().into_std());
             }
             tracing::info!(
                 trigger = %trigger,
@@ -255,6 +267,15 @@ impl Lifecycle {
 
     pub(crate) fn budget(&self) -> Duration {
         Duration::from_nanos(self.budget_nanos.load(Ordering::Acquire))
+    }
+
+    /// Marks the process as ending with this lifecycle's sequence.
+    pub(crate) fn exit_at_end(&self) {
+        self.exits.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn exits_at_end(&self) -> bool {
+        self.exits.load(Ordering::Acquire)
     }
 
     pub(crate) fn enable_default_logging(&self) {

@@ -92,6 +92,12 @@ impl Progress {
                     *ended = true;
                 }
             });
+            // Not begun is not running.
+            let claimed = shared.next.load(Ordering::Acquire).min(shared.end) - shared.first;
+            ended
+                .iter_mut()
+                .skip(claimed)
+                .for_each(|ended| *ended = true);
         }
         ended
             .iter()
@@ -454,6 +460,10 @@ fn spawn_starter(shared: &Arc<Shared>) -> Starter {
         // hook.
         let mut ended = None;
         loop {
+            // Past the deadline nothing more begins: the rest is `not run`.
+            if now >= shared.deadline {
+                break;
+            }
             let claimed = shared.next.fetch_add(1, Ordering::AcqRel);
             if claimed >= shared.end {
                 break;
@@ -1003,7 +1013,8 @@ mod tests {
         let running = progress.running();
         release.send(()).unwrap();
         let outcome = sequence.join().unwrap();
-        assert_eq!(running, ["b_blocks", "c_after"]);
+        // a_quick ended, c_after has not begun: neither is running.
+        assert_eq!(running, ["b_blocks"]);
         assert!(outcome.hooks.iter().all(|hook| hook.outcome().is_success()));
     }
 

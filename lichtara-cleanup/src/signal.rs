@@ -92,7 +92,7 @@ impl Listener {
 /// it once it listens.
 #[cfg(unix)]
 pub(crate) mod early {
-    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
@@ -106,25 +106,67 @@ pub(crate) mod early {
     /// The process that installed the handler: a child forked without exec
     /// inherits it, and must not be left unable to die of the signal.
     static OWNER: AtomicI32 = AtomicI32::new(0);
+    /// Set when lichtara's entry point runs (`run_main`, `lichtara::run`):
+    /// its supervisor will take the signal.
+    static MAIN_BEGAN: AtomicBool = AtomicBool::new(false);
+    /// When the handler was installed (`CLOCK_MONOTONIC`, nanoseconds).
+    static INSTALLED_AT: AtomicU64 = AtomicU64::new(0);
+
+    /// How long after the handler's installation a signal is held for an
+    /// entry point that has not run yet. The generated `main` runs it at
+    /// once; a program whose real `main` never calls the attributed one (a
+    /// `#[lichtara::main] fn main` in a module, called on one path only) must
+    /// not ignore its signals for good: past this, one arriving before the
+    /// entry point takes its default action.
+    const HOLD_FOR_ENTRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Now on the monotonic clock, in nanoseconds (async-signal-safe).
+    fn monotonic_nanos() -> u64 {
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |now| {
+            (now.tv_sec() as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(now.tv_nsec() as u64)
+        })
+    }
+
+    /// The signal's default action, as if lichtara had never handled it (it
+    /// is blocked while the handler runs, and delivered as soon as the
+    /// handler returns).
+    fn default_action(signal: nix::libc::c_int) {
+        if let Ok(signal) = Signal::try_from(signal) {
+            let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: installs the default disposition, no handler code.
+            let _ = unsafe { sigaction(signal, &default) };
+            let _ = nix::sys::signal::raise(signal);
+        }
+    }
+
+    /// Called by lichtara's entry point: its supervisor takes the early
+    /// signal, however late that is.
+    pub(crate) fn main_began() {
+        MAIN_BEGAN.store(true, Ordering::Release);
+    }
 
     const SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
 
-    /// Async-signal-safe: atomics, `getpid`, `sigaction` and `raise`.
+    /// Async-signal-safe: atomics, `getpid`, `clock_gettime`, `sigaction`
+    /// and `raise`.
     extern "C" fn record(signal: nix::libc::c_int) {
         if nix::unistd::getpid().as_raw() != OWNER.load(Ordering::Relaxed) {
-            // A forked child: the signal's default action, as if lichtara
-            // had never handled it (it is blocked while this runs, and
-            // delivered as soon as the handler returns).
-            if let Ok(signal) = Signal::try_from(signal) {
-                let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-                // SAFETY: installs the default disposition, no handler code.
-                let _ = unsafe { sigaction(signal, &default) };
-                let _ = nix::sys::signal::raise(signal);
-            }
+            // A forked child: no supervisor of its own will come.
+            default_action(signal);
             return;
         }
-        if !LISTENING.load(Ordering::Acquire) {
+        if LISTENING.load(Ordering::Acquire) {
+            return;
+        }
+        let held = MAIN_BEGAN.load(Ordering::Acquire)
+            || monotonic_nanos().saturating_sub(INSTALLED_AT.load(Ordering::Relaxed))
+                < HOLD_FOR_ENTRY.as_nanos() as u64;
+        if held {
             let _ = ARRIVED.compare_exchange(0, signal, Ordering::AcqRel, Ordering::Relaxed);
+        } else {
+            default_action(signal);
         }
     }
 
@@ -132,6 +174,7 @@ pub(crate) mod early {
     /// once, before any constructor.
     pub(crate) fn install() {
         OWNER.store(nix::unistd::getpid().as_raw(), Ordering::Relaxed);
+        INSTALLED_AT.store(monotonic_nanos(), Ordering::Relaxed);
         let action = SigAction::new(
             SigHandler::Handler(record),
             SaFlags::SA_RESTART,

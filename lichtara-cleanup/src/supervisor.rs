@@ -1,12 +1,15 @@
 //! The supervisor: one OS thread with a small runtime of its own that turns
-//! signals into the shutdown trigger, ends the process at a second signal,
-//! and — for `#[lichtara::main]` — enforces the global deadline even when
-//! the application's runtime is stuck (a blocked thread, a wedged task).
+//! signals into the shutdown trigger and ends the process at a second
+//! signal; and, for `#[lichtara::main]`, the watchdog: a thread of its own
+//! that enforces the global deadline even when the application's runtime
+//! is stuck (a blocked thread, a wedged task) or the log is (a full stderr
+//! nobody reads blocks whichever thread writes to it, the supervisor's
+//! too: the watchdog writes nothing itself).
 
 use std::io;
-use std::sync::OnceLock;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::exit::{self, Ending};
 use crate::lifecycle;
@@ -39,7 +42,48 @@ pub(crate) fn start(watchdog: bool) -> io::Result<()> {
         .map_err(io::Error::other)
 }
 
+/// When the watchdog ends the process (the deadline plus its grace), once
+/// shutdown has begun; the watchdog thread waits for it.
+static ARMED: (Mutex<Option<Instant>>, Condvar) = (Mutex::new(None), Condvar::new());
+
+/// Arms the watchdog for a shutdown whose deadline is `deadline`: called
+/// as shutdown begins, before anything is logged (a log line can block).
+/// Without a watchdog (the builder's programs), nothing waits for it.
+pub(crate) fn arm(deadline: Instant) {
+    let (armed, wake) = &ARMED;
+    *armed.lock().unwrap_or_else(PoisonError::into_inner) = Some(deadline + WATCHDOG_GRACE);
+    wake.notify_all();
+}
+
+/// The watchdog thread: waits to be armed, then until its time, and ends
+/// the process with 124 (or, when the sequence is over and its exit is
+/// what is stuck, with that exit's code).
+fn watch() {
+    let (armed, wake) = &ARMED;
+    let mut at = armed.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        match *at {
+            Some(when) if Instant::now() >= when => break,
+            Some(when) => {
+                let left = when.saturating_duration_since(Instant::now());
+                at = wake
+                    .wait_timeout(at, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            None => at = wake.wait(at).unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+    drop(at);
+    deadline_exit()
+}
+
 fn spawn(watchdog: bool) -> io::Result<()> {
+    if watchdog {
+        std::thread::Builder::new()
+            .name("lichtara-watchdog".into())
+            .spawn(watch)?;
+    }
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("lichtara-supervisor".into())
@@ -74,7 +118,7 @@ fn spawn(watchdog: bool) -> io::Result<()> {
                 let _ = ready_tx.send(Ok(()));
                 // Sort the hooks now, while nothing waits for them.
                 crate::registry::prepare();
-                supervise(listener, watchdog, early).await;
+                supervise(listener, early).await;
             });
         })?;
     ready_rx
@@ -125,7 +169,7 @@ impl Count {
     }
 }
 
-async fn supervise(mut listener: Listener, watchdog: bool, early: Option<Trigger>) {
+async fn supervise(mut listener: Listener, early: Option<Trigger>) {
     let controller = lifecycle::process();
     let mut signals = Count::default();
     let first = match early {
@@ -142,15 +186,6 @@ async fn supervise(mut listener: Listener, watchdog: bool, early: Option<Trigger
         signals.counts(signal);
         controller.trigger(signal);
     }
-    let hard_deadline = controller.deadline() + WATCHDOG_GRACE;
-    let watch = async {
-        if watchdog {
-            tokio::time::sleep_until(hard_deadline).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::pin!(watch);
     let mut finished = std::pin::pin!(controller.finished());
     let mut over = false;
     loop {
@@ -167,9 +202,6 @@ async fn supervise(mut listener: Listener, watchdog: bool, early: Option<Trigger
                 }
                 tracing::warn!(signal = %signal, "signal received during shutdown; send it again to exit at once");
             }
-            // Armed past the sequence's end: the exit itself, writing its
-            // last lines to a full stderr, can be what is stuck.
-            () = &mut watch => deadline_exit(),
             () = &mut finished, if !over => over = true,
         }
     }
@@ -197,9 +229,10 @@ fn force_exit(signal: Trigger) -> ! {
 }
 
 /// Ends the process with 124 when the deadline and the watchdog's grace
-/// have passed: the runtime is stuck (or the exit is, on its log).
+/// have passed: the runtime is stuck (or the log is). When the sequence
+/// ended and its exit is what is stuck, with that exit's code.
 fn deadline_exit() -> ! {
-    exit::abandon(Ending::Code(124), || {
+    exit::abandon(Ending::Deadline, || {
         // The report first: it is a file, and the log may be what blocks.
         crate::report::write_unfinished_if_asked(124, true);
         let running = lifecycle::process().progress().running();

@@ -18,8 +18,9 @@
 //! | `main` panics while winding down | 101 |
 //! | a task of `main`'s panics while the hooks run | 0 |
 //! | the global deadline passes during a phase | 124 |
-//! | stderr a full pipe nobody reads, a hook blocked writing to it | 124 |
-//! | stderr a full pipe nobody reads, the exit blocked flushing it | the sequence's (0) |
+//! | stderr a full pipe nobody reads, a hook blocked writing to it (and a signal meanwhile) | 124 |
+//! | stderr a full pipe nobody reads from the start: "shutdown begun" blocks | 124 |
+//! | stderr a full pipe nobody reads, the exit (or the summary) blocked on it | the sequence's (0), report complete |
 //!
 //! The SIGKILL-in-the-middle cell, which needs the manager, is in
 //! lichtara-cleanup/tests/cli.rs.
@@ -322,22 +323,31 @@ fn the_global_deadline_passing_during_a_phase_exits_124_and_reports_the_rest_not
 
 const STUCK_STDERR: &str = env!("CARGO_BIN_EXE_stuck_stderr");
 
-/// Runs `stuck_stderr` with stderr a pipe this test never reads, and
-/// returns its exit code: it must end, however stuck its writes are.
-fn with_stderr_unread(stuck: &str, rust_log: &str) -> Option<i32> {
-    let mut command = Proc::command(
-        STUCK_STDERR,
-        &[],
-        &[("STUCK", stuck), ("RUST_LOG", rust_log)],
-    );
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
+/// Runs `stuck_stderr` with stderr a pipe this test never reads (and, with
+/// `signal_at`, sends SIGTERM once stdout shows that line), and returns its
+/// exit code: it must end, however stuck its writes are.
+fn with_stderr_unread(stuck: &str, env: &[(&str, &str)], signal_at: Option<&str>) -> Option<i32> {
+    use std::io::BufRead;
+    let mut env = env.to_vec();
+    env.push(("STUCK", stuck));
+    let mut command = Proc::command(STUCK_STDERR, &[], &env);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("start stuck_stderr");
     // Held open, never read: the pipe fills and stays full.
     let unread = child.stderr.take();
     let pid = i32::try_from(child.id()).expect("pid fits");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    if let Some(line) = signal_at {
+        let mut seen = String::new();
+        // Bounded: the child's exit closes stdout.
+        while stdout.read_line(&mut seen).is_ok_and(|read| read > 0) && !seen.contains(line) {}
+        if seen.contains(line) {
+            // By the PID this test started.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
     let exited = lichtara_tests::harness::wait_exited(&[pid]);
     if !exited {
-        // By the PID this test started; reaped below, pass or fail.
         let _ = child.kill();
     }
     let status = child.wait().expect("reap stuck_stderr");
@@ -350,11 +360,50 @@ fn with_stderr_unread(stuck: &str, rust_log: &str) -> Option<i32> {
 fn a_hook_stuck_on_a_full_stderr_does_not_keep_the_process_past_the_deadline() {
     // The sequencer blocks too, on the line that says the hook timed out:
     // the watchdog's own line would block as well, and it exits without.
-    assert_eq!(with_stderr_unread("hook", "info"), Some(124));
+    let info = [("RUST_LOG", "info")];
+    assert_eq!(with_stderr_unread("hook", &info, None), Some(124));
+    // A signal meanwhile: the supervisor blocks on its warning; the
+    // watchdog, a thread of its own that writes nothing, still ends it.
+    assert_eq!(
+        with_stderr_unread("hook", &info, Some("filling")),
+        Some(124)
+    );
+}
+
+#[test]
+fn a_shutdown_whose_first_line_blocks_still_ends_at_the_deadline() {
+    let info = [("RUST_LOG", "info")];
+    // "shutdown begun" blocks the thread that triggered: main's, or the
+    // supervisor's at a signal. The watchdog was armed before the line.
+    assert_eq!(with_stderr_unread("exit", &info, None), Some(124));
+    assert_eq!(
+        with_stderr_unread("signal", &info, Some("READY")),
+        Some(124)
+    );
 }
 
 #[test]
 fn an_exit_stuck_flushing_a_full_stderr_is_ended_with_its_code() {
     // Every hook ended ok: the exit code is the sequence's, 0.
-    assert_eq!(with_stderr_unread("exit", "off"), Some(0));
+    assert_eq!(
+        with_stderr_unread("exit", &[("RUST_LOG", "off")], None),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_summary_stuck_on_a_full_stderr_keeps_the_code_and_the_whole_report() {
+    let dir = std::env::temp_dir().join(format!("lichtara-stuck-summary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let path = dir.join("report.json");
+    // Only the summary logs, and the hook has filled the pipe before it.
+    let env = [
+        ("RUST_LOG", "lichtara::drive=info"),
+        ("LICHTARA_REPORT", path.to_str().expect("UTF-8 path")),
+    ];
+    assert_eq!(with_stderr_unread("full", &env, None), Some(0));
+    let report = lichtara_tests::harness::valid_report(&path);
+    assert!(report.contains("\"complete\": true"), "{report}");
+    assert!(report.contains("\"outcome\": \"ok\""), "{report}");
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
 }

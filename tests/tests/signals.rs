@@ -192,3 +192,19 @@ fn a_child_forked_without_exec_dies_of_sigterm() {
     assert_eq!(reaped, "reaped SIGTERM", "{ended}");
     assert_eq!(ended.code(), Some(0), "{ended}");
 }
+
+const NOT_ENTRY: &str = env!("CARGO_BIN_EXE_not_entry");
+
+/// The early handler holds a signal for lichtara's entry point only so
+/// long: a program that never runs it dies of SIGTERM as without lichtara.
+#[test]
+fn a_program_that_never_runs_the_entry_point_still_dies_of_sigterm() {
+    let mut program = Proc::start(NOT_ENTRY, &[]);
+    program.wait_for_line("READY");
+    // Past the 1 s the handler holds a signal for an entry point that has
+    // not run: a property of time, no event to await.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    program.signal(Signal::SIGTERM);
+    let ended = program.wait();
+    assert_eq!(ended.signal(), Some(Signal::SIGTERM as i32), "{ended}");
+}

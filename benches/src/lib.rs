@@ -16,6 +16,9 @@ pub fn s1_units() -> usize {
         .unwrap_or_else(|| env!("S1_UNITS").parse().expect("build.rs sets S1_UNITS"))
 }
 
+/// S11: how many background tasks each program spawns.
+pub const S11_TASKS: usize = 10_000;
+
 /// S7's units, phase by phase: how many milliseconds each waits (a flush,
 /// a commit, a pool's close). Phase 2's last unit is a sync hook.
 pub const S7_PHASES: [&[u64]; 3] = [&[0, 1, 2, 5], &[1, 3, 5, 2], &[2, 4]];

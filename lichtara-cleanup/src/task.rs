@@ -391,6 +391,12 @@ impl Tasks {
                 }
             }
         }
+        // Once shutdown has begun the wind-down awaits the task (it took
+        // the list): nothing to do, and no lock for 10,000 tasks ending at
+        // once. Before, off the list, checked again under its lock.
+        if lifecycle.has_begun() {
+            return;
+        }
         let mut state = self.state();
         if !lifecycle.has_begun() {
             state.live.remove(&task.id);
@@ -417,26 +423,38 @@ fn static_name(name: Cow<'static, str>) -> &'static str {
 
 /// Awaits the tasks until `limit`: each one's report, in spawn order.
 /// Those still running at `limit` are aborted (blocking ones abandoned)
-/// and reported timed out.
+/// and reported timed out. One timer for them all, not one a task.
 pub(crate) async fn wind_down(tasks: Vec<Live>, begun: Instant, limit: Instant) -> Vec<TaskReport> {
-    let mut reports = Vec::with_capacity(tasks.len());
-    for Live { name, mut handle } in tasks {
-        let (outcome, elapsed) = match tokio::time::timeout_at(limit, &mut handle).await {
-            Ok(Ok(ended)) => ended,
-            Ok(Err(err)) => (
-                Outcome::Error(format!("the task was lost: {err}")),
-                begun.elapsed(),
-            ),
-            Err(_) => {
-                handle.abort();
+    let mut tasks = tasks;
+    let mut ended: Vec<Option<(Outcome, Duration)>> = Vec::with_capacity(tasks.len());
+    let all = async {
+        for live in &mut tasks {
+            let outcome = match (&mut live.handle).await {
+                Ok(outcome) => outcome,
+                Err(err) => (
+                    Outcome::Error(format!("the task was lost: {err}")),
+                    begun.elapsed(),
+                ),
+            };
+            ended.push(Some(outcome));
+        }
+    };
+    // Past the limit, what is left timed out.
+    let _ = tokio::time::timeout_at(limit, all).await;
+    ended.resize_with(tasks.len(), || None);
+    tasks
+        .into_iter()
+        .zip(ended)
+        .map(|(live, ended)| {
+            let (outcome, elapsed) = ended.unwrap_or_else(|| {
+                live.handle.abort();
                 (Outcome::TimedOut, begun.elapsed())
+            });
+            TaskReport {
+                name: live.name,
+                outcome,
+                elapsed,
             }
-        };
-        reports.push(TaskReport {
-            name,
-            outcome,
-            elapsed,
-        });
-    }
-    reports
+        })
+        .collect()
 }

@@ -163,9 +163,20 @@ const SCENARIOS: &[Scenario] = &[
         ],
         second_signal: None,
     },
+    Scenario {
+        name: "S11: 10,000 background tasks waiting for shutdown: spawned before READY, awaited at SIGTERM",
+        solutions: &[
+            solution("lichtara::spawn (tracked)", "s11_lichtara"),
+            solution(
+                "tokio::spawn + CancellationToken, handles awaited",
+                "s11_tokio",
+            ),
+        ],
+        second_signal: None,
+    },
 ];
 
-/// `--runs N`: runs per solution of the S0-S7 tables, for a closer look
+/// `--runs N`: runs per solution of the S0-S7 and S11 tables, for a closer look
 /// at one change.
 fn runs_asked() -> Option<usize> {
     let args: Vec<String> = std::env::args().collect();

@@ -80,6 +80,7 @@ pub(crate) struct MainArgs {
     pub(crate) worker_threads: Option<(usize, Expr)>,
     pub(crate) start_paused: Option<(bool, Expr)>,
     pub(crate) timeout: Option<Timeout>,
+    pub(crate) tasks_timeout: Option<Timeout>,
     pub(crate) krate: Option<CratePath>,
 }
 
@@ -91,6 +92,7 @@ const MAIN_KEYS: &[&str] = &[
     "worker_threads",
     "start_paused",
     "timeout",
+    "tasks_timeout",
     "crate",
 ];
 
@@ -143,6 +145,7 @@ pub(crate) fn parse_main(cx: &Ctxt, tokens: TokenStream) -> MainArgs {
     let mut worker_threads = Attr::none(cx, MAIN, "worker_threads");
     let mut start_paused = Attr::none(cx, MAIN, "start_paused");
     let mut timeout = Attr::none(cx, MAIN, "timeout");
+    let mut tasks_timeout = Attr::none(cx, MAIN, "tasks_timeout");
     let mut krate = Attr::none(cx, MAIN, "crate");
     let parser = syn::meta::parser(|meta| {
         let key = &meta.path;
@@ -157,6 +160,8 @@ pub(crate) fn parse_main(cx: &Ctxt, tokens: TokenStream) -> MainArgs {
             start_paused.set(key, parse_bool(cx, "start_paused", &value));
         } else if key.is_ident("timeout") {
             timeout.set(key, parse_timeout(cx, "timeout", &value));
+        } else if key.is_ident("tasks_timeout") {
+            tasks_timeout.set(key, parse_timeout(cx, "tasks_timeout", &value));
         } else if key.is_ident("crate") {
             krate.set(key, parse_crate(cx, &value));
         }
@@ -165,11 +170,25 @@ pub(crate) fn parse_main(cx: &Ctxt, tokens: TokenStream) -> MainArgs {
     if let Err(err) = parser.parse2(tokens) {
         cx.syn_error(err);
     }
+    let (timeout, tasks_timeout) = (timeout.get(), tasks_timeout.get());
+    if let (Some(deadline), Some(tasks)) = (&timeout, &tasks_timeout) {
+        if tasks.duration >= deadline.duration {
+            cx.error_spanned_by(
+                &tasks.literal,
+                format!(
+                    "`tasks_timeout = {:?}` must be shorter than `timeout = {:?}`: the hooks run in the time the tasks leave",
+                    tasks.literal.value(),
+                    deadline.literal.value()
+                ),
+            );
+        }
+    }
     MainArgs {
         flavor: flavor.get(),
         worker_threads: worker_threads.get(),
         start_paused: start_paused.get(),
-        timeout: timeout.get(),
+        timeout,
+        tasks_timeout,
         krate: krate.get(),
     }
 }

@@ -236,7 +236,7 @@ pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
         }
         _ => None,
     };
-    let timeout = match &args.timeout {
+    let duration = |timeout: &Option<crate::args::Timeout>| match timeout {
         Some(timeout) => {
             let nanos = u64::try_from(timeout.duration.as_nanos()).unwrap_or(u64::MAX);
             let span = timeout.literal.span();
@@ -244,12 +244,16 @@ pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let (timeout, tasks_timeout) = (duration(&args.timeout), duration(&args.tasks_timeout));
     let last_span = body.brace_token.span.close();
     let call = quote_spanned! {last_span=>
         #[allow(clippy::needless_return, clippy::diverging_sub_expression)]
         {
             return #krate::__private::run_main::<_, #output>(
-                #krate::__private::MainConfig { timeout: #timeout },
+                #krate::__private::MainConfig {
+                    timeout: #timeout,
+                    tasks_timeout: #tasks_timeout,
+                },
                 __lichtara_builder,
                 __lichtara_body,
             );

@@ -13,6 +13,8 @@ use crate::{config, drive, exit, lifecycle, logging, supervisor};
 pub struct MainConfig {
     /// The global deadline, from `timeout = "…"`.
     pub timeout: Option<Duration>,
+    /// How long the tracked tasks wind down, from `tasks_timeout = "…"`.
+    pub tasks_timeout: Option<Duration>,
 }
 
 /// Runs a `#[lichtara::main]` program: the hook listing if asked, else
@@ -25,6 +27,9 @@ where
 {
     list_hooks_if_asked();
     start(config.timeout);
+    lifecycle::process()
+        .tasks()
+        .set_timeout(config.tasks_timeout);
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => fail_at_startup(&err),

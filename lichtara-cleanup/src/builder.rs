@@ -41,6 +41,7 @@ use crate::{config, drive, lifecycle, supervisor};
 #[derive(Default)]
 pub struct Shutdown {
     timeout: Option<Duration>,
+    main_timeout: Option<Duration>,
     tasks_timeout: Option<Duration>,
     hooks: Vec<Hook>,
 }
@@ -50,6 +51,7 @@ impl std::fmt::Debug for Shutdown {
         let hooks: Vec<_> = self.hooks.iter().map(|hook| &hook.meta.name).collect();
         f.debug_struct("Shutdown")
             .field("timeout", &self.timeout)
+            .field("main_timeout", &self.main_timeout)
             .field("tasks_timeout", &self.tasks_timeout)
             .field("hooks", &hooks)
             .finish()
@@ -70,10 +72,40 @@ impl Shutdown {
         self
     }
 
+    /// Sets how long the application future may wind down once shutdown
+    /// has begun, counted from the trigger and never past the global
+    /// deadline; by default half of it. Past it, it is dropped and
+    /// reported [`MainOutcome::TimedOut`] (exit code 1), and the hooks run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let report = lichtara::Shutdown::new()
+    ///     .main_timeout(Duration::from_millis(50))
+    ///     .hook("flush", 0, None, || async {})
+    ///     .run(async {
+    ///         lichtara::shutdown();
+    ///         lichtara::signalled().await;
+    ///         std::future::pending::<()>().await; // never winds down
+    ///     })
+    ///     .await;
+    /// assert_eq!(report.main(), &lichtara::MainOutcome::TimedOut);
+    /// assert!(report.hooks()[0].outcome().is_success());
+    /// # });
+    /// ```
+    pub fn main_timeout(mut self, timeout: Duration) -> Self {
+        self.main_timeout = Some(timeout);
+        self
+    }
+
     /// Sets how long the wind-down waits for the tracked tasks
     /// ([`spawn`](crate::spawn)), counted from the trigger and never past
     /// the global deadline; by default half of it. Those still running
-    /// then are abandoned and reported `timed out`, and the hooks run.
+    /// then are abandoned and reported `timed out`, and the hooks run in
+    /// what is left (nothing, for a timeout as long as the deadline).
     ///
     /// # Examples
     ///
@@ -166,6 +198,7 @@ impl Shutdown {
             tracing::warn!(error = %err, "cannot listen for signals; shutdown begins only when the application ends");
         }
         lifecycle.tasks().set_timeout(self.tasks_timeout);
+        lifecycle.set_main_timeout(self.main_timeout);
         for hook in self.hooks {
             lifecycle.add(hook);
         }

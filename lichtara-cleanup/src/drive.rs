@@ -35,10 +35,7 @@ where
     F: Future,
     F::Output: MainOutput,
 {
-    #[cfg(unix)]
-    if lifecycle.id() == 0 {
-        crate::systemd::spawn_watchdog();
-    }
+    watch_systemd(lifecycle);
     // Boxed, not pinned on the stack: a `main` that cannot react is dropped
     // (its locals released) before the hooks run.
     let mut app = Box::pin(CatchUnwind::new(app));
@@ -47,6 +44,107 @@ where
         finished = &mut app => Some(main_outcome(finished)),
         () = lifecycle.begun() => None,
     };
+    let rest = |limit| async move {
+        if !lifecycle.observed() {
+            tracing::debug!("main never asked for lichtara::signalled(): dropping it");
+            drop(app);
+            return Some(MainOutcome::Dropped);
+        }
+        tracing::info!("waiting for main to wind down");
+        // Past its limit it is dropped: its locals are released before the
+        // hooks run.
+        tokio::time::timeout_at(limit, app)
+            .await
+            .ok()
+            .map(main_outcome)
+    };
+    after_begun(lifecycle, selection, returned, rest).await
+}
+
+/// The sequence of a `main` that runs on a thread of its own (the
+/// `#[lichtara::main]` thread of a multi-thread runtime): `main` tells how
+/// it ended through `ended` ([`main_side`]). Should it block its thread,
+/// this goes on without it at its timeout, on the runtime's workers.
+pub(crate) async fn drive_beside(
+    lifecycle: &Arc<Lifecycle>,
+    mut ended: tokio::sync::oneshot::Receiver<MainOutcome>,
+    selection: &Selection,
+) -> ShutdownReport {
+    scoped(lifecycle, async {
+        watch_systemd(lifecycle);
+        let returned = tokio::select! {
+            biased;
+            outcome = &mut ended => Some(outcome.unwrap_or(MainOutcome::Dropped)),
+            () = lifecycle.begun() => None,
+        };
+        let rest = |limit| async move {
+            if lifecycle.observed() {
+                tracing::info!("waiting for main to wind down");
+            }
+            match tokio::time::timeout_at(limit, ended).await {
+                Ok(outcome) => Some(outcome.unwrap_or(MainOutcome::Dropped)),
+                Err(_) => None,
+            }
+        };
+        after_begun(lifecycle, selection, returned, rest).await
+    })
+    .await
+}
+
+/// `main`'s side of [`drive_beside`]: runs `app` until it ends, or until
+/// shutdown begins if it cannot react (then it is dropped), and says how it
+/// ended. Never returns: the sequence's side ends the process.
+pub(crate) async fn main_side<F>(
+    lifecycle: &Arc<Lifecycle>,
+    app: F,
+    ended: tokio::sync::oneshot::Sender<MainOutcome>,
+) -> !
+where
+    F: Future,
+    F::Output: MainOutput,
+{
+    let outcome = scoped(lifecycle, async {
+        let mut app = Box::pin(CatchUnwind::new(app));
+        tokio::select! {
+            biased;
+            finished = &mut app => main_outcome(finished),
+            () = lifecycle.begun() => {
+                if lifecycle.observed() {
+                    main_outcome(app.await)
+                } else {
+                    tracing::debug!("main never asked for lichtara::signalled(): dropping it");
+                    drop(app);
+                    MainOutcome::Dropped
+                }
+            }
+        }
+    })
+    .await;
+    let _ = ended.send(outcome);
+    std::future::pending().await
+}
+
+#[cfg_attr(not(unix), allow(unused_variables))]
+fn watch_systemd(lifecycle: &Lifecycle) {
+    #[cfg(unix)]
+    if lifecycle.id() == 0 {
+        crate::systemd::spawn_watchdog();
+    }
+}
+
+/// Everything from the trigger on: `main` (its outcome if it `returned`,
+/// else `rest` with its limit gives it, `None` past the limit) and the
+/// tracked tasks wind down side by side, then the hooks run.
+async fn after_begun<R, Fut>(
+    lifecycle: &Arc<Lifecycle>,
+    selection: &Selection,
+    returned: Option<MainOutcome>,
+    rest: R,
+) -> ShutdownReport
+where
+    R: FnOnce(tokio::time::Instant) -> Fut,
+    Fut: Future<Output = Option<MainOutcome>>,
+{
     if let Some(main) = &returned {
         lifecycle.trigger(trigger_for(main));
     }
@@ -58,24 +156,20 @@ where
     // wind down beside `main`.
     let tasks = lifecycle.tasks().take();
     let tasks_limit = lifecycle.tasks().limit(started, lifecycle.budget());
+    let main_limit = lifecycle.main_limit(started);
     let main = async {
         match returned {
             Some(main) => main,
-            None if lifecycle.observed() => {
-                tracing::info!("waiting for main to wind down");
-                match tokio::time::timeout_at(deadline, app).await {
-                    Ok(finished) => main_outcome(finished),
-                    Err(_) => MainOutcome::Abandoned,
-                }
-            }
-            None => {
-                tracing::debug!("main never asked for lichtara::signalled(): dropping it");
-                drop(app);
-                MainOutcome::Dropped
-            }
+            None => match rest(main_limit).await {
+                Some(main) => main,
+                // Its own timeout, before the deadline: the hooks have the
+                // rest.
+                None if main_limit < deadline => MainOutcome::TimedOut,
+                None => MainOutcome::Abandoned,
+            },
         }
     };
-    let (main, tasks) = tokio::join!(main, task::wind_down(tasks, started, tasks_limit));
+    let (main, tasks) = tokio::join!(main, task::wind_down(tasks, tasks_limit));
     log_main(&main);
     log_tasks(&tasks);
     // After an abandoned `main` the deadline has passed: every hook is
@@ -147,6 +241,9 @@ fn log_main(main: &MainOutcome) {
             tracing::error!(panic = message.as_str(), "main panicked")
         }
         MainOutcome::Dropped => tracing::debug!("main dropped"),
+        MainOutcome::TimedOut => {
+            tracing::error!("main was still winding down at its timeout; the hooks run without it")
+        }
         MainOutcome::Abandoned => {
             tracing::error!("main was still running at the global deadline; hooks not run");
         }

@@ -34,11 +34,31 @@ where
         Ok(runtime) => runtime,
         Err(err) => fail_at_startup(&err),
     };
-    let report = runtime.block_on(drive::drive(
-        lifecycle::process(),
-        body,
-        &Selection::default(),
-    ));
+    let lifecycle = lifecycle::process();
+    if runtime.handle().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        // `main` on this thread, the sequence on a thread of its own: a
+        // `main` that blocks its thread while winding down is left behind
+        // at its timeout, and the hooks still run. Not on a worker: a hook
+        // that blocks its worker would hold a sequencer woken there.
+        let (ended, main_ended) = tokio::sync::oneshot::channel();
+        let runtime_handle = runtime.handle().clone();
+        let sequence = std::thread::Builder::new()
+            .name("lichtara-shutdown".into())
+            .spawn(move || {
+                let report = runtime_handle.block_on(drive::drive_beside(
+                    lifecycle,
+                    main_ended,
+                    &Selection::default(),
+                ));
+                // The runtime is not dropped: exiting ends every thread.
+                end(&report)
+            });
+        match sequence {
+            Ok(_) => runtime.block_on(drive::main_side(lifecycle, body, ended)),
+            Err(err) => fail_at_startup(&format!("cannot start the shutdown thread: {err}")),
+        }
+    }
+    let report = runtime.block_on(drive::drive(lifecycle, body, &Selection::default()));
     // The runtime is not dropped: a hook abandoned on the blocking pool
     // would hold the drop until it returns. Exiting ends every thread.
     end(&report)

@@ -42,6 +42,9 @@ pub(crate) struct Lifecycle {
     observed: AtomicBool,
     /// The global deadline's length, in nanoseconds.
     budget_nanos: AtomicU64,
+    /// How long `main` may wind down, in nanoseconds; `u64::MAX`: half the
+    /// global deadline.
+    main_timeout_nanos: AtomicU64,
     /// Whether a sequence has been claimed (one per lifecycle).
     claimed: AtomicBool,
     /// Whether the default log subscriber should be installed when shutdown
@@ -80,6 +83,9 @@ pub(crate) fn process() -> &'static Arc<Lifecycle> {
 }
 
 thread_local! {
+    /// Set while a tracked task is polled (or runs, on the blocking pool):
+    /// its `signalled()` says nothing of whether `main` can react.
+    static IN_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The lifecycle being polled on this thread (a sequence's hooks, on
     /// any worker), innermost last.
     static POLLED: RefCell<Vec<Arc<Lifecycle>>> = const { RefCell::new(Vec::new()) };
@@ -154,6 +160,47 @@ impl<F: Future> Future for Scoped<F> {
     }
 }
 
+/// Runs `inner` as a tracked task: see `IN_TASK`.
+pub(crate) fn in_task_now<T>(inner: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = IN_TASK.try_with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(IN_TASK.with(|flag| flag.replace(true)));
+    inner()
+}
+
+pin_project_lite::pin_project! {
+    /// A tracked task's future: see `IN_TASK`.
+    pub(crate) struct InTask<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for InTask<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let inner = self.project().inner;
+        in_task_now(|| inner.poll(cx))
+    }
+}
+
+pub(crate) fn in_task<F: Future>(inner: F) -> InTask<F> {
+    InTask { inner }
+}
+
+/// Marks that the application can react to shutdown, unless a tracked task
+/// asks (it reacts for itself, not for `main`).
+fn observed_by_caller(lifecycle: &Lifecycle) {
+    if !IN_TASK.try_with(std::cell::Cell::get).unwrap_or(false) {
+        lifecycle.observe();
+    }
+}
+
 pub(crate) fn scoped<F: Future>(lifecycle: &Arc<Lifecycle>, inner: F) -> Scoped<F> {
     Scoped {
         lifecycle: Arc::clone(lifecycle),
@@ -188,6 +235,7 @@ impl Lifecycle {
             trigger: OnceLock::new(),
             observed: AtomicBool::new(false),
             budget_nanos: AtomicU64::new(nanos(DEFAULT_TIMEOUT)),
+            main_timeout_nanos: AtomicU64::new(u64::MAX),
             claimed: AtomicBool::new(false),
             install_logging: AtomicBool::new(false),
             exits: AtomicBool::new(false),
@@ -267,6 +315,23 @@ impl Lifecycle {
 
     pub(crate) fn budget(&self) -> Duration {
         Duration::from_nanos(self.budget_nanos.load(Ordering::Acquire))
+    }
+
+    /// Sets how long `main` may wind down; `None`: half the deadline.
+    pub(crate) fn set_main_timeout(&self, timeout: Option<Duration>) {
+        self.main_timeout_nanos
+            .store(timeout.map_or(u64::MAX, nanos), Ordering::Release);
+    }
+
+    /// Until when `main`, in a shutdown begun at `begun`, may wind down:
+    /// its timeout (half the deadline by default), never past the deadline.
+    pub(crate) fn main_limit(&self, begun: Instant) -> Instant {
+        let budget = self.budget();
+        let timeout = match self.main_timeout_nanos.load(Ordering::Acquire) {
+            u64::MAX => budget / 2,
+            nanos => Duration::from_nanos(nanos).min(budget),
+        };
+        begun.checked_add(timeout).unwrap_or(begun)
     }
 
     /// Marks the process as ending with this lifecycle's sequence.
@@ -403,7 +468,7 @@ impl Future for Signalled {
             // `testing::run`): it waits for the run it is polled in.
             let now = current();
             if self.lifecycle.id == 0 && now.id != 0 {
-                now.observe();
+                observed_by_caller(&now);
                 self.inner = Box::pin(now.begun());
                 self.lifecycle = now;
             }
@@ -463,7 +528,7 @@ impl Future for Signalled {
 /// ```
 pub fn signalled() -> Signalled {
     let lifecycle = current();
-    lifecycle.observe();
+    observed_by_caller(&lifecycle);
     let inner = Box::pin(lifecycle.begun());
     Signalled {
         lifecycle,
@@ -497,7 +562,7 @@ pub fn signalled() -> Signalled {
 #[must_use]
 pub fn token() -> CancellationToken {
     let lifecycle = current();
-    lifecycle.observe();
+    observed_by_caller(&lifecycle);
     lifecycle.token()
 }
 

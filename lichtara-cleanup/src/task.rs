@@ -139,13 +139,16 @@ impl Task {
             });
         };
         let lifecycle = crate::lifecycle::current();
-        let body = scoped(&lifecycle, async move {
-            outcome_of(
-                CatchUnwind::new(future)
+        // The error's message is made inside the catch too: a `Display`
+        // that panics is the task's panic, not a lost task.
+        let body = scoped(
+            &lifecycle,
+            crate::lifecycle::in_task(async move {
+                CatchUnwind::new(async move { outcome_of(Ok(future.await.into_hook_result())) })
                     .await
-                    .map(IntoHookResult::into_hook_result),
-            )
-        });
+                    .unwrap_or_else(|payload| outcome_of(Err(payload)))
+            }),
+        );
         lifecycle
             .tasks()
             .start(&lifecycle, self, |ending| runtime.spawn(ending.after(body)))
@@ -166,15 +169,21 @@ impl Task {
         };
         let lifecycle = crate::lifecycle::current();
         let run = move || {
-            let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                .map(IntoHookResult::into_hook_result);
-            outcome_of(finished)
+            crate::lifecycle::in_task_now(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    outcome_of(Ok(f().into_hook_result()))
+                }))
+                .unwrap_or_else(|payload| outcome_of(Err(payload)))
+            })
         };
         let pool = runtime.clone();
         // The end is told from an async task that awaits the thread: the
-        // wind-down can stop waiting for it, if not stop it.
+        // wind-down can stop waiting for it, if not stop it; abandoned
+        // before a thread took it, it never runs.
         let body = async move {
-            pool.spawn_blocking(run)
+            let handle = pool.spawn_blocking(run);
+            let _unqueue = AbortOnDrop(handle.abort_handle());
+            handle
                 .await
                 .unwrap_or_else(|err| Outcome::Error(format!("the task was lost: {err}")))
         };
@@ -268,9 +277,19 @@ impl TaskHandle {
     }
 }
 
+/// Aborts a blocking task not begun yet when its waiter is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A task still running, as the lifecycle keeps it.
 pub(crate) struct Live {
     name: Cow<'static, str>,
+    started: Instant,
     /// Its outcome, and how long it ran.
     handle: JoinHandle<(Outcome, Duration)>,
 }
@@ -353,17 +372,19 @@ impl Tasks {
         let id = state.next;
         state.next += 1;
         let Task { name, on_failure } = task;
+        let started = Instant::now();
         let handle = spawn(Ending {
             lifecycle: Arc::downgrade(lifecycle),
             id,
             name: name.clone(),
             on_failure,
-            started: Instant::now(),
+            started,
         });
         state.live.insert(
             id,
             Live {
                 name: name.clone(),
+                started,
                 handle,
             },
         );
@@ -423,38 +444,47 @@ fn static_name(name: Cow<'static, str>) -> &'static str {
 
 /// Awaits the tasks until `limit`: each one's report, in spawn order.
 /// Those still running at `limit` are aborted (blocking ones abandoned)
-/// and reported timed out. One timer for them all, not one a task.
-pub(crate) async fn wind_down(tasks: Vec<Live>, begun: Instant, limit: Instant) -> Vec<TaskReport> {
+/// and reported timed out; one that ended meanwhile, behind a slower one,
+/// keeps its outcome. One timer for them all, not one a task.
+pub(crate) async fn wind_down(tasks: Vec<Live>, limit: Instant) -> Vec<TaskReport> {
     let mut tasks = tasks;
     let mut ended: Vec<Option<(Outcome, Duration)>> = Vec::with_capacity(tasks.len());
     let all = async {
         for live in &mut tasks {
-            let outcome = match (&mut live.handle).await {
-                Ok(outcome) => outcome,
-                Err(err) => (
-                    Outcome::Error(format!("the task was lost: {err}")),
-                    begun.elapsed(),
-                ),
-            };
-            ended.push(Some(outcome));
+            ended.push(Some(joined((&mut live.handle).await, live.started)));
         }
     };
-    // Past the limit, what is left timed out.
+    // Past the limit, what is left timed out, unless it has just ended.
     let _ = tokio::time::timeout_at(limit, all).await;
-    ended.resize_with(tasks.len(), || None);
-    tasks
-        .into_iter()
-        .zip(ended)
-        .map(|(live, ended)| {
-            let (outcome, elapsed) = ended.unwrap_or_else(|| {
+    let mut reports = Vec::with_capacity(tasks.len());
+    let mut ended = ended.into_iter();
+    for mut live in tasks {
+        let outcome = match ended.next().flatten() {
+            Some(outcome) => outcome,
+            None if live.handle.is_finished() => joined((&mut live.handle).await, live.started),
+            None => {
                 live.handle.abort();
-                (Outcome::TimedOut, begun.elapsed())
-            });
-            TaskReport {
-                name: live.name,
-                outcome,
-                elapsed,
+                (Outcome::TimedOut, live.started.elapsed())
             }
-        })
-        .collect()
+        };
+        reports.push(TaskReport {
+            name: live.name,
+            outcome: outcome.0,
+            elapsed: outcome.1,
+        });
+    }
+    reports
+}
+
+/// A task's end as its handle gives it.
+fn joined(
+    result: Result<(Outcome, Duration), tokio::task::JoinError>,
+    started: Instant,
+) -> (Outcome, Duration) {
+    result.unwrap_or_else(|err| {
+        (
+            Outcome::Error(format!("the task was lost: {err}")),
+            started.elapsed(),
+        )
+    })
 }

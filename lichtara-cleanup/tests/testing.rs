@@ -382,6 +382,15 @@ async fn a_child_of_a_run_is_stopped_even_when_the_selection_leaves_out_every_re
     assert_eq!(report.hooks().len(), 1, "{report}");
 }
 
+/// Each tracked task's name and outcome, in spawn order.
+fn task_outcomes(report: &lichtara::ShutdownReport) -> Vec<(&str, Outcome)> {
+    report
+        .tasks()
+        .iter()
+        .map(|task| (task.name(), task.outcome().clone()))
+        .collect()
+}
+
 /// A tracked task belongs to the run that spawned it: awaited and
 /// reported there, and its failure begins that run's shutdown.
 #[tokio::test]
@@ -404,11 +413,7 @@ async fn a_tracked_task_that_fails_begins_its_runs_shutdown() {
         })
         .await;
     assert_eq!(report.trigger(), Trigger::TaskFailed { name: "worker" });
-    let tasks: Vec<_> = report
-        .tasks()
-        .iter()
-        .map(|task| (task.name(), task.outcome().clone()))
-        .collect();
+    let tasks = task_outcomes(&report);
     assert_eq!(
         tasks,
         [
@@ -419,4 +424,55 @@ async fn a_tracked_task_that_fails_begins_its_runs_shutdown() {
     assert_eq!(report.exit_code(), 1);
     // On virtual time: the failure came 10 ms in.
     assert_eq!(report.tasks()[0].elapsed(), Duration::from_millis(10));
+}
+
+/// Tasks are awaited side by side: one that ended behind a stuck one keeps
+/// its outcome, and only the stuck one is timed out.
+#[tokio::test]
+async fn a_stuck_task_does_not_hide_how_the_others_ended() {
+    let report = Run::new()
+        .start_paused(true)
+        .run(async {
+            lichtara::spawn("stuck", std::future::pending::<()>()).expect("spawned");
+            lichtara::spawn("quick", async { lichtara::signalled().await }).expect("spawned");
+            lichtara::spawn("failing", async {
+                lichtara::signalled().await;
+                Err::<(), _>(std::io::Error::other("flush failed"))
+            })
+            .expect("spawned");
+            lichtara::shutdown();
+            lichtara::signalled().await;
+        })
+        .await;
+    let tasks = task_outcomes(&report);
+    assert_eq!(
+        tasks,
+        [
+            ("stuck", Outcome::TimedOut),
+            ("quick", Outcome::Ok),
+            ("failing", Outcome::Error("flush failed".into()))
+        ]
+    );
+}
+
+/// A task that waits for the shutdown reacts for itself: `main`, which
+/// never asked, is dropped at once rather than waited for.
+#[tokio::test]
+async fn a_task_asking_for_the_signal_does_not_make_main_wait() {
+    let report = Run::new()
+        .start_paused(true)
+        .run(async {
+            lichtara::spawn("listener", async {
+                let token = lichtara::token();
+                lichtara::signalled().await;
+                token.cancelled().await;
+            })
+            .expect("spawned");
+            lichtara::shutdown();
+            std::future::pending::<()>().await;
+        })
+        .await;
+    assert_eq!(report.main(), &lichtara::MainOutcome::Dropped);
+    assert_eq!(report.tasks()[0].outcome(), &Outcome::Ok);
+    assert_eq!(report.exit_code(), 0);
 }

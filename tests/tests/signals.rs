@@ -208,3 +208,26 @@ fn a_program_that_never_runs_the_entry_point_still_dies_of_sigterm() {
     let ended = program.wait();
     assert_eq!(ended.signal(), Some(Signal::SIGTERM as i32), "{ended}");
 }
+
+const STUCK_MAIN: &str = env!("CARGO_BIN_EXE_stuck_main");
+
+/// A `main` that blocks its thread while winding down cannot hold the
+/// hooks: they run at its timeout, on the other threads.
+#[test]
+fn a_main_blocking_its_thread_is_left_behind_and_the_hooks_still_run() {
+    let mut service = Proc::start(STUCK_MAIN, &[]);
+    service.wait_for_line("READY");
+    service.signal(Signal::SIGTERM);
+    let ended = service.wait();
+    assert_eq!(ended.code(), Some(1), "{ended}");
+    assert!(
+        ended.position("blocking") < ended.position("flushed"),
+        "{ended}"
+    );
+    assert!(
+        ended
+            .stderr
+            .contains("main was still winding down at its timeout; the hooks run without it"),
+        "{ended}"
+    );
+}

@@ -16,7 +16,7 @@
 //!                "signal": "SIGTERM" | null, "signal_number": 15 | null,
 //!                "task": "consumer" | null },   // the task, for task_failed
 //!   "main": { "outcome": "success" | "failure" | "panicked" | "dropped"
-//!                      | "abandoned" | "refused" | "unknown",
+//!                      | "abandoned" | "timed_out" | "refused" | "unknown",
 //!             "code": 3 | null, "message": "…" | null },  // the panic or the error
 //!   "deadline_ms": 10000.0, "deadline_passed": false,
 //!   "elapsed_ms": 12.345, "exit_code": 0,
@@ -29,7 +29,7 @@
 //!                "error": "…" | null, "elapsed_ms": 1.5 } ]   // [] when unfinished
 //! }
 //!
-//! Version 2 added `tasks` and the trigger's `task`.
+//! Version 2 added `tasks`, the trigger's `task` and `main`'s `timed_out`.
 //! ```
 
 use std::ffi::OsString;
@@ -121,6 +121,7 @@ fn main_view(main: &MainOutcome) -> MainView<'_> {
         MainOutcome::Panicked { message } => ("panicked", None, Some(message.as_str())),
         MainOutcome::Dropped => ("dropped", None, None),
         MainOutcome::Abandoned => ("abandoned", None, None),
+        MainOutcome::TimedOut => ("timed_out", None, None),
         MainOutcome::Refused => ("refused", None, None),
     };
     MainView {

@@ -126,6 +126,9 @@ pub enum MainOutcome {
     Dropped,
     /// It was still running at the global deadline.
     Abandoned,
+    /// It was still winding down at its own timeout (half the global
+    /// deadline by default): the hooks ran without waiting for it.
+    TimedOut,
     /// It was not run: a sequence had already run in this process (a
     /// second [`Shutdown::run`](crate::Shutdown::run)).
     Refused,
@@ -569,7 +572,7 @@ impl ShutdownReport {
             101
         } else if let MainOutcome::Failure { code, .. } = self.main {
             i32::from(code)
-        } else if self.failures() > 0 {
+        } else if self.failures() > 0 || self.main == MainOutcome::TimedOut {
             1
         } else {
             0

@@ -80,6 +80,7 @@ pub(crate) struct MainArgs {
     pub(crate) worker_threads: Option<(usize, Expr)>,
     pub(crate) start_paused: Option<(bool, Expr)>,
     pub(crate) timeout: Option<Timeout>,
+    pub(crate) main_timeout: Option<Timeout>,
     pub(crate) tasks_timeout: Option<Timeout>,
     pub(crate) krate: Option<CratePath>,
 }
@@ -92,6 +93,7 @@ const MAIN_KEYS: &[&str] = &[
     "worker_threads",
     "start_paused",
     "timeout",
+    "main_timeout",
     "tasks_timeout",
     "crate",
 ];
@@ -145,6 +147,7 @@ pub(crate) fn parse_main(cx: &Ctxt, tokens: TokenStream) -> MainArgs {
     let mut worker_threads = Attr::none(cx, MAIN, "worker_threads");
     let mut start_paused = Attr::none(cx, MAIN, "start_paused");
     let mut timeout = Attr::none(cx, MAIN, "timeout");
+    let mut main_timeout = Attr::none(cx, MAIN, "main_timeout");
     let mut tasks_timeout = Attr::none(cx, MAIN, "tasks_timeout");
     let mut krate = Attr::none(cx, MAIN, "crate");
     let parser = syn::meta::parser(|meta| {
@@ -160,6 +163,8 @@ pub(crate) fn parse_main(cx: &Ctxt, tokens: TokenStream) -> MainArgs {
             start_paused.set(key, parse_bool(cx, "start_paused", &value));
         } else if key.is_ident("timeout") {
             timeout.set(key, parse_timeout(cx, "timeout", &value));
+        } else if key.is_ident("main_timeout") {
+            main_timeout.set(key, parse_timeout(cx, "main_timeout", &value));
         } else if key.is_ident("tasks_timeout") {
             tasks_timeout.set(key, parse_timeout(cx, "tasks_timeout", &value));
         } else if key.is_ident("crate") {
@@ -170,17 +175,24 @@ pub(crate) fn parse_main(cx: &Ctxt, tokens: TokenStream) -> MainArgs {
     if let Err(err) = parser.parse2(tokens) {
         cx.syn_error(err);
     }
-    let (timeout, tasks_timeout) = (timeout.get(), tasks_timeout.get());
-    if let (Some(deadline), Some(tasks)) = (&timeout, &tasks_timeout) {
-        if tasks.duration >= deadline.duration {
-            cx.error_spanned_by(
-                &tasks.literal,
-                format!(
-                    "`tasks_timeout = {:?}` must be shorter than `timeout = {:?}`: the hooks run in the time the tasks leave",
-                    tasks.literal.value(),
-                    deadline.literal.value()
-                ),
-            );
+    let (timeout, main_timeout, tasks_timeout) =
+        (timeout.get(), main_timeout.get(), tasks_timeout.get());
+    if let Some(deadline) = &timeout {
+        for (key, wind_down, who) in [
+            ("main_timeout", &main_timeout, "main leaves"),
+            ("tasks_timeout", &tasks_timeout, "the tasks leave"),
+        ] {
+            let Some(wind_down) = wind_down else { continue };
+            if wind_down.duration >= deadline.duration {
+                cx.error_spanned_by(
+                    &wind_down.literal,
+                    format!(
+                        "`{key} = {:?}` must be shorter than `timeout = {:?}`: the hooks run in the time {who}",
+                        wind_down.literal.value(),
+                        deadline.literal.value()
+                    ),
+                );
+            }
         }
     }
     MainArgs {
@@ -188,6 +200,7 @@ pub(crate) fn parse_main(cx: &Ctxt, tokens: TokenStream) -> MainArgs {
         worker_threads: worker_threads.get(),
         start_paused: start_paused.get(),
         timeout,
+        main_timeout,
         tasks_timeout,
         krate: krate.get(),
     }

@@ -244,7 +244,11 @@ pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    let (timeout, tasks_timeout) = (duration(&args.timeout), duration(&args.tasks_timeout));
+    let (timeout, main_timeout, tasks_timeout) = (
+        duration(&args.timeout),
+        duration(&args.main_timeout),
+        duration(&args.tasks_timeout),
+    );
     let last_span = body.brace_token.span.close();
     let call = quote_spanned! {last_span=>
         #[allow(clippy::needless_return, clippy::diverging_sub_expression)]
@@ -252,6 +256,7 @@ pub(crate) fn main_fn(args: &MainArgs, mut function: ItemFn) -> TokenStream {
             return #krate::__private::run_main::<_, #output>(
                 #krate::__private::MainConfig {
                     timeout: #timeout,
+                    main_timeout: #main_timeout,
                     tasks_timeout: #tasks_timeout,
                 },
                 __lichtara_builder,

@@ -13,6 +13,8 @@ use crate::{config, drive, exit, lifecycle, logging, supervisor};
 pub struct MainConfig {
     /// The global deadline, from `timeout = "…"`.
     pub timeout: Option<Duration>,
+    /// How long `main` winds down, from `main_timeout = "…"`.
+    pub main_timeout: Option<Duration>,
     /// How long the tracked tasks wind down, from `tasks_timeout = "…"`.
     pub tasks_timeout: Option<Duration>,
 }
@@ -30,6 +32,7 @@ where
     lifecycle::process()
         .tasks()
         .set_timeout(config.tasks_timeout);
+    lifecycle::process().set_main_timeout(config.main_timeout);
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => fail_at_startup(&err),

@@ -160,8 +160,9 @@ pub use lichtara_cleanup_macros::cleanup;
 /// Drop-in for `#[tokio::main]` that runs the shutdown sequence: it accepts
 /// tokio's options (`flavor = "current_thread" | "multi_thread"`,
 /// `worker_threads = N`, `start_paused = true`) plus `timeout = "…"` (the
-/// global deadline), `tasks_timeout = "…"` (how long the tracked tasks wind
-/// down, shorter than `timeout`; default half of it) and `crate = "path"`.
+/// global deadline), `main_timeout = "…"` and `tasks_timeout = "…"` (how
+/// long `main` and the tracked tasks wind down, shorter than `timeout`;
+/// default half of it) and `crate = "path"`.
 ///
 /// The program exits with the [`ShutdownReport::exit_code`] once the hooks
 /// have run.

@@ -1,5 +1,5 @@
 //! A `main` that blocks its thread once shutdown begins, on a multi-thread
-//! runtime: at its timeout (half the 2 s deadline) the hooks run without
+//! runtime: at its `main_timeout` (500 ms of the 2 s deadline) the hooks run without
 //! it, and the process exits 1 with `main` reported timed out.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ async fn flush() {
     event("flushed");
 }
 
-#[lichtara::main(timeout = "2s")]
+#[lichtara::main(timeout = "2s", main_timeout = "500ms")]
 async fn main() {
     event("READY");
     lichtara::signalled().await;

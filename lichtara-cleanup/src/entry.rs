@@ -29,15 +29,13 @@ where
 {
     list_hooks_if_asked();
     start(config.timeout);
-    lifecycle::process()
-        .tasks()
-        .set_timeout(config.tasks_timeout);
-    lifecycle::process().set_main_timeout(config.main_timeout);
+    let lifecycle = lifecycle::process();
+    lifecycle.tasks().set_timeout(config.tasks_timeout);
+    lifecycle.set_main_timeout(config.main_timeout);
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => fail_at_startup(&err),
     };
-    let lifecycle = lifecycle::process();
     if runtime.handle().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
         // `main` on this thread, the sequence on a thread of its own: a
         // `main` that blocks its thread while winding down is left behind

@@ -422,8 +422,6 @@ async fn a_tracked_task_that_fails_begins_its_runs_shutdown() {
         ]
     );
     assert_eq!(report.exit_code(), 1);
-    // On virtual time: the failure came 10 ms in.
-    assert_eq!(report.tasks()[0].elapsed(), Duration::from_millis(10));
 }
 
 /// Tasks are awaited side by side: one that ended behind a stuck one keeps

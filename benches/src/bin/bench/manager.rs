@@ -130,7 +130,13 @@ pub(super) fn stop_descendants(dir: &Path, runs: usize) {
     const DESCENDANTS: usize = 50;
     let cgroups = CgroupBase::new();
     let project = TempProject::new("stop50");
-    let script = format!("for i in $(seq {DESCENDANTS}); do sleep 1000 & done; echo ready; wait");
+    // It prints `forked 50` once it has forked them all: a text its command
+    // line (which the supervisor's `started` line holds) does not contain,
+    // and that needs no line of its own: the service's output can come
+    // before that line.
+    let script =
+        format!("for i in $(seq {DESCENDANTS}); do sleep 1000 & done; echo forked $i; wait");
+    let forked = format!("forked {DESCENDANTS}\n");
     let modes: [(&str, Option<&Path>); 2] = [
         ("cgroup v2", cgroups.0.as_deref()),
         ("process group + marker", None),
@@ -159,14 +165,11 @@ pub(super) fn stop_descendants(dir: &Path, runs: usize) {
             };
             let _ = std::fs::remove_file(project.0.join(".lichtara/server.log"));
             run(&["start", "--", "sh", "-c", &script]);
-            // The service says when it has forked them all.
             let log = project.0.join(".lichtara/server.log");
             let record = project.0.join(".lichtara/server.pid");
             // Woken by the log's changes; no deadline: the record goes if
-            // the service ends without saying it. The line of its own: the
-            // supervisor's `started` line holds the command, `echo ready`
-            // and all.
-            lichtara_tests::managed::wait_for_text(&log, "\nready\n", || record.exists());
+            // the service ends without saying it.
+            lichtara_tests::managed::wait_for_text(&log, &forked, || record.exists());
             times[index].push(run(&["stop"]).as_secs_f64() * 1000.0);
         }
     }

@@ -59,7 +59,7 @@ pub(crate) struct CratePath {
     pub(crate) path: Path,
 }
 
-/// `#[lichtara::cleanup(...)]`.
+/// `#[lichtara::cleanup(...)]` and `#[lichtara::reload(...)]`.
 pub(crate) struct CleanupArgs {
     pub(crate) order: Option<i32>,
     pub(crate) timeout: Option<Timeout>,
@@ -85,7 +85,6 @@ pub(crate) struct MainArgs {
     pub(crate) krate: Option<CratePath>,
 }
 
-const CLEANUP: &str = "#[lichtara::cleanup]";
 const MAIN: &str = "#[lichtara::main]";
 const CLEANUP_KEYS: &[&str] = &["order", "timeout", "name", "crate"];
 const MAIN_KEYS: &[&str] = &[
@@ -110,14 +109,16 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("paused", "start_paused"),
 ];
 
-pub(crate) fn parse_cleanup(cx: &Ctxt, tokens: TokenStream) -> CleanupArgs {
-    let mut order = Attr::none(cx, CLEANUP, "order");
-    let mut timeout = Attr::none(cx, CLEANUP, "timeout");
-    let mut name = Attr::none(cx, CLEANUP, "name");
-    let mut krate = Attr::none(cx, CLEANUP, "crate");
+/// The keys of a hook attribute, `#[lichtara::cleanup]` or
+/// `#[lichtara::reload]` (`attribute`): the same for both.
+pub(crate) fn parse_hook(cx: &Ctxt, attribute: &'static str, tokens: TokenStream) -> CleanupArgs {
+    let mut order = Attr::none(cx, attribute, "order");
+    let mut timeout = Attr::none(cx, attribute, "timeout");
+    let mut name = Attr::none(cx, attribute, "name");
+    let mut krate = Attr::none(cx, attribute, "crate");
     let parser = syn::meta::parser(|meta| {
         let key = &meta.path;
-        let Some(value) = key_value(cx, CLEANUP, CLEANUP_KEYS, &meta)? else {
+        let Some(value) = key_value(cx, attribute, CLEANUP_KEYS, &meta)? else {
             return Ok(());
         };
         if key.is_ident("order") {

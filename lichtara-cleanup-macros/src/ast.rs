@@ -6,17 +6,66 @@ use syn::{FnArg, Item, ItemFn, ItemStruct};
 
 use crate::ctxt::Ctxt;
 
-/// An item `#[lichtara::cleanup]` accepts.
+/// An item a hook attribute accepts.
 pub(crate) enum Target {
     Fn(ItemFn),
     Struct(ItemStruct),
 }
 
-/// The struct form, shown wherever a hook is put on the wrong thing.
-const STRUCT_FORM: &str = "hooks are free functions (`#[lichtara::cleanup] async fn close() { ... }`) or resource structs (`#[lichtara::cleanup] struct Db { ... }` with `impl lichtara::Cleanup for Db`)";
+/// Which hook attribute: the two take the same keys and the same items.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attribute {
+    /// `#[lichtara::cleanup]`: runs at shutdown.
+    Cleanup,
+    /// `#[lichtara::reload]`: runs at SIGHUP.
+    Reload,
+}
+
+impl Attribute {
+    /// The attribute as written: `#[lichtara::cleanup]`.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Attribute::Cleanup => "#[lichtara::cleanup]",
+            Attribute::Reload => "#[lichtara::reload]",
+        }
+    }
+
+    /// What it makes: `cleanup hook`.
+    pub(crate) fn hook(self) -> &'static str {
+        match self {
+            Attribute::Cleanup => "cleanup hook",
+            Attribute::Reload => "reload hook",
+        }
+    }
+
+    /// The two forms it takes, shown wherever it is put on the wrong thing.
+    fn forms(self) -> &'static str {
+        match self {
+            Attribute::Cleanup => {
+                "hooks are free functions (`#[lichtara::cleanup] async fn close() { ... }`) or resource structs (`#[lichtara::cleanup] struct Db { ... }` with `impl lichtara::Cleanup for Db`)"
+            }
+            Attribute::Reload => {
+                "reload hooks are free functions (`#[lichtara::reload] async fn reread_config() { ... }`) or managed resource structs (`#[lichtara::cleanup] #[lichtara::reload] struct Tls { ... }` with `impl lichtara::Reload for Tls`)"
+            }
+        }
+    }
+
+    /// The struct form's advice for a function that takes parameters.
+    pub(crate) fn struct_advice(self) -> &'static str {
+        match self {
+            Attribute::Cleanup => {
+                "make it a resource struct (`#[lichtara::cleanup] struct ...` with `impl lichtara::Cleanup`)"
+            }
+            Attribute::Reload => {
+                "make it a managed resource struct (`#[lichtara::cleanup] #[lichtara::reload] struct ...` with `impl lichtara::Reload`)"
+            }
+        }
+    }
+}
 
 /// Classifies the annotated item; records an error for anything else.
-pub(crate) fn cleanup_target(cx: &Ctxt, item: TokenStream) -> Option<Target> {
+pub(crate) fn hook_target(cx: &Ctxt, attribute: Attribute, item: TokenStream) -> Option<Target> {
+    let (path, forms) = (attribute.path(), attribute.forms());
     let item = match syn::parse2::<Item>(item) {
         Ok(item) => item,
         Err(err) => {
@@ -29,7 +78,7 @@ pub(crate) fn cleanup_target(cx: &Ctxt, item: TokenStream) -> Option<Target> {
             if let Some(FnArg::Receiver(receiver)) = function.sig.inputs.first() {
                 cx.error_spanned_by(
                     receiver,
-                    format!("`#[lichtara::cleanup]` cannot be put on a method; {STRUCT_FORM}"),
+                    format!("`{path}` cannot be put on a method; {forms}"),
                 );
                 return None;
             }
@@ -51,9 +100,6 @@ pub(crate) fn cleanup_target(cx: &Ctxt, item: TokenStream) -> Option<Target> {
         Item::Macro(item) => ("a macro", item.mac.path.to_token_stream()),
         other => ("this item", other.to_token_stream()),
     };
-    cx.error_spanned_by(
-        tokens,
-        format!("`#[lichtara::cleanup]` cannot be put on {what}; {STRUCT_FORM}"),
-    );
+    cx.error_spanned_by(tokens, format!("`{path}` cannot be put on {what}; {forms}"));
     None
 }

@@ -8,26 +8,37 @@ use syn::spanned::Spanned;
 use syn::{Item, ItemFn, ItemStruct, ReturnType, Stmt};
 
 use crate::args::{self, CleanupArgs, Flavor, MainArgs};
-use crate::ast::{self, Target};
+use crate::ast::{self, Attribute, Target};
 use crate::ctxt::Ctxt;
 use crate::{fallback, valid};
 
 pub(crate) fn cleanup(args: TokenStream, item: TokenStream) -> TokenStream {
+    hook(Attribute::Cleanup, args, item)
+}
+
+pub(crate) fn reload(args: TokenStream, item: TokenStream) -> TokenStream {
+    hook(Attribute::Reload, args, item)
+}
+
+/// `#[lichtara::cleanup]` or `#[lichtara::reload]`: the same checks, a
+/// registration of its own kind.
+fn hook(attribute: Attribute, args: TokenStream, item: TokenStream) -> TokenStream {
     let cx = Ctxt::default();
-    let args = args::parse_cleanup(&cx, args);
-    let target = ast::cleanup_target(&cx, item.clone());
+    let args = args::parse_hook(&cx, attribute.path(), args);
+    let target = ast::hook_target(&cx, attribute, item.clone());
     match &target {
-        Some(Target::Fn(function)) => valid::hook_fn(&cx, function),
-        Some(Target::Struct(item)) => valid::resource_struct(&cx, item),
+        Some(Target::Fn(function)) => valid::hook_fn(&cx, attribute, function),
+        Some(Target::Struct(item)) => valid::resource_struct(&cx, attribute, item),
         None => {}
     }
     if let Err(err) = cx.check() {
         return fallback::item_with_error(item, err);
     }
-    match target {
-        Some(Target::Fn(function)) => hook_fn(&args, &function),
-        Some(Target::Struct(item)) => resource_struct(&args, &item),
-        None => item,
+    match (target, attribute) {
+        (Some(Target::Fn(function)), _) => hook_fn(attribute, &args, &function),
+        (Some(Target::Struct(item)), Attribute::Cleanup) => resource_struct(&args, &item),
+        (Some(Target::Struct(item)), Attribute::Reload) => reload_struct(&args, &item),
+        (None, _) => item,
     }
 }
 
@@ -63,8 +74,22 @@ fn registration_head(args: &CleanupArgs, ident: &syn::Ident) -> TokenStream {
     quote!(#name, #order, #timeout, #file, #line)
 }
 
-fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
+fn hook_fn(attribute: Attribute, args: &CleanupArgs, function: &ItemFn) -> TokenStream {
     let krate = runtime_path(args.krate.as_ref());
+    // Each attribute has its registration, and its own door (whose
+    // refusal names the attribute).
+    let (registration, kind_enum, free) = match attribute {
+        Attribute::Cleanup => (
+            quote!(Registration),
+            quote!(RegisteredKind),
+            quote!(free_hook),
+        ),
+        Attribute::Reload => (
+            quote!(ReloadRegistration),
+            quote!(ReloadKind),
+            quote!(free_reload_hook),
+        ),
+    };
     let ident = &function.sig.ident;
     let head = registration_head(args, ident);
     // Errors about the return type land on the return type.
@@ -134,14 +159,14 @@ fn hook_fn(args: &CleanupArgs, function: &ItemFn) -> TokenStream {
             {
                 #[allow(unused_imports)]
                 use self::*;
-                use #krate::hook::free_hook as __lichtara_free_hook;
+                use #krate::hook::#free as __lichtara_free_hook;
 
                 #runner
 
                 #krate::__private::inventory::submit! {
-                    #krate::__private::Registration::new(
+                    #krate::__private::#registration::new(
                         #head,
-                        #krate::__private::RegisteredKind::#kind(__lichtara_run),
+                        #krate::__private::#kind_enum::#kind(__lichtara_run),
                     )
                 }
             }
@@ -182,6 +207,35 @@ fn resource_struct(args: &CleanupArgs, item: &ItemStruct) -> TokenStream {
                     #head,
                     #krate::__private::RegisteredKind::Resource(
                         #krate::__private::resource_hook::<#ident>,
+                    ),
+                )
+            }
+        };
+    }
+}
+
+/// A managed resource type's reload: it reloads the instances handed to
+/// `lichtara::manage`, so the type must be a resource (`#[lichtara::cleanup]`)
+/// as well as implement `Reload`; both are checked on the struct's name.
+fn reload_struct(args: &CleanupArgs, item: &ItemStruct) -> TokenStream {
+    let krate = runtime_path(args.krate.as_ref());
+    let ident = &item.ident;
+    let head = registration_head(args, ident);
+    let reload_impl = quote_spanned! {ident.span()=>
+        impl #krate::hook::ReloadResource for #ident {}
+    };
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        const _: () = {
+            #reload_impl
+
+            #krate::__private::inventory::submit! {
+                #krate::__private::ReloadRegistration::new(
+                    #head,
+                    #krate::__private::ReloadKind::Resource(
+                        #krate::__private::reload_resource_hook::<#ident>,
                     ),
                 )
             }

@@ -1,5 +1,5 @@
 //! Procedural macros of [lichtara-cleanup](https://docs.rs/lichtara-cleanup):
-//! `#[lichtara::cleanup]` and `#[lichtara::main]`. Use them through the
+//! `#[lichtara::cleanup]`, `#[lichtara::reload]` and `#[lichtara::main]`. Use them through the
 //! `lichtara` crate; this crate only parses, validates and expands — every
 //! behaviour lives in the runtime crate.
 
@@ -17,6 +17,12 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn cleanup(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cleanup(args.into(), item.into()).into()
+}
+
+/// Registers a reload hook. See `lichtara::reload`.
+#[proc_macro_attribute]
+pub fn reload(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::reload(args.into(), item.into()).into()
 }
 
 /// Runs `main` under the shutdown sequence. See `lichtara::main`.

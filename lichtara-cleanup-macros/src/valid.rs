@@ -4,60 +4,71 @@ use quote::ToTokens;
 use syn::{ItemFn, ItemStruct, Safety};
 
 use crate::args::{Flavor, MainArgs};
+use crate::ast::Attribute;
 use crate::ctxt::Ctxt;
 
-/// A cleanup hook function: a plain free `fn` or `async fn` without
-/// parameters or generics.
-pub(crate) fn hook_fn(cx: &Ctxt, function: &ItemFn) {
+/// A hook function: a plain free `fn` or `async fn` without parameters or
+/// generics.
+pub(crate) fn hook_fn(cx: &Ctxt, attribute: Attribute, function: &ItemFn) {
     let sig = &function.sig;
+    let hook = attribute.hook();
     if let Some(constness) = &sig.constness {
         cx.error_spanned_by(
             constness,
-            "a cleanup hook cannot be a `const fn`; remove `const`",
+            format!("a {hook} cannot be a `const fn`; remove `const`"),
         );
     }
     if let Safety::Unsafe(unsafety) = &sig.safety {
         cx.error_spanned_by(
             unsafety,
-            "a cleanup hook cannot be an `unsafe fn`: nothing could uphold its contract when the runtime calls it; make it safe and use an `unsafe` block inside",
+            format!("a {hook} cannot be an `unsafe fn`: nothing could uphold its contract when the runtime calls it; make it safe and use an `unsafe` block inside"),
         );
     }
     if let Some(abi) = &sig.abi {
         cx.error_spanned_by(
             abi,
-            "a cleanup hook cannot be an `extern` fn; remove the ABI",
+            format!("a {hook} cannot be an `extern` fn; remove the ABI"),
         );
     }
     if !sig.generics.params.is_empty() {
         cx.error_spanned_by(
             &sig.generics,
-            "a cleanup hook cannot be generic: the runtime calls it with no type to choose; remove the generic parameters",
+            format!("a {hook} cannot be generic: the runtime calls it with no type to choose; remove the generic parameters"),
         );
     }
     if let Some(where_clause) = &sig.generics.where_clause {
         cx.error_spanned_by(
             where_clause,
-            "a cleanup hook cannot have a `where` clause; remove it",
+            format!("a {hook} cannot have a `where` clause; remove it"),
         );
     }
     if !sig.inputs.is_empty() {
         cx.error_spanned_by(
             &sig.inputs,
-            "a cleanup hook takes no parameters: the runtime has nothing to pass; reach shared state through a static, or make it a resource struct (`#[lichtara::cleanup] struct ...` with `impl lichtara::Cleanup`)",
+            format!(
+                "a {hook} takes no parameters: the runtime has nothing to pass; reach shared state through a static, or {}",
+                attribute.struct_advice()
+            ),
         );
     }
     if let Some(variadic) = &sig.variadic {
-        cx.error_spanned_by(variadic, "a cleanup hook takes no parameters");
+        cx.error_spanned_by(variadic, format!("a {hook} takes no parameters"));
     }
 }
 
 /// A resource struct: not generic, since one registration stands for the
 /// type.
-pub(crate) fn resource_struct(cx: &Ctxt, item: &ItemStruct) {
+pub(crate) fn resource_struct(cx: &Ctxt, attribute: Attribute, item: &ItemStruct) {
     if !item.generics.params.is_empty() {
+        let (path, what) = match attribute {
+            Attribute::Cleanup => (attribute.path(), "one cleanup"),
+            Attribute::Reload => (attribute.path(), "one reload"),
+        };
         cx.error_spanned_by(
             &item.generics,
-            "a resource struct cannot be generic: `#[lichtara::cleanup]` registers one cleanup per type; wrap each concrete type in its own struct",
+            format!(
+                "a resource struct cannot be generic: `{path}` registers {what} per type; wrap each concrete type in its own struct"
+            ),
         );
     } else if let Some(where_clause) = &item.generics.where_clause {
         cx.error_spanned_by(

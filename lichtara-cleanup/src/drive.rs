@@ -124,11 +124,13 @@ where
     std::future::pending().await
 }
 
-#[cfg_attr(not(unix), allow(unused_variables))]
-fn watch_systemd(lifecycle: &Lifecycle) {
-    #[cfg(unix)]
+/// What the process-wide lifecycle runs beside `main`: systemd's
+/// watchdog pings, and the reloader (when reload hooks are registered).
+fn watch_systemd(lifecycle: &Arc<Lifecycle>) {
     if lifecycle.id() == 0 {
+        #[cfg(unix)]
         crate::systemd::spawn_watchdog();
+        crate::reload::spawn_reloader(lifecycle);
     }
 }
 
@@ -169,7 +171,17 @@ where
             },
         }
     };
-    let (main, tasks) = tokio::join!(main, task::wind_down(tasks, tasks_limit));
+    let (main, tasks, ()) = tokio::join!(
+        main,
+        task::wind_down(tasks, tasks_limit),
+        // A reload running now is abandoned: its hooks are gone before
+        // the cleanup hooks begin.
+        async {
+            if lifecycle.id() == 0 {
+                crate::reload::settled().await;
+            }
+        }
+    );
     log_main(&main);
     log_tasks(&tasks);
     // After an abandoned `main` the deadline has passed: every hook is

@@ -5,6 +5,7 @@
 //! functions here, and a compile error that names one shows this path,
 //! `lichtara::hook::…`, rather than a `__private` one.
 
+pub use crate::reload::ReloadResource;
 pub use crate::resource::Resource;
 
 use std::borrow::Cow;
@@ -174,6 +175,24 @@ pub(crate) struct HookMeta {
 pub(crate) type DetailSlot = std::sync::Arc<std::sync::OnceLock<String>>;
 
 impl HookMeta {
+    /// A hook declared by an attribute, at `file:line`.
+    pub(crate) fn declared(
+        name: &'static str,
+        order: i32,
+        timeout: Option<Duration>,
+        kind: HookKind,
+        source: (&'static str, u32),
+    ) -> Self {
+        HookMeta {
+            name: Cow::Borrowed(name),
+            order,
+            timeout,
+            kind,
+            source: Some(source),
+            detail: None,
+        }
+    }
+
     /// Hooks run by ascending `order`; the name makes the order of a phase's
     /// hooks (and of the report) stable, whatever order inventory gave.
     pub(crate) fn sort_key(&self) -> (i32, &str) {
@@ -193,8 +212,8 @@ pub(crate) struct Hook {
 /// Not public API. Used by generated code and by
 /// [`Shutdown::hook`](crate::Shutdown::hook).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a valid return type for a cleanup hook",
-    label = "a cleanup hook must return `()` or `Result<(), E>`",
+    message = "`{Self}` is not a valid return type for a lichtara hook or task",
+    label = "a hook or task must return `()` or `Result<(), E>`",
     note = "return `()`, or `Result<(), E>` where `E: Into<lichtara::BoxError>` (`std::io::Result<()>` and `anyhow::Result<()>` both work)"
 )]
 pub trait IntoHookResult {
@@ -255,5 +274,33 @@ impl<F: FnOnce() -> R, R> FreeHook for F {
 /// generated code finds under the hook's name when the attribute was put
 /// inside an `impl`). Not public API.
 pub fn free_hook<F: FreeHook>(hook: F) -> F::Output {
+    hook.call()
+}
+
+/// A reload hook function, as written at module level. Not public API:
+/// generated code calls every reload hook through [`free_reload_hook`].
+#[diagnostic::on_unimplemented(
+    message = "`#[lichtara::reload]` must be on a free function at module level or on a managed resource struct",
+    label = "not an item of its module: this function is inside an `impl` or another function's body",
+    note = "reload hooks are registered for the whole program: move the function out to module level, or put the attributes on a struct: `#[lichtara::cleanup] #[lichtara::reload] struct Tls;` with `impl lichtara::Reload for Tls {{ async fn reload(&self) -> Result<(), lichtara::BoxError> {{ ... }} }}`"
+)]
+pub trait FreeReloadHook {
+    /// What the hook returns.
+    type Output;
+    /// Calls the hook.
+    fn call(self) -> Self::Output;
+}
+
+impl<F: FnOnce() -> R, R> FreeReloadHook for F {
+    type Output = R;
+
+    fn call(self) -> R {
+        self()
+    }
+}
+
+/// Calls a reload hook function, refusing anything that is not one. Not
+/// public API.
+pub fn free_reload_hook<F: FreeReloadHook>(hook: F) -> F::Output {
     hook.call()
 }

@@ -97,6 +97,7 @@ mod lifecycle;
 mod load;
 mod logging;
 mod registry;
+mod reload;
 mod report;
 mod resource;
 mod sequence;
@@ -125,6 +126,7 @@ pub use crate::builder::Shutdown;
 pub use crate::entry::run;
 pub use crate::error::{BoxError, ConfigError};
 pub use crate::lifecycle::{Signalled, is_shutting_down, shutdown, signalled, token};
+pub use crate::reload::{Reload, ReloadReport, Reloads, reloaded};
 pub use crate::report::{
     HookReport, MainOutcome, MainOutput, Outcome, ShutdownReport, TaskReport, Trigger,
 };
@@ -156,6 +158,38 @@ pub use crate::task::{OnFailure, SpawnError, Task, TaskHandle, spawn, spawn_bloc
 /// # fn main() {}
 /// ```
 pub use lichtara_cleanup_macros::cleanup;
+
+/// Registers a reload hook: with any registered, SIGHUP reloads instead of
+/// shutting down. It takes what [`cleanup`] takes — a free function at
+/// module level (sync or async, no parameters, returning `()` or
+/// `Result<(), E>`), or a managed resource struct (also marked
+/// `#[lichtara::cleanup]`, so that [`manage`] owns its instances) that
+/// implements [`Reload`] — and the same keys: `order`, `timeout`, `name`,
+/// `crate`.
+///
+/// At SIGHUP the reload hooks run phase by phase as the cleanup hooks do
+/// at shutdown (ascending `order`, concurrently within a phase, each within
+/// its timeout, the whole within the global deadline's length, panics
+/// contained); systemd hears `RELOADING=1` with `MONOTONIC_USEC` before and
+/// `READY=1` after (`Type=notify-reload`), once the service has said it
+/// was ready. A failed reload is logged and reported ([`reloaded`]), and
+/// the service goes on. A reload running when shutdown begins is abandoned.
+/// SIGHUPs that arrive while a reload runs make one more reload after it.
+///
+/// # Examples
+///
+/// ```
+/// #[lichtara::reload(order = 1, timeout = "2s")]
+/// async fn reread_config() -> std::io::Result<()> {
+///     let _settings = std::fs::read_to_string("/etc/hostname")?;
+///     Ok(())
+/// }
+///
+/// #[lichtara::reload(order = 2, name = "reopen log")]
+/// fn reopen_log() {}
+/// # fn main() {}
+/// ```
+pub use lichtara_cleanup_macros::reload;
 
 /// Drop-in for `#[tokio::main]` that runs the shutdown sequence: it accepts
 /// tokio's options (`flavor = "current_thread" | "multi_thread"`,

@@ -265,9 +265,7 @@ impl Lifecycle {
             (trigger, Instant::now())
         });
         if first {
-            if self.install_logging.load(Ordering::Acquire) {
-                crate::logging::install_default();
-            }
+            self.install_default_logging_if_asked();
             // The watchdog before the line: a line to a full stderr nobody
             // reads blocks this thread for good, and the watchdog, which
             // writes nothing, ends the process at the deadline. The line
@@ -345,6 +343,14 @@ impl Lifecycle {
 
     pub(crate) fn enable_default_logging(&self) {
         self.install_logging.store(true, Ordering::Release);
+    }
+
+    /// Installs the default subscriber if `#[lichtara::main]` asked for it
+    /// (and the application installed none): at shutdown, and at a reload.
+    pub(crate) fn install_default_logging_if_asked(&self) {
+        if self.install_logging.load(Ordering::Acquire) {
+            crate::logging::install_default();
+        }
     }
 
     /// What began the shutdown and when; `None` before it began.

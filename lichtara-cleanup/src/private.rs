@@ -11,4 +11,5 @@ pub use crate::BoxError;
 pub use crate::entry::{MainConfig, run_main};
 pub use crate::load::main_entry;
 pub use crate::registry::{RegisteredKind, Registration};
+pub use crate::reload::{ReloadKind, ReloadRegistration, reload_resource_hook};
 pub use crate::resource::{Instances, ResourceRun, resource_hook};

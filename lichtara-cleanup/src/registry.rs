@@ -61,18 +61,18 @@ impl Registration {
     }
 
     fn meta(&self) -> HookMeta {
-        HookMeta {
-            name: Cow::Borrowed(self.name),
-            order: self.order,
-            timeout: self.timeout,
-            kind: match self.kind {
-                RegisteredKind::Async(_) => HookKind::Async,
-                RegisteredKind::Blocking(_) => HookKind::Blocking,
-                RegisteredKind::Resource(_) => HookKind::Resource,
-            },
-            source: Some((self.file, self.line)),
-            detail: None,
-        }
+        let kind = match self.kind {
+            RegisteredKind::Async(_) => HookKind::Async,
+            RegisteredKind::Blocking(_) => HookKind::Blocking,
+            RegisteredKind::Resource(_) => HookKind::Resource,
+        };
+        HookMeta::declared(
+            self.name,
+            self.order,
+            self.timeout,
+            kind,
+            (self.file, self.line),
+        )
     }
 
     /// The hook as `lifecycle` runs it: a resource type's cleans the
@@ -458,14 +458,32 @@ pub(crate) fn write_listing(out: &mut dyn Write) -> io::Result<()> {
             out,
             "(a hook in a library crate is linked only when the binary names that crate: add `use that_crate as _;`)"
         )?;
-        return Ok(());
+    } else {
+        write_table(out, &metas)?;
     }
+    let mut reloads: Vec<HookMeta> = crate::reload::registrations()
+        .map(crate::reload::ReloadRegistration::meta)
+        .collect();
+    if !reloads.is_empty() {
+        reloads.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        writeln!(
+            out,
+            "{} reload hooks registered (SIGHUP reloads instead of shutting down)",
+            reloads.len()
+        )?;
+        write_table(out, &reloads)?;
+    }
+    Ok(())
+}
+
+/// The hooks' table: order, timeout, kind, name, source.
+fn write_table(out: &mut dyn Write, metas: &[HookMeta]) -> io::Result<()> {
     writeln!(
         out,
         "{:>6}  {:<9}  {:<9}  {:<40}  SOURCE",
         "ORDER", "TIMEOUT", "KIND", "NAME"
     )?;
-    for meta in &metas {
+    for meta in metas {
         let timeout = meta.timeout.map_or_else(
             || "-".to_owned(),
             |t| humantime::format_duration(t).to_string(),

@@ -52,7 +52,7 @@ pub trait Cleanup: Send + Sync + 'static {
 /// `#[lichtara::cleanup]` on a struct.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a lichtara resource: it has no `#[lichtara::cleanup]` attribute",
-    label = "`lichtara::manage` needs a type marked `#[lichtara::cleanup]`",
+    label = "`lichtara::manage` and `#[lichtara::reload]` on a struct need a type marked `#[lichtara::cleanup]`",
     note = "add `#[lichtara::cleanup]` to the definition of `{Self}` and implement `lichtara::Cleanup` for it"
 )]
 pub trait Resource: Cleanup + Sized {
@@ -144,6 +144,16 @@ impl<T> Instances<T> {
         // Dropped outside the lock: a `Drop` may manage another.
         drop(state);
         drop(gone);
+    }
+
+    /// The instances `lifecycle` owns now, still owned: to reload.
+    pub(crate) fn live(&self, lifecycle: u64) -> Vec<Arc<T>> {
+        self.lock()
+            .owned
+            .iter()
+            .filter(|entry| entry.lifecycle == lifecycle)
+            .map(|entry| Arc::clone(&entry.instance))
+            .collect()
     }
 
     /// The instances `lifecycle` owns, to clean; each is handed out once.
@@ -328,34 +338,49 @@ pub fn resource_hook<T: Resource>(run: ResourceRun) -> HookFuture {
     }
     HookFuture::new(async move {
         let instances = T::instances().take(run.lifecycle);
-        let total = instances.len();
-        let _ = run.detail.set(match total {
+        let _ = run.detail.set(match instances.len() {
             0 => "no instance to clean".to_owned(),
             1 => "1 instance".to_owned(),
             n => format!("{n} instances"),
         });
-        let mut failures = Vec::new();
-        let mut pending = FuturesUnordered::new();
-        for instance in instances {
-            match poll_once(Box::pin(async move { instance.cleanup().await })) {
-                Ok(finished) => note_failure(&mut failures, finished),
-                Err(cleanup) => pending.push(CatchUnwind::new(cleanup)),
-            }
-        }
-        while let Some(finished) = pending.next().await {
-            note_failure(&mut failures, finished);
-        }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} of {total} instances failed: {}",
-                failures.len(),
-                failures.join("; ")
-            )
-            .into())
-        }
+        each(
+            instances,
+            |instance| async move { instance.cleanup().await },
+        )
+        .await
     })
+}
+
+/// Runs `work` for every instance concurrently; the failures, named with
+/// how many there were. Each instance's future is polled once in place;
+/// those still pending are polled together, in place, as they wake.
+pub(crate) async fn each<T, W, F>(instances: Vec<Arc<T>>, work: W) -> Result<(), BoxError>
+where
+    W: Fn(Arc<T>) -> F,
+    F: Future<Output = Result<(), BoxError>>,
+{
+    let total = instances.len();
+    let mut failures = Vec::new();
+    let mut pending = FuturesUnordered::new();
+    for instance in instances {
+        match poll_once(Box::pin(work(instance))) {
+            Ok(finished) => note_failure(&mut failures, finished),
+            Err(running) => pending.push(CatchUnwind::new(running)),
+        }
+    }
+    while let Some(finished) = pending.next().await {
+        note_failure(&mut failures, finished);
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {total} instances failed: {}",
+            failures.len(),
+            failures.join("; ")
+        )
+        .into())
+    }
 }
 
 fn note_failure(

@@ -329,6 +329,7 @@ impl Began {
             finished: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             starters: Mutex::new(Vec::new()),
+            starter_tasks: Mutex::new(Vec::new()),
             watch: Notify::new(),
             #[cfg(test)]
             turns: AtomicUsize::new(0),
@@ -374,6 +375,8 @@ struct Shared {
     tasks: Mutex<Vec<(usize, Instant, AbortHandle)>>,
     /// The starters' states.
     starters: Mutex<Vec<Arc<Mutex<Starting>>>>,
+    /// The starters' tasks, for [`Abandon`].
+    starter_tasks: Mutex<Vec<AbortHandle>>,
     /// Wakes the sequencer: a hook ended in its task, a starter ran out of
     /// hooks, or a first poll with a limit began.
     watch: Notify,
@@ -448,6 +451,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn spawn_starter(shared: &Arc<Shared>) -> Starter {
     let state = Arc::new(Mutex::new(Starting::default()));
     lock(&shared.starters).push(Arc::clone(&state));
+    let tasks = Arc::clone(shared);
     let (shared, mine) = (Arc::clone(shared), Arc::clone(&state));
     // Hooks run as part of the lifecycle that runs the sequence, also on
     // another worker thread.
@@ -507,7 +511,26 @@ fn spawn_starter(shared: &Arc<Shared>) -> Starter {
         }
         shared.watch.notify_one();
     }));
+    lock(&tasks.starter_tasks).push(starter.abort_handle());
     (state, starter.abort_handle())
+}
+
+/// Ends a phase's tasks however its sequencer ends: also when the sequence
+/// is dropped mid-phase (a reload abandoned for a shutdown), so that no
+/// hook of it runs on beside what comes next.
+struct Abandon(Arc<Shared>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        shared.close();
+        lock(&shared.tasks)
+            .iter()
+            .for_each(|(_, _, task)| task.abort());
+        lock(&shared.starter_tasks)
+            .iter()
+            .for_each(AbortHandle::abort);
+    }
 }
 
 /// The first polls the starters are in right now: index, since.
@@ -523,6 +546,7 @@ fn first_polls(starters: &[Starter]) -> Vec<(usize, Instant)> {
 async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool {
     let Phase { order, reports } = phase;
     let Began { shared, starter } = began;
+    let _abandon = Abandon(Arc::clone(&shared));
     let (started, deadline, first) = (shared.started, shared.deadline, shared.first);
     let few = reports.len() <= FEW_HOOKS;
     tracing::debug!(order, hooks = reports.len(), "phase started");

@@ -169,18 +169,34 @@ impl Count {
     }
 }
 
-async fn supervise(mut listener: Listener, early: Option<Trigger>) {
+/// Whether `signal` asks for a reload: SIGHUP, when reload hooks are
+/// registered (without them it means "shut down", as it always did).
+fn asks_reload(signal: Trigger) -> bool {
+    matches!(signal, Trigger::Signal { name: "SIGHUP", .. }) && crate::reload::registered()
+}
+
+async fn supervise(mut listener: Listener, mut early: Option<Trigger>) {
     let controller = lifecycle::process();
     let mut signals = Count::default();
-    let first = match early {
-        Some(signal) => {
-            tracing::debug!(signal = %signal, "signal received before lichtara listened");
-            Some(signal)
+    let first = loop {
+        let signal = match early.take() {
+            Some(signal) => {
+                tracing::debug!(signal = %signal, "signal received before lichtara listened");
+                signal
+            }
+            None => tokio::select! {
+                signal = listener.recv() => signal,
+                () = controller.begun() => break None,
+            },
+        };
+        if !asks_reload(signal) {
+            break Some(signal);
         }
-        None => tokio::select! {
-            signal = listener.recv() => Some(signal),
-            () = controller.begun() => None,
-        },
+        // Not deduplicated as the shutdown signals are: a SIGHUP after a
+        // reload ended asks for the changes made since. Requests that come
+        // while one runs make one reload after it.
+        tracing::debug!(signal = %signal, "reload requested");
+        crate::reload::request();
     };
     if let Some(signal) = first {
         signals.counts(signal);
@@ -191,6 +207,10 @@ async fn supervise(mut listener: Listener, early: Option<Trigger>) {
     loop {
         tokio::select! {
             signal = listener.recv() => {
+                if asks_reload(signal) && !over {
+                    tracing::info!(signal = %signal, "no reload during shutdown: signal ignored");
+                    continue;
+                }
                 if !signals.counts(signal) {
                     continue;
                 }

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Sends `state` (`"READY=1"`, `"STATUS=…"`, …) to systemd. Returns whether
@@ -28,6 +29,18 @@ use std::time::Duration;
 /// assert!(!lichtara::systemd::notify("STATUS=warming up").unwrap());
 /// ```
 pub fn notify(state: &str) -> io::Result<bool> {
+    let sent = send_to_socket(state)?;
+    if sent && state.lines().any(|line| line == "READY=1") {
+        READY_SENT.store(true, Ordering::Release);
+    }
+    Ok(sent)
+}
+
+/// Whether `READY=1` went out: a reload tells systemd of itself only then
+/// (a service reloaded before it was ready must not claim to be ready).
+static READY_SENT: AtomicBool = AtomicBool::new(false);
+
+fn send_to_socket(state: &str) -> io::Result<bool> {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(false);
     };
@@ -68,6 +81,35 @@ pub fn ready() {
 pub(crate) fn send(state: &str) {
     if let Err(err) = notify(state) {
         tracing::warn!(error = %err, state, "cannot notify systemd");
+    }
+}
+
+/// A reload begins: `RELOADING=1` and `MONOTONIC_USEC=…` in one datagram
+/// (`Type=notify-reload` needs the pair), if the service said it was
+/// ready. Returns whether it told systemd, so that [`reloaded`] does too.
+pub(crate) fn reloading() -> bool {
+    if !READY_SENT.load(Ordering::Acquire) {
+        return false;
+    }
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |now| {
+        (now.tv_sec() as u64)
+            .saturating_mul(1_000_000)
+            .saturating_add(now.tv_nsec() as u64 / 1_000)
+    });
+    send(&format!("RELOADING=1\nMONOTONIC_USEC={now}"));
+    true
+}
+
+/// A reload ended (the service goes on, whatever its hooks did): `READY=1`,
+/// and which hooks failed, if any, in `STATUS=`.
+pub(crate) fn reloaded(failed: &[&str]) {
+    if failed.is_empty() {
+        send("READY=1");
+    } else {
+        send(&format!(
+            "READY=1\nSTATUS=last reload failed: {}",
+            failed.join(", ")
+        ));
     }
 }
 

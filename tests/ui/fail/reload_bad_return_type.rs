@@ -1,0 +1,6 @@
+#[lichtara::reload]
+fn reread() -> u32 {
+    7
+}
+
+fn main() {}

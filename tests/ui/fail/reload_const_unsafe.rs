@@ -1,0 +1,4 @@
+#[lichtara::reload]
+const unsafe fn reread() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lichtara::reload]
+async fn reread(path: &str) {}
+
+fn main() {}

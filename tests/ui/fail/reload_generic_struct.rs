@@ -1,0 +1,7 @@
+#[lichtara::cleanup]
+#[lichtara::reload]
+struct Cache<T> {
+    items: Vec<T>,
+}
+
+fn main() {}

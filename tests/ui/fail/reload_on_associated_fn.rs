@@ -1,0 +1,8 @@
+struct Settings;
+
+impl Settings {
+    #[lichtara::reload]
+    fn reread() {}
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[lichtara::reload]
+enum Mode {
+    Fast,
+    Safe,
+}
+
+fn main() {}

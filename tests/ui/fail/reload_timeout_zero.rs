@@ -1,0 +1,4 @@
+#[lichtara::reload(timeout = "0s")]
+async fn reread() {}
+
+fn main() {}

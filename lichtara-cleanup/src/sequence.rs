@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -330,6 +330,7 @@ impl Began {
             tasks: Mutex::new(Vec::new()),
             starters: Mutex::new(Vec::new()),
             starter_tasks: Mutex::new(Vec::new()),
+            abandoned: AtomicBool::new(false),
             watch: Notify::new(),
             #[cfg(test)]
             turns: AtomicUsize::new(0),
@@ -377,6 +378,9 @@ struct Shared {
     starters: Mutex<Vec<Arc<Mutex<Starting>>>>,
     /// The starters' tasks, for [`Abandon`].
     starter_tasks: Mutex<Vec<AbortHandle>>,
+    /// Set by [`Abandon`] under the `tasks` lock: a hook task a starter
+    /// spawns after that is aborted at once, not listed.
+    abandoned: AtomicBool,
     /// Wakes the sequencer: a hook ended in its task, a starter ran out of
     /// hooks, or a first poll with a limit began.
     watch: Notify,
@@ -500,7 +504,15 @@ fn spawn_starter(shared: &Arc<Shared>) -> Starter {
                         lock(&task_shared.finished).push(Finished::new(index, outcome, elapsed));
                         task_shared.watch.notify_one();
                     }));
-                    lock(&shared.tasks).push((index, since, task.abort_handle()));
+                    // A starter in a first poll when the phase was
+                    // abandoned (a reload dropped for a shutdown) comes
+                    // here after the sweep: its hook must not go on.
+                    let mut tasks = lock(&shared.tasks);
+                    if shared.abandoned.load(Ordering::Acquire) {
+                        task.abort();
+                    } else {
+                        tasks.push((index, since, task.abort_handle()));
+                    }
                 }
             }
         }
@@ -524,9 +536,10 @@ impl Drop for Abandon {
     fn drop(&mut self) {
         let shared = &self.0;
         shared.close();
-        lock(&shared.tasks)
-            .iter()
-            .for_each(|(_, _, task)| task.abort());
+        let tasks = lock(&shared.tasks);
+        shared.abandoned.store(true, Ordering::Release);
+        tasks.iter().for_each(|(_, _, task)| task.abort());
+        drop(tasks);
         lock(&shared.starter_tasks)
             .iter()
             .for_each(AbortHandle::abort);

@@ -169,8 +169,18 @@ fn a_failing_reload_is_reported_and_the_service_keeps_running() {
 
 #[test]
 fn a_reload_running_when_shutdown_begins_is_abandoned_for_it() {
-    let socket = Socket::new("reload-abandoned");
-    let (mut service, _port) = start(&socket, &[("HANG_RELOAD", "1")]);
+    abandoned("1");
+}
+
+#[test]
+fn a_reload_hook_in_its_first_poll_when_shutdown_begins_is_abandoned_too() {
+    abandoned("late");
+}
+
+/// A reload whose first hook hangs (`HANG_RELOAD=mode`), then SIGTERM.
+fn abandoned(mode: &str) {
+    let socket = Socket::new(&format!("reload-abandoned-{mode}"));
+    let (mut service, _port) = start(&socket, &[("HANG_RELOAD", mode)]);
     service.signal(Signal::SIGHUP);
     service.wait_for_line("reload hanging");
     service.signal(Signal::SIGTERM);

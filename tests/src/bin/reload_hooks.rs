@@ -2,7 +2,8 @@
 //! managed resource), the service answers on 127.0.0.1 before, during and
 //! after; SIGTERM shuts it down. `FAIL_FIRST_RELOAD=1`: the first reload's
 //! second hook fails. `HANG_RELOAD=1`: the first hook never ends (until the
-//! shutdown abandons it).
+//! shutdown abandons it); `HANG_RELOAD=late`: nor does its first poll until
+//! shutdown has begun.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -24,9 +25,17 @@ impl Drop for Dropped {
 #[lichtara::reload(order = 1, timeout = "30s")]
 async fn first() {
     event("reload first");
-    if std::env::var_os("HANG_RELOAD").is_some() {
+    if let Some(mode) = std::env::var_os("HANG_RELOAD") {
         let _dropped = Dropped;
         event("reload hanging");
+        if mode == "late" {
+            // Its first poll lasts until shutdown has begun: the reload is
+            // abandoned while this hook has not yet been handed a task.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !lichtara::is_shutting_down() && std::time::Instant::now() < until {
+                std::thread::yield_now();
+            }
+        }
         std::future::pending::<()>().await;
     }
 }

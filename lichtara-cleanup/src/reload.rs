@@ -149,7 +149,27 @@ impl ReloadRegistration {
         let mut meta = self.meta();
         let runner = match self.kind {
             ReloadKind::Async(run) => HookRunner::Async(run),
-            ReloadKind::Blocking(run) => HookRunner::Blocking(run),
+            // On the blocking pool, the thread holds `alive`: a hook cut at
+            // its timeout or abandoned goes on there until it returns, and
+            // the next reload and the shutdown wait for it.
+            ReloadKind::Blocking(run) => {
+                let alive = alive.clone();
+                HookRunner::Boxed(Box::new(move || {
+                    HookFuture::new(async move {
+                        let thread = tokio::task::spawn_blocking(move || {
+                            let _alive = alive;
+                            run()
+                        });
+                        match thread.await {
+                            Ok(result) => result,
+                            Err(err) if err.is_panic() => {
+                                std::panic::resume_unwind(err.into_panic())
+                            }
+                            Err(err) => Err(err.into()),
+                        }
+                    })
+                }))
+            }
             ReloadKind::Resource(run) => {
                 let detail = DetailSlot::default();
                 meta.detail = Some(detail.clone());
@@ -307,20 +327,45 @@ static WANTED: LazyLock<Notify> = LazyLock::new(Notify::new);
 /// How many reloads began.
 static RELOADS: AtomicU64 = AtomicU64::new(0);
 
-/// Held while a reload runs, and while an abandoned one is dropped: the
-/// shutdown's hooks wait for it ([`settled`]), so that no reload hook runs
-/// beside them.
-static RUNNING: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
-
 /// How long an abandoned reload's hooks may take to be dropped: one that
 /// blocks its thread cannot be, and the shutdown goes on without it.
 const ABANDON_WAIT: Duration = Duration::from_secs(1);
 
-/// Resolves once no reload runs (an abandoned one included). Called by the
-/// shutdown, after the trigger: no reload begins from then on.
+/// The reloader's task: it ends once shutdown has begun and what its
+/// reloads left running is gone (or waited for long enough).
+static RELOADER: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(None);
+
+/// Resolves once no reload runs (an abandoned one included) and no hook of
+/// one goes on. Called by the shutdown, after the trigger: no reload
+/// begins from then on.
 pub(crate) async fn settled() {
-    if registered() {
-        drop(RUNNING.lock().await);
+    let reloader = RELOADER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(reloader) = reloader {
+        let _ = reloader.await;
+    }
+}
+
+/// How long the shutdown waits for a reload's hooks to be gone: at most
+/// [`ABANDON_WAIT`], and a tenth of the global deadline.
+fn abandon_wait(lifecycle: &Lifecycle) -> Duration {
+    ABANDON_WAIT.min(lifecycle.budget() / 10)
+}
+
+/// Waits (at most [`abandon_wait`]) until every hook future of a reload
+/// holding `alive`'s senders is gone; logs one that is not.
+async fn wait_gone(lifecycle: &Lifecycle, mut gone: mpsc::Receiver<()>, number: u64) {
+    if tokio::time::timeout(abandon_wait(lifecycle), gone.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            reload = number,
+            "a hook of reload {number} is still running (it blocks its thread): the shutdown goes on beside it"
+        );
     }
 }
 
@@ -337,35 +382,53 @@ pub(crate) fn spawn_reloader(lifecycle: &Arc<Lifecycle>) {
         return;
     }
     let lifecycle = Arc::clone(lifecycle);
-    tokio::spawn(async move {
+    let reloader = tokio::spawn(async move {
+        // The last reload's hooks, while one of them (a sync hook past its
+        // timeout) may still run on its thread.
+        let mut previous: Option<(mpsc::Receiver<()>, u64)> = None;
         loop {
             tokio::select! {
                 biased;
-                () = lifecycle.begun() => return,
+                () = lifecycle.begun() => break,
                 () = WANTED.notified() => {}
             }
-            let running = RUNNING.lock().await;
-            // The shutdown, which began meanwhile, comes first.
-            if lifecycle.has_begun() {
-                return;
+            // One reload at a time, hooks and threads included.
+            if let Some((gone, number)) = previous.as_mut() {
+                // Nothing is sent: `None` once every sender is dropped.
+                tokio::select! {
+                    biased;
+                    () = lifecycle.begun() => break,
+                    _ = gone.recv() => {}
+                }
+                tracing::debug!(reload = *number, "the last reload's hooks are gone");
+                previous = None;
             }
-            let report = reload(&lifecycle).await;
-            drop(running);
+            if lifecycle.has_begun() {
+                break;
+            }
+            let (report, gone) = reload(&lifecycle).await;
+            previous = Some((gone, report.number));
             // No receiver is not a failure.
             let _ = REPORTS.send(report);
         }
+        if let Some((gone, number)) = previous {
+            wait_gone(&lifecycle, gone, number).await;
+        }
     });
+    *RELOADER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reloader);
 }
 
 /// Runs one reload in `lifecycle`, bounded by its global deadline's length;
 /// given up if shutdown begins meanwhile.
-async fn reload(lifecycle: &Arc<Lifecycle>) -> ReloadReport {
+async fn reload(lifecycle: &Arc<Lifecycle>) -> (ReloadReport, mpsc::Receiver<()>) {
     lifecycle.install_default_logging_if_asked();
     let number = RELOADS.fetch_add(1, Ordering::Relaxed) + 1;
     let started = Instant::now();
     // Each hook's future holds a sender: once all are dropped, nothing of
     // this reload runs any more.
-    let (alive, mut gone) = mpsc::channel::<()>(1);
+    let (alive, gone) = mpsc::channel::<()>(1);
     let hooks: Vec<Hook> = registrations()
         .map(|registration| registration.hook(lifecycle.id(), alive.clone()))
         .collect();
@@ -386,27 +449,19 @@ async fn reload(lifecycle: &Arc<Lifecycle>) -> ReloadReport {
     drop(progress);
     let Some(sequence) = outcome else {
         // Dropped: its hooks' tasks are aborted, and dropped on their
-        // workers shortly.
-        if tokio::time::timeout(ABANDON_WAIT, gone.recv())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                reload = number,
-                "a reload hook abandoned for the shutdown could not be dropped (it blocks its thread): the shutdown goes on beside it"
-            );
-        }
+        // workers shortly; the shutdown waits for that ([`settled`]).
         tracing::warn!(
             reload = number,
             elapsed_ms = crate::report::millis(started.elapsed()),
             "reload abandoned: shutdown began"
         );
-        return ReloadReport {
+        let report = ReloadReport {
             number,
             hooks: Vec::new(),
             elapsed: started.elapsed(),
             abandoned: true,
         };
+        return (report, gone);
     };
     let report = ReloadReport {
         number,
@@ -441,5 +496,5 @@ async fn reload(lifecycle: &Arc<Lifecycle>) -> ReloadReport {
     if told {
         crate::systemd::reloaded(&failed);
     }
-    report
+    (report, gone)
 }

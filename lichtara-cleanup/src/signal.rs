@@ -98,8 +98,10 @@ pub(crate) mod early {
 
     use crate::report::Trigger;
 
-    /// The first signal that arrived early; 0 for none.
+    /// The first SIGTERM or SIGINT that arrived early; 0 for none.
     static ARRIVED: AtomicI32 = AtomicI32::new(0);
+    /// Whether a SIGHUP arrived early.
+    static HUP_ARRIVED: AtomicBool = AtomicBool::new(false);
     /// Set once the supervisor listens: the early handler stays chained
     /// behind tokio's, and must record nothing more.
     static LISTENING: AtomicBool = AtomicBool::new(false);
@@ -163,7 +165,11 @@ pub(crate) mod early {
         let held = MAIN_BEGAN.load(Ordering::Acquire)
             || monotonic_nanos().saturating_sub(INSTALLED_AT.load(Ordering::Relaxed))
                 < HOLD_FOR_ENTRY.as_nanos() as u64;
-        if held {
+        if held && signal == Signal::SIGHUP as nix::libc::c_int {
+            // Kept apart: with reload hooks it asks for a reload, and a
+            // SIGTERM after it must still begin the shutdown.
+            HUP_ARRIVED.store(true, Ordering::Release);
+        } else if held {
             let _ = ARRIVED.compare_exchange(0, signal, Ordering::AcqRel, Ordering::Relaxed);
         } else {
             default_action(signal);
@@ -187,19 +193,27 @@ pub(crate) mod early {
         }
     }
 
-    /// Called once the supervisor's handlers are in place: the signal that
-    /// arrived before them, if any. One that arrives while this runs is
+    /// Called once the supervisor's handlers are in place: the signals that
+    /// arrived before them (a SIGHUP first, then a SIGTERM or SIGINT). One that arrives while this runs is
     /// seen by both (a repeat, which the supervisor counts once).
-    pub(crate) fn take() -> Option<Trigger> {
+    pub(crate) fn take() -> Vec<Trigger> {
         LISTENING.store(true, Ordering::Release);
+        let mut arrived = Vec::new();
+        if HUP_ARRIVED.swap(false, Ordering::AcqRel) {
+            arrived.push(Trigger::Signal {
+                name: "SIGHUP",
+                number: Signal::SIGHUP as i32,
+            });
+        }
         let number = ARRIVED.swap(0, Ordering::AcqRel);
-        let signal = Signal::try_from(number).ok()?;
-        let name = match signal {
-            Signal::SIGTERM => "SIGTERM",
-            Signal::SIGINT => "SIGINT",
-            Signal::SIGHUP => "SIGHUP",
-            _ => return None,
+        let name = match Signal::try_from(number) {
+            Ok(Signal::SIGTERM) => Some("SIGTERM"),
+            Ok(Signal::SIGINT) => Some("SIGINT"),
+            _ => None,
         };
-        Some(Trigger::Signal { name, number })
+        if let Some(name) = name {
+            arrived.push(Trigger::Signal { name, number });
+        }
+        arrived
     }
 }

@@ -114,7 +114,7 @@ fn spawn(watchdog: bool) -> io::Result<()> {
                 #[cfg(unix)]
                 let early = crate::signal::early::take();
                 #[cfg(not(unix))]
-                let early = None;
+                let early = Vec::new();
                 let _ = ready_tx.send(Ok(()));
                 // Sort the hooks now, while nothing waits for them.
                 crate::registry::prepare();
@@ -175,11 +175,12 @@ fn asks_reload(signal: Trigger) -> bool {
     matches!(signal, Trigger::Signal { name: "SIGHUP", .. }) && crate::reload::registered()
 }
 
-async fn supervise(mut listener: Listener, mut early: Option<Trigger>) {
+async fn supervise(mut listener: Listener, early: Vec<Trigger>) {
+    let mut early = early.into_iter();
     let controller = lifecycle::process();
     let mut signals = Count::default();
     let first = loop {
-        let signal = match early.take() {
+        let signal = match early.next() {
             Some(signal) => {
                 tracing::debug!(signal = %signal, "signal received before lichtara listened");
                 signal

@@ -103,7 +103,12 @@ pub(crate) fn reloading() -> bool {
 /// A reload ended (the service goes on, whatever its hooks did): `READY=1`,
 /// and which hooks failed, if any, in `STATUS=`.
 pub(crate) fn reloaded(failed: &[&str]) {
-    if failed.is_empty() {
+    // The last failure's status stays until a later reload clears it.
+    static FAILED_LAST: AtomicBool = AtomicBool::new(false);
+    let failed_before = FAILED_LAST.swap(!failed.is_empty(), Ordering::AcqRel);
+    if failed.is_empty() && failed_before {
+        send("READY=1\nSTATUS=");
+    } else if failed.is_empty() {
         send("READY=1");
     } else {
         send(&format!(

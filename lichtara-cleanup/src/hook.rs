@@ -126,15 +126,24 @@ impl HookRunner {
         match self {
             HookRunner::Async(run) => run(),
             HookRunner::Boxed(run) => run(),
-            HookRunner::Blocking(run) => HookFuture::new(async move {
-                match tokio::task::spawn_blocking(run).await {
-                    Ok(result) => result,
-                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-                    Err(err) => Err(err.into()),
-                }
-            }),
+            HookRunner::Blocking(run) => on_blocking_pool(run),
         }
     }
+}
+
+/// Runs a synchronous hook on the blocking pool; its panic is re-raised
+/// inside the returned future.
+pub(crate) fn on_blocking_pool<F>(run: F) -> HookFuture
+where
+    F: FnOnce() -> Result<(), BoxError> + Send + 'static,
+{
+    HookFuture::new(async move {
+        match tokio::task::spawn_blocking(run).await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => Err(err.into()),
+        }
+    })
 }
 
 /// What kind of item a hook was declared on.

@@ -155,18 +155,9 @@ impl ReloadRegistration {
             ReloadKind::Blocking(run) => {
                 let alive = alive.clone();
                 HookRunner::Boxed(Box::new(move || {
-                    HookFuture::new(async move {
-                        let thread = tokio::task::spawn_blocking(move || {
-                            let _alive = alive;
-                            run()
-                        });
-                        match thread.await {
-                            Ok(result) => result,
-                            Err(err) if err.is_panic() => {
-                                std::panic::resume_unwind(err.into_panic())
-                            }
-                            Err(err) => Err(err.into()),
-                        }
+                    crate::hook::on_blocking_pool(move || {
+                        let _alive = alive;
+                        run()
                     })
                 }))
             }

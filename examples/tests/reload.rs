@@ -11,17 +11,11 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use lichtara_tests::load::{Config, Load, Outcome, Record};
-use lichtara_tests::managed::{Managed, alive, printed_pid, text};
+use lichtara_tests::managed::{
+    Managed, alive, answered_by, free_port, printed_pid, python_server, text,
+};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_http_server");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The settings of a project whose service is `command` on a held
 /// listener at `port`, ready when it says so.
@@ -126,7 +120,7 @@ fn reloads_under_load_refuse_and_fail_no_request_and_leave_no_old_generation() {
         took[took.len() - 1]
     );
     assert_nothing_lost(&lost);
-    stop_leaving_nothing(&project);
+    project.stop_leaving_nothing();
 }
 
 #[test]
@@ -151,7 +145,7 @@ fn restart_keeps_held_listeners_and_says_when_connections_are_refused() {
     }
     assert!(load.answered(100));
     assert_nothing_lost(&lost(&load.finish()));
-    stop_leaving_nothing(&project);
+    project.stop_leaving_nothing();
     // Without declared listeners, restart is stop then start, and says
     // what that costs.
     let plain = Managed::new("restart-plain", SERVER);
@@ -164,7 +158,7 @@ fn restart_keeps_held_listeners_and_says_when_connections_are_refused() {
         "{}",
         text(&restarted)
     );
-    stop_leaving_nothing(&plain);
+    plain.stop_leaving_nothing();
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -261,7 +255,7 @@ fn a_generation_that_exits_or_never_becomes_ready_is_rolled_back_and_the_old_one
     assert!(load.answered(200));
     let records = load.finish();
     assert_nothing_lost(&lost(&records));
-    stop_leaving_nothing(&project);
+    project.stop_leaving_nothing();
 }
 
 #[test]
@@ -292,7 +286,7 @@ fn a_python_server_that_takes_descriptor_3_is_started_and_reloaded() {
     assert_eq!(answered_by(port), third);
     let record = service_record(&project);
     assert_eq!(record["command"][1], "server2.py", "{record}");
-    stop_leaving_nothing(&project);
+    project.stop_leaving_nothing();
 }
 
 #[test]
@@ -390,7 +384,7 @@ fn an_old_generation_whose_main_process_ends_during_the_reload_is_ended_whole() 
         "only the supervisor is left of before: {survivors:?} of {before:?}"
     );
     assert_eq!(after.len(), 2, "{after:?}");
-    stop_leaving_nothing(&project);
+    project.stop_leaving_nothing();
 }
 
 #[test]
@@ -408,7 +402,7 @@ fn a_held_listener_a_generation_shut_down_is_bound_again_for_the_next() {
     assert!(reloaded.status.success(), "{}", text(&reloaded));
     assert_eq!(answered_by(port), printed_pid(&reloaded));
     assert!(project.log("server").contains("bound it again"));
-    stop_leaving_nothing(&project);
+    project.stop_leaving_nothing();
 }
 
 /// A project whose service is the Python server of [`python_server`]
@@ -464,7 +458,7 @@ fn without_a_cgroup_a_rollback_ends_the_failed_generations_daemon_and_not_the_ol
         after, expected,
         "the failed generation's daemon was ended with it"
     );
-    stop_leaving_nothing(&project);
+    project.stop_leaving_nothing();
 }
 
 #[test]
@@ -511,7 +505,7 @@ fn an_old_generation_that_shuts_the_shared_listener_down_does_not_take_the_new_o
     project.wait_for_log("server", "shut the shared listener");
     // The generation now serving listens on a socket bound anew.
     assert_eq!(answered_by(port), printed_pid(&reloaded));
-    stop_leaving_nothing(&project);
+    project.stop_leaving_nothing();
 }
 
 #[test]
@@ -580,33 +574,6 @@ fn python_project(test: &str) -> (Managed, u16) {
     let project = Managed::new(test, SERVER);
     python_server(&project);
     (project, free_port())
-}
-
-/// A few lines of Python that serve on descriptor 3 (socket activation)
-/// and answer with their PID.
-fn python_server(project: &Managed) {
-    std::fs::write(
-        project.dir.join("server.py"),
-        "import os, socket, http.server\n\
-         assert os.environ['LISTEN_PID'] == str(os.getpid())\n\
-         assert os.environ['LISTEN_FDNAMES'] == 'http'\n\
-         class Handler(http.server.BaseHTTPRequestHandler):\n\
-         \x20   protocol_version = 'HTTP/1.1'\n\
-         \x20   def do_GET(self):\n\
-         \x20       body = b'%d\\n' % os.getpid()\n\
-         \x20       self.send_response(200)\n\
-         \x20       self.send_header('Content-Length', str(len(body)))\n\
-         \x20       self.send_header('Connection', 'close')\n\
-         \x20       self.end_headers()\n\
-         \x20       self.wfile.write(body)\n\
-         \x20   def log_message(self, *args):\n\
-         \x20       pass\n\
-         server = http.server.HTTPServer(('127.0.0.1', 0), Handler, bind_and_activate=False)\n\
-         server.socket = socket.socket(fileno=3)\n\
-         print('serving on descriptor 3', flush=True)\n\
-         server.serve_forever()\n",
-    )
-    .unwrap();
 }
 
 #[test]
@@ -708,29 +675,6 @@ fn assert_nothing_lost(lost: &[String]) {
         lost.len(),
         &lost[..lost.len().min(5)]
     );
-}
-
-#[track_caller]
-fn stop_leaving_nothing(project: &Managed) {
-    let stopped = project.lichtara(&["stop"]);
-    assert!(stopped.status.success(), "{}", text(&stopped));
-    assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
-}
-
-/// The PID the Python server answers with.
-fn answered_by(port: u16) -> i32 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-        .rsplit("\r\n\r\n")
-        .next()
-        .and_then(|body| body.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no PID in {answer:?}"))
 }
 
 #[test]

@@ -114,6 +114,15 @@ impl Managed {
         found
     }
 
+    /// `lichtara stop`, which must succeed and leave no process of the
+    /// project.
+    #[track_caller]
+    pub fn stop_leaving_nothing(&self) {
+        let stopped = self.lichtara(&["stop"]);
+        assert!(stopped.status.success(), "{}", text(&stopped));
+        assert_eq!(self.processes(), Vec::<i32>::new(), "nothing is left");
+    }
+
     /// The service's log so far.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!(".lichtara/{name}.log"))).unwrap_or_default()
@@ -168,6 +177,58 @@ pub fn wait_for_text(path: &Path, needle: &str, mut alive: impl FnMut() -> bool)
         let mut reader = inotify::Reader::new(&watcher, &mut buffer);
         while reader.next().is_ok() {}
     }
+}
+
+/// A few lines of Python that serve on descriptor 3 (socket activation)
+/// and answer with their PID.
+pub fn python_server(project: &Managed) {
+    std::fs::write(
+        project.dir.join("server.py"),
+        "import os, socket, http.server\n\
+         assert os.environ['LISTEN_PID'] == str(os.getpid())\n\
+         assert os.environ['LISTEN_FDNAMES'] == 'http'\n\
+         class Handler(http.server.BaseHTTPRequestHandler):\n\
+         \x20   protocol_version = 'HTTP/1.1'\n\
+         \x20   def do_GET(self):\n\
+         \x20       body = b'%d\\n' % os.getpid()\n\
+         \x20       self.send_response(200)\n\
+         \x20       self.send_header('Content-Length', str(len(body)))\n\
+         \x20       self.send_header('Connection', 'close')\n\
+         \x20       self.end_headers()\n\
+         \x20       self.wfile.write(body)\n\
+         \x20   def log_message(self, *args):\n\
+         \x20       pass\n\
+         server = http.server.HTTPServer(('127.0.0.1', 0), Handler, bind_and_activate=False)\n\
+         server.socket = socket.socket(fileno=3)\n\
+         print('serving on descriptor 3', flush=True)\n\
+         server.serve_forever()\n",
+    )
+    .unwrap();
+}
+
+/// The PID the Python server answers with.
+pub fn answered_by(port: u16) -> i32 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .rsplit("\r\n\r\n")
+        .next()
+        .and_then(|body| body.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no PID in {answer:?}"))
+}
+
+/// A TCP port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The command's stdout and stderr, for assertion messages.

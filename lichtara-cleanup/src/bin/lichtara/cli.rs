@@ -52,6 +52,15 @@ pub(crate) enum Command {
     /// Run the command in the foreground as its supervisor: forward
     /// signals, reap zombies, leave no descendant behind.
     Run(RunArgs),
+    /// Start services (every declared one by default) and what they
+    /// depend on, in dependency order, each ready before its dependents.
+    Up(UpArgs),
+    /// Stop services (every one by default) and what depends on them,
+    /// dependents first.
+    Down(DownArgs),
+    /// List every service of the project: state, PID, uptime, restarts,
+    /// memory, ports, readiness, containment.
+    Ps(PsArgs),
     /// Internal: the supervisor that `start` launches for one service.
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
@@ -178,6 +187,32 @@ pub(crate) struct RunArgs {
     /// The command (default: `command` in Lichtara.toml).
     #[arg(last = true)]
     pub(crate) command: Vec<String>,
+}
+
+/// The arguments of `up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// The services (default: every one the project declares).
+    pub(crate) names: Vec<String>,
+}
+
+/// The arguments of `down`.
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    /// The services (default: every one of the project).
+    pub(crate) names: Vec<String>,
+    /// How long each gets after its stop signal (default: its
+    /// `stop_timeout`, else 10s).
+    #[arg(long, value_parser = duration_arg)]
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// The arguments of `ps`.
+#[derive(Debug, Args)]
+pub(crate) struct PsArgs {
+    /// Print JSON: an array of what `status --json` says of each.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// The arguments of `supervise`.

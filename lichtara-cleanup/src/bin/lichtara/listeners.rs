@@ -419,23 +419,15 @@ pub(crate) const PROTOCOL_VARS: [&str; 6] = [
 /// and the protocols' variables, with the project's `env`, the run's
 /// `marker` and the service's `NOTIFY_SOCKET`.
 pub(crate) fn service_environment(
-    project: &Project,
+    env: &std::collections::BTreeMap<String, String>,
     marker: &str,
     notify: Option<&str>,
 ) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let supervisor_var = crate::protocol::SUPERVISOR_VAR;
     std::env::vars_os()
         .filter(|(key, _)| key != supervisor_var && !PROTOCOL_VARS.iter().any(|var| key == var))
-        .filter(|(key, _)| {
-            key != MARKER_VAR && !project.settings.env.keys().any(|own| key == own.as_str())
-        })
-        .chain(
-            project
-                .settings
-                .env
-                .iter()
-                .map(|(key, value)| (key.into(), value.into())),
-        )
+        .filter(|(key, _)| key != MARKER_VAR && !env.keys().any(|own| key == own.as_str()))
+        .chain(env.iter().map(|(key, value)| (key.into(), value.into())))
         .chain(std::iter::once((MARKER_VAR.into(), marker.into())))
         .chain(notify.map(|notify| ("NOTIFY_SOCKET".into(), notify.into())))
         .collect()
@@ -674,10 +666,12 @@ fn resolve(name: &str, path: Option<&OsStr>, dir: &Path) -> Result<PathBuf, Fail
 /// Whether `command` can be started as `project`'s service (its program
 /// found, as the exec will find it): checked before a restart ends the
 /// running generation.
-pub(crate) fn check_program(project: &Project, command: &[String]) -> Result<(), Failure> {
-    let path = project
-        .settings
-        .env
+pub(crate) fn check_program(
+    project: &Project,
+    env: &std::collections::BTreeMap<String, String>,
+    command: &[String],
+) -> Result<(), Failure> {
+    let path = env
         .get("PATH")
         .map(std::ffi::OsString::from)
         .or_else(|| std::env::var_os("PATH"));

@@ -9,10 +9,14 @@
 //! lichtara stop
 //! lichtara cleanup --dry-run
 //! lichtara run -- ./my-server      # foreground, for containers
+//! lichtara up                      # every service of Lichtara.toml or a Procfile
+//! lichtara ps
+//! lichtara down
 //! ```
 //!
 //! State lives in `.lichtara/` in the project directory (the current one,
-//! or `--dir`); settings in an optional `Lichtara.toml`. Linux only.
+//! or `--dir`); settings in an optional `Lichtara.toml` (or a `Procfile`).
+//! Linux only.
 
 use std::process::ExitCode;
 
@@ -32,6 +36,8 @@ mod exit;
 mod client;
 #[cfg(target_os = "linux")]
 mod commands;
+#[cfg(target_os = "linux")]
+mod config;
 #[cfg(target_os = "linux")]
 mod containment;
 #[cfg(target_os = "linux")]
@@ -174,6 +180,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             },
         )),
         Command::Reload(args) => commands::reload::run(&project, args.name.name.as_deref()),
+        Command::Up(args) => commands::up::run(&project, &args.names),
+        Command::Down(args) => commands::down::run(&project, &args.names, args.timeout),
+        Command::Ps(args) => commands::ps::run(&project, args.json),
     }
 }
 

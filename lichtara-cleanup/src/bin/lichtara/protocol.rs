@@ -77,7 +77,7 @@ pub(crate) struct ReloadReply {
 pub(crate) struct StatusReply {
     pub(crate) supervisor: i32,
     pub(crate) pid: i32,
-    /// `starting`, `running`, `reloading` or `stopping`.
+    /// `starting`, `running`, `reloading`, `restarting` or `stopping`.
     pub(crate) phase: String,
     pub(crate) containment: String,
     /// Bytes of output logged since the supervisor started.
@@ -100,6 +100,15 @@ pub(crate) struct StatusReply {
     pub(crate) ready_timeout_ms: u64,
     #[serde(default)]
     pub(crate) stop_timeout_ms: u64,
+    /// The restart policy: `no`, `on-failure`, `always`.
+    #[serde(default)]
+    pub(crate) restart: String,
+    /// Restarts the policy made since the supervisor started.
+    #[serde(default)]
+    pub(crate) restarts: u32,
+    /// How the last generation that ended by itself ended.
+    #[serde(default)]
+    pub(crate) last_exit: Option<String>,
 }
 
 /// A supervisor's answer to [`Request::Stop`], once the service has ended.

@@ -99,17 +99,26 @@ pub(crate) fn read(file: &StateFile) -> Result<Option<Record>, Failure> {
 /// Writes the record atomically: a private temporary file, synced, then
 /// renamed over the PID file (both relative to the folder's descriptor).
 pub(crate) fn write(file: &StateFile, record: &Record) -> Result<(), Failure> {
-    let tmp = format!(".{}.tmp{}", record.name, std::process::id());
+    write_json(
+        file,
+        &format!(".{}.tmp{}", record.name, std::process::id()),
+        record,
+    )
+}
+
+/// `value` as pretty JSON, atomically: the private temporary file `tmp`,
+/// synced, then renamed over `file`.
+fn write_json(file: &StateFile, tmp: &str, value: &impl serde::Serialize) -> Result<(), Failure> {
     let result = (|| {
-        let mut out = file.create_new(&tmp)?;
-        let text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
+        let mut out = file.create_new(tmp)?;
+        let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
         out.write_all(text.as_bytes())?;
         out.write_all(b"\n")?;
         out.sync_all()?;
-        file.replace_with(&tmp)
+        file.replace_with(tmp)
     })();
     result.map_err(|err| {
-        let _ = file.unlink_named(&tmp);
+        let _ = file.unlink_named(tmp);
         Failure::new(format!("cannot write {}: {err}", file.path().display()))
     })
 }
@@ -133,6 +142,47 @@ pub(crate) fn remove_if_still(file: &StateFile, record: &Record) -> Result<bool,
         Ok(Some(now)) if now == *record => remove(file).map(|()| true),
         Ok(_) | Err(_) => Ok(false),
     }
+}
+
+/// `.lichtara/<name>.failed`: a service that crashed more often than its
+/// restart policy allows. Written by its supervisor as it gives up, shown
+/// by `status` and `ps`, removed by the next `start`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Failed {
+    /// Seconds since the Unix epoch.
+    pub(crate) at: u64,
+    /// How its last generation ended: `exit code 1`, `signal 11`.
+    pub(crate) ended: String,
+    /// Restarts made before giving up.
+    pub(crate) restarts: u32,
+    /// What the supervisor said.
+    pub(crate) why: String,
+    /// Its last lines of output, indented.
+    pub(crate) tail: String,
+}
+
+pub(crate) fn failed_path(state: &StateDir, name: &str) -> StateFile {
+    state.file(&format!("{name}.failed"))
+}
+
+/// Writes `failed` (atomically, as the record is).
+pub(crate) fn write_failed(file: &StateFile, name: &str, failed: &Failed) -> Result<(), Failure> {
+    write_json(
+        file,
+        &format!(".{name}.failed.tmp{}", std::process::id()),
+        failed,
+    )
+}
+
+/// The failure recorded for a service, if any (and readable).
+pub(crate) fn read_failed(file: &StateFile) -> Option<Failed> {
+    let mut text = String::new();
+    file.open(Access::Read, "read")
+        .ok()??
+        .take(64 << 10)
+        .read_to_string(&mut text)
+        .ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// The lock of one service name.

@@ -81,7 +81,7 @@ pub(crate) fn run(
     let stopped = terminate::terminate(
         supervisors,
         rustix::process::Signal::TERM,
-        project.stop_timeout(None)? + terminate::KILL_WAIT * 2,
+        project.config.longest_stop_timeout() + terminate::KILL_WAIT * 2,
     );
     for orphan in orphans.iter().filter(|orphan| !orphan.supervisor) {
         let claim = Claim {
@@ -101,7 +101,7 @@ pub(crate) fn run(
             Proof::Refused(refusal) => note!("left alone: {refusal}"),
         }
     }
-    let outcome = terminate::terminate(pinned, project.stop_signal()?, timeout);
+    let outcome = terminate::terminate(pinned, project.config.defaults().stop_signal()?, timeout);
     // What the cgroups of services that are not running still hold after
     // that (a worker that dropped its privileges, say, which the uid proof
     // leaves alone) is ended with the cgroup, as stop ends it.

@@ -1,13 +1,16 @@
 //! One file per command.
 
 pub(crate) mod cleanup;
+pub(crate) mod down;
 pub(crate) mod logs;
+pub(crate) mod ps;
 pub(crate) mod reload;
 pub(crate) mod restart;
 pub(crate) mod run;
 pub(crate) mod start;
 pub(crate) mod status;
 pub(crate) mod stop;
+pub(crate) mod up;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -65,6 +68,29 @@ pub(crate) fn marked_and_supervisors(prefix: &str, all: &[Stat]) -> (Vec<Marked>
         }
     }
     (marked, supervisors)
+}
+
+/// The services `.lichtara/` holds a record or a recorded failure of.
+pub(crate) fn recorded_names(
+    project: &crate::project::Project,
+) -> Result<Vec<String>, crate::Failure> {
+    let Some(state) = project.existing_state_dir()? else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = state
+        .names()?
+        .into_iter()
+        .filter_map(|file| {
+            let name = file
+                .strip_suffix(".pid")
+                .or_else(|| file.strip_suffix(".failed"))?;
+            crate::config::valid_name(name).ok()?;
+            Some(name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Seconds since the Unix epoch.

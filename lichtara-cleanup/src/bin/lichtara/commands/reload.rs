@@ -27,7 +27,8 @@ pub(crate) fn run(project: &Project, name: Option<&str>) -> Result<ExitCode, Fai
     })?;
     // A command changed in Lichtara.toml is the new generation's.
     let command = project
-        .command_of(&name)
+        .config
+        .declared_command(&name)
         .filter(|command| *command != record.command);
     if let Some(command) = &command {
         note!(

@@ -22,7 +22,8 @@ pub(crate) fn run(
     command: &[String],
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
-    let timeout = project.stop_timeout(timeout)?;
+    let service = project.service(&name);
+    let timeout = service.stop_timeout(timeout)?;
     // The command: given, else Lichtara.toml's (if it is this service's),
     // else the one last recorded.
     let state = project.existing_state_dir()?;
@@ -32,12 +33,12 @@ pub(crate) fn run(
     };
     let command = if !command.is_empty() {
         command.to_vec()
-    } else if let Some(command) = project.command_of(&name) {
+    } else if let Some(command) = project.config.declared_command(&name) {
         command
     } else if let Some(record) = &recorded {
         record.command.clone()
     } else {
-        project.command(command)?
+        service.command(command)?
     };
     let same_serving =
         serve.listen.is_empty() && serve.ready.is_none() && serve.ready_timeout.is_none();
@@ -64,7 +65,7 @@ pub(crate) fn run(
         say!("{}", restarted.pid);
         return Ok(ExitCode::SUCCESS);
     }
-    if project.listeners(&serve.listen)?.is_empty() {
+    if service.listeners(&serve.listen)?.is_empty() {
         note!(
             "`{name}` has no declared listeners: it is stopped, then started, and connections are refused in between (declare `listen` in Lichtara.toml, then `lichtara reload` replaces it with none refused)"
         );

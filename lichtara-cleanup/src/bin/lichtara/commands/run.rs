@@ -31,9 +31,10 @@ pub(crate) fn run(
     command: &[String],
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
-    let command = project.command(command)?;
-    let timeout = project.stop_timeout(timeout)?;
-    let declared = project.listeners(listen)?;
+    let service = project.service(&name);
+    let command = service.command(command)?;
+    let timeout = service.stop_timeout(timeout)?;
+    let declared = service.listeners(listen)?;
     let me = std::process::id() as i32;
     let marker = format!("{}/{name}/run-{me}", project.id);
     if std::env::var_os(MARKER_VAR).is_none_or(|value| value != *marker) {
@@ -80,7 +81,7 @@ pub(crate) fn run(
     let handoff = if held.is_empty() {
         None
     } else {
-        let env = crate::listeners::service_environment(project, &marker, None);
+        let env = crate::listeners::service_environment(service.env(), &marker, None);
         Some(std::sync::Arc::new(Handoff::new(
             &project.dir,
             &command[0],
@@ -137,7 +138,7 @@ pub(crate) fn run(
             child
                 .args(&command[1..])
                 .current_dir(&project.dir)
-                .envs(&project.settings.env)
+                .envs(service.env())
                 .env(MARKER_VAR, &marker)
                 .process_group(0);
             for var in crate::listeners::PROTOCOL_VARS {

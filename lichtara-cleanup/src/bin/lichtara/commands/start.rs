@@ -23,7 +23,7 @@ pub(crate) fn run(
     command: &[String],
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
-    let command = project.command(command)?;
+    let command = project.service(&name).command(command)?;
     let pid = start(project, &name, serve, &command)?;
     say!("{pid}");
     Ok(ExitCode::SUCCESS)
@@ -38,15 +38,19 @@ pub(crate) fn start(
     command: &[String],
 ) -> Result<i32, Failure> {
     // Every setting is checked before anything is locked or spawned.
-    let listeners = project.listeners(&serve.listen)?;
-    let ready = project.ready(serve.ready.as_deref())?;
-    let ready_timeout = project.ready_timeout(serve.ready_timeout)?;
+    let service = project.service(name);
+    let listeners = service.listeners(&serve.listen)?;
+    let ready = service.ready(serve.ready.as_deref())?;
+    let ready_timeout = service.ready_timeout(serve.ready_timeout)?;
     // The name's lock, taken here and held by the supervisor from its
     // first instruction on: no moment of a start holds nothing.
     let state = project.state_dir()?;
     let Some(lock) = record::lock(&state, name)? else {
         return Err(crate::supervisor::locked(project, &state, name));
     };
+    // A failure the restart policy gave up on is over: this is the
+    // `start` it waited for.
+    let _ = record::failed_path(&state, name).unlink();
     let lock_fd = lock.file.as_raw_fd();
     let exe = std::env::current_exe()
         .map_err(|err| Failure::new(format!("cannot find this program: {err}")))?;

@@ -22,6 +22,26 @@ pub(crate) fn run(
     as_json: bool,
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
+    let inspected = inspect(project, &name)?;
+    if as_json {
+        say!("{}", inspected.json);
+    } else {
+        say!("{}", inspected.text);
+    }
+    Ok(ExitCode::from(inspected.code))
+}
+
+/// What `status` finds of one service: its LSB code, and what it says
+/// of it in JSON and in words.
+pub(crate) struct Inspected {
+    pub(crate) code: Status,
+    pub(crate) json: serde_json::Value,
+    pub(crate) text: String,
+}
+
+/// Looks at service `name`: its record, its processes, its supervisor.
+pub(crate) fn inspect(project: &Project, name: &str) -> Result<Inspected, Failure> {
+    let name = name.to_owned();
     let state_dir = project.existing_state_dir()?;
     let record = match &state_dir {
         Some(state) => record::read(&record::pid_path(state, &name))?,
@@ -31,23 +51,49 @@ pub(crate) fn run(
         && let Some(state) = &state_dir
         && let Ok(live) = Connection::find(project, state, &name).and_then(Connection::status)
     {
-        report(
-            as_json,
-            json!({"name": name, "state": "running", "pid": live.pid, "supervisor": {"pid": live.supervisor, "state": live.phase}, "reason": "no PID file"}),
-            &format!(
+        return Ok(Inspected {
+            code: Status::Running,
+            json: json!({"name": name, "state": "running", "pid": live.pid, "supervisor": {"pid": live.supervisor, "state": live.phase}, "reason": "no PID file"}),
+            text: format!(
                 "`{name}` is running (pid {}) under its supervisor (pid {}), but its PID file is missing: `lichtara stop` still works",
                 live.pid, live.supervisor
             ),
-        );
-        return Ok(ExitCode::from(Status::Running));
+        });
+    }
+    // Failed: no record, or one its supervisor has not removed yet as it
+    // exits (a record naming a live process wins).
+    let failed = state_dir
+        .as_ref()
+        .and_then(|state| record::read_failed(&record::failed_path(state, &name)))
+        .filter(|_| {
+            record.as_ref().is_none_or(|record| {
+                !matches!(record.liveness(project, &name), Liveness::Running(_))
+                    && !crate::client::supervisor_alive(record)
+            })
+        });
+    if let Some(failed) = failed {
+        let ago = crate::commands::now_secs().saturating_sub(failed.at);
+        return Ok(Inspected {
+            code: Status::Stopped,
+            json: json!({"name": name, "state": "failed", "ended": failed.ended, "restarts": failed.restarts, "reason": failed.why, "failed_at": failed.at, "last_lines": failed.tail.lines().map(|line| line.trim_start_matches("  | ")).filter(|line| !line.is_empty()).collect::<Vec<_>>()}),
+            text: format!(
+                "`{name}` has failed ({} ago): {}{}\n  `lichtara start -N {name}` starts it again",
+                super::short_duration(std::time::Duration::from_secs(ago)),
+                failed.why,
+                if failed.tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n  its last lines:{}", failed.tail)
+                }
+            ),
+        });
     }
     let (Some(record), Some(state_dir)) = (record, state_dir) else {
-        report(
-            as_json,
-            json!({"name": name, "state": "stopped"}),
-            &format!("`{name}` is not running"),
-        );
-        return Ok(ExitCode::from(Status::Stopped));
+        return Ok(Inspected {
+            code: Status::Stopped,
+            json: json!({"name": name, "state": "stopped"}),
+            text: format!("`{name}` is not running"),
+        });
     };
     match record.liveness(project, &name) {
         Liveness::Running(_) => {}
@@ -59,39 +105,43 @@ pub(crate) fn run(
                 Connection::open(&state_dir, &name, &record).and_then(Connection::status)
                 && live.phase != "running" =>
         {
-            report(
-                as_json,
-                json!({"name": name, "state": live.phase, "pid": live.pid, "supervisor": {"pid": live.supervisor, "state": live.phase}, "generation": live.generation}),
-                &format!(
-                    "`{name}` is {} under its supervisor (pid {}): generation {} (pid {}) has ended, the next is starting",
-                    live.phase, live.supervisor, live.generation, live.pid
+            return Ok(Inspected {
+                code: Status::Running,
+                json: json!({"name": name, "state": live.phase, "pid": live.pid, "supervisor": {"pid": live.supervisor, "state": live.phase, "restart": live.restart, "restarts": live.restarts, "last_exit": live.last_exit}, "generation": live.generation, "restarts": live.restarts}),
+                text: format!(
+                    "`{name}` is {} under its supervisor (pid {}): generation {} (pid {}) has ended{}, the next is starting",
+                    live.phase,
+                    live.supervisor,
+                    live.generation,
+                    live.pid,
+                    match &live.last_exit {
+                        Some(how) if live.phase == "restarting" =>
+                            format!(" ({how}; restart {} by the policy)", live.restarts),
+                        _ => String::new(),
+                    }
                 ),
-            );
-            return Ok(ExitCode::from(Status::Running));
+            });
         }
         Liveness::Stale(why) => {
-            report(
-                as_json,
-                json!({"name": name, "state": "stale", "pid": record.pid, "reason": why}),
-                &format!("`{name}` is dead but its PID file remains: {why}"),
-            );
-            return Ok(ExitCode::from(Status::Dead));
+            return Ok(Inspected {
+                code: Status::Dead,
+                json: json!({"name": name, "state": "stale", "pid": record.pid, "reason": why}),
+                text: format!("`{name}` is dead but its PID file remains: {why}"),
+            });
         }
         Liveness::Foreign(why) => {
-            report(
-                as_json,
-                json!({"name": name, "state": "stopped", "reason": why}),
-                &format!("`{name}` is not running here: {why}"),
-            );
-            return Ok(ExitCode::from(Status::Stopped));
+            return Ok(Inspected {
+                code: Status::Stopped,
+                json: json!({"name": name, "state": "stopped", "reason": why}),
+                text: format!("`{name}` is not running here: {why}"),
+            });
         }
         Liveness::Refused(why) => {
-            report(
-                as_json,
-                json!({"name": name, "state": "unknown", "pid": record.pid, "reason": why}),
-                &format!("`{name}`: unknown: {why}"),
-            );
-            return Ok(ExitCode::from(Status::Unknown));
+            return Ok(Inspected {
+                code: Status::Unknown,
+                json: json!({"name": name, "state": "unknown", "pid": record.pid, "reason": why}),
+                text: format!("`{name}`: unknown: {why}"),
+            });
         }
     }
     let all = procfs::all_stats().unwrap_or_default();
@@ -128,7 +178,7 @@ pub(crate) fn run(
     let supervisor = supervisor(&state_dir, &name, &record);
     let supervisor_text = match &supervisor {
         Supervisor::Live(status) => format!(
-            "pid {} ({}; {} logged, {} rotation(s)){}\n  generation: {}, ready: {}{}",
+            "pid {} ({}; {} logged, {} rotation(s)){}\n  generation: {}, ready: {}, restart: {}{}{}",
             status.supervisor,
             status.phase,
             bytes(status.logged_bytes),
@@ -140,6 +190,16 @@ pub(crate) fn run(
                 .unwrap_or_default(),
             status.generation,
             status.ready,
+            if status.restart.is_empty() {
+                "no"
+            } else {
+                &status.restart
+            },
+            match (status.restarts, &status.last_exit) {
+                (0, _) => String::new(),
+                (count, Some(how)) => format!(" ({count} restart(s), the last after {how})"),
+                (count, None) => format!(" ({count} restart(s))"),
+            },
             if status.listeners.is_empty() {
                 String::new()
             } else {
@@ -181,9 +241,9 @@ pub(crate) fn run(
         },
         record.command.join(" ")
     );
-    report(
-        as_json,
-        json!({
+    Ok(Inspected {
+        code: Status::Running,
+        json: json!({
             "name": name,
             "state": state,
             "pid": record.pid,
@@ -205,6 +265,9 @@ pub(crate) fn run(
                     "generation": status.generation,
                     "ready": status.ready,
                     "listeners": status.listeners,
+                    "restart": status.restart,
+                    "restarts": status.restarts,
+                    "last_exit": status.last_exit,
                 }),
                 Supervisor::Missing(why) | Supervisor::Unreachable(why) => json!({
                     "pid": record.supervisor.map(|s| s.pid),
@@ -214,9 +277,8 @@ pub(crate) fn run(
                 Supervisor::None => serde_json::Value::Null,
             },
         }),
-        &text,
-    );
-    Ok(ExitCode::from(Status::Running))
+        text,
+    })
 }
 
 /// What `status` knows of a service's supervisor.
@@ -247,13 +309,5 @@ fn bytes(count: u64) -> String {
         0..1024 => format!("{count} B"),
         1024..1_048_576 => format!("{:.1} KiB", count as f64 / 1024.0),
         _ => format!("{:.1} MiB", count as f64 / 1_048_576.0),
-    }
-}
-
-fn report(as_json: bool, value: serde_json::Value, text: &str) {
-    if as_json {
-        say!("{value}");
-    } else {
-        say!("{text}");
     }
 }

@@ -33,7 +33,7 @@ pub(crate) fn run(
     timeout: Option<Duration>,
 ) -> Result<ExitCode, Failure> {
     let name = project.name(name)?;
-    let timeout = project.stop_timeout(timeout)?;
+    let timeout = project.service(&name).stop_timeout(timeout)?;
     match stop(project, &name, timeout)? {
         StopOutcome::NotRunning => say!("`{name}` is not running"),
         StopOutcome::Stale(why) => say!(
@@ -62,7 +62,7 @@ pub(crate) fn stop(
     name: &str,
     timeout: Duration,
 ) -> Result<StopOutcome, Failure> {
-    let stop_signal = project.stop_signal()?;
+    let stop_signal = project.service(name).stop_signal()?;
     let Some(state) = project.existing_state_dir()? else {
         return Ok(StopOutcome::NotRunning);
     };

@@ -33,6 +33,8 @@ pub(super) struct Launch<'a> {
     pub(super) notify: Option<&'a str>,
     /// Its generation's number (`LICHTARA_GENERATION`).
     pub(super) generation: u32,
+    /// The environment the settings give it.
+    pub(super) env: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// Spawns the service: its own session, its cgroup leaf entered before
@@ -49,6 +51,7 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
         held,
         notify,
         generation,
+        env,
     } = launch;
     let output_err = output
         .try_clone()
@@ -58,7 +61,7 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
         .args(&command[1..])
         .current_dir(&project.dir)
         .env_remove(SUPERVISOR_VAR)
-        .envs(&project.settings.env)
+        .envs(env)
         .env(MARKER_VAR, marker)
         .env(GENERATION_VAR, generation.to_string())
         .stdin(Stdio::null())
@@ -75,7 +78,7 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
     let handoff = if held.is_empty() {
         None
     } else {
-        let mut env = crate::listeners::service_environment(project, marker, notify);
+        let mut env = crate::listeners::service_environment(env, marker, notify);
         env.retain(|(key, _)| key != GENERATION_VAR);
         env.push((GENERATION_VAR.into(), generation.to_string().into()));
         Some(Handoff::new(

@@ -26,6 +26,10 @@ pub(crate) enum Phase {
     Starting,
     Running,
     Reloading,
+    /// Its main process ended by itself and the restart policy starts it
+    /// again: the rest of the ended one is ended, the backoff waited, the
+    /// next one made ready.
+    Restarting,
     Stopping,
 }
 
@@ -35,6 +39,7 @@ impl Phase {
             Phase::Starting => "starting",
             Phase::Running => "running",
             Phase::Reloading => "reloading",
+            Phase::Restarting => "restarting",
             Phase::Stopping => "stopping",
         }
     }
@@ -80,6 +85,12 @@ struct Shared {
     listeners: Vec<String>,
     ready: String,
     timeouts: (Duration, Duration),
+    /// `restart`: `no`, `on-failure` or `always`.
+    restart: &'static str,
+    /// Restarts made by the policy, and how the last ended generation
+    /// ended.
+    restarts: u32,
+    last_exit: Option<String>,
 }
 
 /// A change of generation asked for.
@@ -124,6 +135,9 @@ impl Control {
                 listeners: Vec::new(),
                 ready: String::new(),
                 timeouts: (Duration::ZERO, Duration::ZERO),
+                restart: "no",
+                restarts: 0,
+                last_exit: None,
             }),
             changed: Condvar::new(),
             wake,
@@ -168,6 +182,19 @@ impl Control {
     /// The ready and stop timeouts, for a client's patience.
     pub(crate) fn timeouts(&self, ready: Duration, stop: Duration) {
         self.lock().timeouts = (ready, stop);
+    }
+
+    /// The restart policy `status` shows.
+    pub(crate) fn restart_policy(&self, word: &'static str) {
+        self.lock().restart = word;
+    }
+
+    /// A restart by the policy: how many so far, and how the generation
+    /// before it ended.
+    pub(crate) fn restarted(&self, restarts: u32, last_exit: Option<String>) {
+        let mut shared = self.lock();
+        shared.restarts = restarts;
+        shared.last_exit = last_exit;
     }
 
     /// The reloads and restarts asked for since the last call.
@@ -258,7 +285,7 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
     };
     match request {
         Request::Status => {
-            let (phase, pid, shared_status) = {
+            let (phase, pid, shared_status, restarts) = {
                 let shared = inner.lock();
                 (
                     shared.phase,
@@ -268,6 +295,11 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                         shared.listeners.clone(),
                         shared.ready.clone(),
                         shared.timeouts,
+                    ),
+                    (
+                        shared.restart.to_owned(),
+                        shared.restarts,
+                        shared.last_exit.clone(),
                     ),
                 )
             };
@@ -288,6 +320,9 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                 ready: shared_status.2,
                 ready_timeout_ms: shared_status.3.0.as_millis() as u64,
                 stop_timeout_ms: shared_status.3.1.as_millis() as u64,
+                restart: restarts.0,
+                restarts: restarts.1,
+                last_exit: restarts.2,
             };
             let _ = send(&mut stream, &Reply::Status(reply));
         }

@@ -37,6 +37,8 @@ pub(super) struct Spawner<'a> {
     pub(super) held: &'a [Held],
     pub(super) notify: Option<&'a str>,
     pub(super) log: &'a Arc<Mutex<RotatingLog>>,
+    /// The environment the settings give the service.
+    pub(super) env: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// A running (or ended, unreaped) generation.
@@ -86,6 +88,7 @@ impl Spawner<'_> {
             held: self.held,
             notify: self.notify,
             generation: number,
+            env: self.env,
         });
         drop(procs);
         let child = match spawned {

@@ -26,7 +26,12 @@
 //!    watching the new one and a stop is never kept waiting); a
 //!    generation that ends or is not ready in time is ended, and the old
 //!    one keeps serving;
-//! 7. when the service's main process ends, or a stop is asked for, ends
+//! 7. when the service's main process ends by itself and its restart
+//!    policy says so (`restart`), ends the rest of that generation, waits
+//!    the backoff and starts the next on the same listeners (connections
+//!    wait in their backlog meanwhile); past the policy's limit it gives
+//!    up, and records the service as failed (`<name>.failed`);
+//! 8. when the service's main process ends otherwise, or a stop is asked for, ends
 //!    whatever is left of the run (the stop signal, the timeout, SIGKILL,
 //!    the cgroup removed), removes the record it wrote, writes the last
 //!    log line, answers, and exits.
@@ -46,6 +51,7 @@ mod setup;
 
 pub(crate) use self::claim::locked;
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -62,11 +68,12 @@ use self::generation::{Generation, Spawner};
 use self::log::RotatingLog;
 use self::notify::Notify;
 use crate::commands::stop::{self, Reach};
+use crate::config::{Ready, RestartPolicy, RestartWhen, ServiceConfig};
 use crate::containment::{self, Containment};
 use crate::exit::Exit;
 use crate::listeners::{Declared, Held};
 use crate::ownership::Claim;
-use crate::project::{Project, Ready};
+use crate::project::Project;
 use crate::protocol::{ReloadReply, Report, SUPERVISOR_VAR, StopReply, socket_name};
 use crate::record::{self, Lock, Record};
 use crate::state::{StateDir, StateFile};
@@ -203,6 +210,18 @@ struct Service<'p> {
     retiring: Option<Retiring>,
     /// The number the next generation gets.
     next: u32,
+    /// Its settings.
+    config: ServiceConfig,
+    policy: RestartPolicy,
+    /// The policy's restarts, by when they were decided, within its window.
+    restarts: VecDeque<Instant>,
+    /// Crashes in a row: the backoff's exponent.
+    in_a_row: u32,
+    /// A restart after a crash waits until then (the crashed generation's
+    /// rest has ended).
+    backoff: Option<Instant>,
+    /// Restarts made by the policy since the supervisor started.
+    total_restarts: u32,
 }
 
 /// A generation started and not yet ready.
@@ -224,6 +243,8 @@ enum Purpose {
     Start,
     /// Beside the serving one, which is stopped once this one is ready.
     Reload(Option<Answer>),
+    /// After the serving one ended by itself, by the restart policy.
+    Recover,
     /// After the serving one was stopped.
     Restart {
         answer: Option<Answer>,
@@ -259,12 +280,16 @@ enum Then {
         command: Option<Vec<String>>,
         asked: Instant,
     },
+    /// A crashed generation's rest has ended: the next starts after
+    /// `delay`.
+    Recover { delay: Duration },
 }
 
 impl Then {
     fn answer(self) -> Option<Answer> {
         match self {
             Self::Reloaded { answer, .. } | Self::Restart { answer, .. } => answer,
+            Self::Recover { .. } => None,
         }
     }
 }
@@ -316,7 +341,9 @@ impl<'p> Service<'p> {
                 "ready = port {addr} is a declared listener, which the supervisor holds: it accepts connections before the service does and proves nothing; use ready = \"notify\""
             )));
         }
-        let (log_max, log_keep) = project.log_limits()?;
+        let config = project.service(name);
+        let policy = config.restart()?;
+        let (log_max, log_keep) = config.log_limits()?;
         let log = Arc::new(Mutex::new(RotatingLog::open(
             &state, name, log_max, log_keep,
         )?));
@@ -344,10 +371,11 @@ impl<'p> Service<'p> {
             declared.iter().map(Declared::pair).collect(),
             ready.arg(),
         );
-        let stop_timeout = project
+        let stop_timeout = config
             .stop_timeout(None)
-            .unwrap_or(crate::project::DEFAULT_STOP_TIMEOUT);
+            .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT);
         control.timeouts(options.ready_timeout, stop_timeout);
+        control.restart_policy(policy.when.word());
         let mut service = Self {
             project,
             name: name.to_owned(),
@@ -375,10 +403,10 @@ impl<'p> Service<'p> {
             notify,
             ready,
             ready_timeout: options.ready_timeout,
-            grace: project
+            grace: config
                 .start_grace()
-                .unwrap_or(crate::project::DEFAULT_START_GRACE),
-            stop_signal: project
+                .unwrap_or(crate::config::DEFAULT_START_GRACE),
+            stop_signal: config
                 .stop_signal()
                 .unwrap_or(rustix::process::Signal::TERM),
             stop_timeout,
@@ -387,6 +415,12 @@ impl<'p> Service<'p> {
             leftover: None,
             retiring: None,
             next: 1,
+            config,
+            policy,
+            restarts: VecDeque::new(),
+            in_a_row: 0,
+            backoff: None,
+            total_restarts: 0,
         };
         // From here on a failure leaves nothing behind: the socket, the
         // leaf (the spawn undoes the rest itself), and a line in the log.
@@ -465,6 +499,7 @@ impl<'p> Service<'p> {
             held: &self.held,
             notify: self.notify.as_ref().map(|notify| notify.address.as_str()),
             log: &self.log,
+            env: self.config.env(),
         }
         .spawn(number, &command)
     }
@@ -525,19 +560,31 @@ impl<'p> Service<'p> {
             if let Some(ending) = self.judge_pending(&mut report) {
                 break ending;
             }
-            let timeout = self.pending.as_ref().map(|pending| {
+            if self.backoff.is_some_and(|until| Instant::now() >= until)
+                && let Some(ending) = self.recover()
+            {
+                break ending;
+            }
+            let pending_next = self.pending.as_ref().map(|pending| {
                 let mut next = pending.deadline;
                 match self.ready {
                     Ready::None => next = next.min(pending.grace_ends),
                     Ready::Port(_) => next = next.min(pending.next_probe),
                     Ready::Notify => {}
                 }
-                let left = next.saturating_duration_since(Instant::now());
-                rustix::time::Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: i64::from(left.subsec_nanos()),
-                }
+                next
             });
+            let timeout = pending_next
+                .into_iter()
+                .chain(self.backoff)
+                .min()
+                .map(|next| {
+                    let left = next.saturating_duration_since(Instant::now());
+                    rustix::time::Timespec {
+                        tv_sec: left.as_secs() as i64,
+                        tv_nsec: i64::from(left.subsec_nanos()),
+                    }
+                });
             let (current_exited, pending_exited, woken, signalled, notified, retired) = {
                 let mut fds = vec![
                     PollFd::from_borrowed_fd(self.control.wake_fd(), PollFlags::IN),
@@ -598,7 +645,10 @@ impl<'p> Service<'p> {
                     Some(Purpose::Reload(_))
                 );
                 if !reloading {
-                    break Ending::Exited;
+                    if let Some(ending) = self.ended_by_itself() {
+                        break ending;
+                    }
+                    continue;
                 }
                 // The new generation is on its way: it serves if it
                 // becomes ready; if not, nothing does. What is left of the
@@ -646,6 +696,157 @@ impl<'p> Service<'p> {
             }
         };
         self.finish(ending, report)
+    }
+
+    /// The serving generation's main process ended by itself: supervision
+    /// ends with it, unless the restart policy starts the next one (once
+    /// the rest of the crashed one has ended, and after the backoff).
+    fn ended_by_itself(&mut self) -> Option<Ending> {
+        let current = self.current.as_ref()?;
+        let peeked = peek_exit(&current.pidfd);
+        let failed = match peeked {
+            Some(HowEnded::Code(code)) => code != 0,
+            Some(HowEnded::Signal(signal)) => signal != self.stop_signal.as_raw(),
+            None => true,
+        };
+        let restart = match self.policy.when {
+            RestartWhen::No => false,
+            RestartWhen::OnFailure => failed,
+            RestartWhen::Always => true,
+        };
+        if !restart {
+            return Some(Ending::Exited);
+        }
+        let current = self.current.take().expect("checked");
+        let how = peeked.map_or_else(|| "unknown".to_owned(), |exit| exit.describe());
+        let tail = current.last_lines();
+        let ran = current.began.elapsed();
+        let (number, pid) = (current.number, current.pid);
+        let delay = match self.crashed(ran, &how, &tail) {
+            Ok(delay) => delay,
+            Err(ending) => {
+                self.current = Some(current);
+                return Some(ending);
+            }
+        };
+        self.note(&format!(
+            "`{}` (generation {number}, pid {pid}) ended by itself ({how}) after {}: restarting it in {} (restart {} of at most {} within {}; restart = \"{}\")",
+            self.name,
+            crate::commands::short_duration(ran),
+            crate::commands::millis(delay),
+            self.restarts.len(),
+            self.policy.limit,
+            humantime::format_duration(self.policy.window),
+            self.policy.when.word(),
+        ));
+        self.control.set(Phase::Restarting, pid);
+        self.control.restarted(self.restarts_made(), Some(how));
+        let then = Then::Recover { delay };
+        if self.retiring.is_some() {
+            // A reload's old generation is still being ended: this one is
+            // ended here (its main process has, its rest gets the stop
+            // signal and timeout).
+            let ended = current.end(&self.record, self.stop_signal, self.stop_timeout);
+            return self.retired(number, pid, ended, then);
+        }
+        let timeout = self.stop_timeout;
+        self.retire(current, timeout, then)
+    }
+
+    /// Counts a crash against the restart policy: the delay before the next
+    /// start, or (past `restart_limit` within `restart_window`) the end of
+    /// supervision, the service marked failed.
+    fn crashed(&mut self, ran: Duration, how: &str, tail: &str) -> Result<Duration, Ending> {
+        let now = Instant::now();
+        // A generation that ran for a whole window was healthy: its crash
+        // is the first in a row again.
+        if ran >= self.policy.window {
+            self.in_a_row = 0;
+        }
+        while self
+            .restarts
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= self.policy.window)
+        {
+            self.restarts.pop_front();
+        }
+        if self.restarts.len() >= self.policy.limit as usize {
+            let why = format!(
+                "`{}` ended by itself ({how}) after {} restart(s) within {} (restart_limit = {}): it is failed, and is not restarted until `lichtara start`",
+                self.name,
+                self.restarts.len(),
+                humantime::format_duration(self.policy.window),
+                self.policy.limit
+            );
+            self.note(&why);
+            let failed = record::Failed {
+                at: crate::commands::now_secs(),
+                ended: how.to_owned(),
+                restarts: self.restarts_made(),
+                why: why.clone(),
+                tail: tail.to_owned(),
+            };
+            if let Err(failure) = record::write_failed(
+                &record::failed_path(&self.state, &self.name),
+                &self.name,
+                &failed,
+            ) {
+                self.note(failure.message());
+            }
+            return Err(Ending::Failed(why, None));
+        }
+        let delay = self.policy.delay_for(self.in_a_row);
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.restarts.push_back(now);
+        self.total_restarts = self.total_restarts.saturating_add(1);
+        Ok(delay)
+    }
+
+    /// Restarts made by the policy since the supervisor started.
+    fn restarts_made(&self) -> u32 {
+        self.total_restarts
+    }
+
+    /// The backoff has passed: the next generation starts.
+    fn recover(&mut self) -> Option<Ending> {
+        self.backoff = None;
+        match self.spawn(None) {
+            Ok(generation) => {
+                self.note(&format!(
+                    "restarting `{}`: started generation {} (pid {})",
+                    self.name, generation.number, generation.pid
+                ));
+                self.control.set(Phase::Restarting, generation.pid);
+                self.pending = Some(self.pending(generation, Purpose::Recover, Instant::now()));
+                None
+            }
+            Err(failure) => {
+                let how = format!("did not start: {}", failure.message());
+                self.note(&format!("`{}` {how}", self.name));
+                self.schedule(Duration::ZERO, &how, "")
+            }
+        }
+    }
+
+    /// Counts one more crash and waits for the next try, or gives up.
+    fn schedule(&mut self, ran: Duration, how: &str, tail: &str) -> Option<Ending> {
+        match self.crashed(ran, how, tail) {
+            Ok(delay) => {
+                self.note(&format!(
+                    "restarting `{}` in {} (restart {} of at most {} within {})",
+                    self.name,
+                    crate::commands::millis(delay),
+                    self.restarts.len(),
+                    self.policy.limit,
+                    humantime::format_duration(self.policy.window)
+                ));
+                self.control
+                    .restarted(self.restarts_made(), Some(how.to_owned()));
+                self.backoff = Some(Instant::now() + delay);
+                None
+            }
+            Err(ending) => Some(ending),
+        }
     }
 
     /// Whether the pending generation is ready, failed, or still on its
@@ -727,7 +928,14 @@ impl<'p> Service<'p> {
             return None;
         }
         let Some((old_number, old)) = self.current.as_ref().map(|c| (c.number, c.pid)) else {
-            refuse(answer, "nothing is running".into());
+            refuse(
+                answer,
+                if self.backoff.is_some() {
+                    "refused: it ended by itself and is being restarted".into()
+                } else {
+                    "nothing is running".into()
+                },
+            );
             return None;
         };
         let asked = Instant::now();
@@ -767,6 +975,7 @@ impl<'p> Service<'p> {
                 // The new command is checked before the old one is ended.
                 if let Err(failure) = crate::listeners::check_program(
                     self.project,
+                    self.config.env(),
                     command.as_deref().unwrap_or(&self.command),
                 ) {
                     refuse(
@@ -917,6 +1126,16 @@ impl<'p> Service<'p> {
                 }
                 None
             }
+            Then::Recover { delay } => {
+                if let Err(survivors) = ended.stopped {
+                    let why = format!(
+                        "processes {survivors:?} of generation {number} (pid {old_pid}) survived SIGKILL; not restarting the service"
+                    );
+                    return Some(Ending::Failed(why, None));
+                }
+                self.backoff = Some(Instant::now() + delay);
+                None
+            }
             Then::Restart {
                 answer,
                 command,
@@ -1061,6 +1280,13 @@ impl<'p> Service<'p> {
                     }
                 }
             }
+            Purpose::Recover => {
+                self.note(&format!(
+                    "restarted `{}` after it ended by itself: generation {number} (pid {pid}) is ready after {}",
+                    self.name,
+                    crate::commands::millis(ready_in)
+                ));
+            }
             Purpose::Restart {
                 answer,
                 old_pid,
@@ -1094,6 +1320,7 @@ impl<'p> Service<'p> {
         } = pending;
         let number = generation.number;
         let pid = generation.pid;
+        let ran = generation.began.elapsed();
         let command = generation.command.join(" ");
         let ended = generation.end(&self.record, self.stop_signal, self.stop_timeout);
         let first = matches!(purpose, Purpose::Start);
@@ -1149,6 +1376,10 @@ impl<'p> Service<'p> {
                 }
             }
             Purpose::Restart { answer, .. } => Some(Ending::Failed(message, answer)),
+            Purpose::Recover => {
+                self.control.set(Phase::Restarting, pid);
+                self.schedule(ran, &ended.how, &ended.tail)
+            }
         }
     }
 
@@ -1340,5 +1571,39 @@ pub(super) fn describe(status: &ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
         _ => status.to_string(),
+    }
+}
+
+/// How a process ended, as `waitid` tells it.
+#[derive(Debug, Clone, Copy)]
+enum HowEnded {
+    Code(i32),
+    Signal(i32),
+}
+
+impl HowEnded {
+    /// As [`describe`] says it.
+    fn describe(self) -> String {
+        match self {
+            Self::Code(code) => format!("exit code {code}"),
+            Self::Signal(signal) => format!("signal {signal}"),
+        }
+    }
+}
+
+/// How the process behind `pidfd` (our child, ended) ended, leaving it
+/// unreaped (`WNOWAIT`): its PID stays ours until it is reaped.
+fn peek_exit(pidfd: &std::os::fd::OwnedFd) -> Option<HowEnded> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    use std::os::fd::AsFd;
+    let status = waitid(
+        WaitId::PidFd(pidfd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
+    )
+    .ok()??;
+    match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => Some(HowEnded::Code(code)),
+        (None, Some(signal)) => Some(HowEnded::Signal(signal)),
+        _ => None,
     }
 }

@@ -115,6 +115,10 @@ struct Plan {
     phases: Vec<(i32, Range<usize>)>,
     /// The resource types, which say how many instances they cleaned.
     resources: Vec<usize>,
+    /// Every hook's report, `not run`, made at startup ([`prepare`]) for
+    /// the first sequence to take: 10,000 hooks' reports are half a
+    /// megabyte, whose page faults would otherwise fall in the shutdown.
+    spare: Mutex<Option<Vec<HookReport>>>,
 }
 
 /// The phases of hooks in `(order, name)` order: each order and the range
@@ -143,6 +147,7 @@ fn plan() -> &'static Plan {
                 .filter(|at| matches!(hooks[*at].kind, RegisteredKind::Resource(_)))
                 .collect(),
             hooks,
+            spare: Mutex::new(None),
         };
         // Once, with the plan: before any sequence can run, off `main`'s
         // path (the signal thread builds it at startup).
@@ -154,7 +159,17 @@ fn plan() -> &'static Plan {
 /// Sorts the registered hooks now, while nothing waits for them: the
 /// signal thread calls it at startup.
 pub(crate) fn prepare() {
-    plan();
+    let plan = plan();
+    let reports = not_run(&plan.hooks);
+    *plan.spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(reports);
+}
+
+/// The reports of `hooks`, `not run`.
+fn not_run(hooks: &[&'static Registration]) -> Vec<HookReport> {
+    hooks
+        .iter()
+        .map(|hook| HookReport::registered(hook.name, hook.order, hook.timeout))
+        .collect()
 }
 
 /// How many hooks `#[lichtara::cleanup]` registered. Counted afresh, not
@@ -328,10 +343,17 @@ impl Hooks {
     /// Every hook's report, `not run`, in order. Called once.
     pub(crate) fn reports(&self) -> Vec<HookReport> {
         match &self.source {
-            Source::Registered(hooks, _) => hooks
-                .iter()
-                .map(|hook| HookReport::registered(hook.name, hook.order, hook.timeout))
-                .collect(),
+            Source::Registered(hooks, _) => {
+                // The whole plan's, made at startup, if no sequence took
+                // them yet.
+                let spare = plan()
+                    .spare
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .filter(|spare| spare.len() == hooks.len());
+                spare.unwrap_or_else(|| not_run(hooks))
+            }
             Source::Built { reports, .. } => {
                 std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner))
             }

@@ -438,6 +438,10 @@ struct Starting {
 /// A starter: its state, and its task.
 type Starter = (Arc<Mutex<Starting>>, AbortHandle);
 
+/// How many finished hooks a starter gathers before it wakes the
+/// sequencer to collect them.
+const HAND_OVER: usize = 512;
+
 /// A first poll this long gets a second starter for the rest of the phase,
 /// so that one hook blocking its thread does not hold the others back.
 const SLOW_FIRST_POLL: Duration = Duration::from_millis(20);
@@ -480,10 +484,17 @@ fn spawn_starter(shared: &Arc<Shared>) -> Starter {
             let Some(runner) = shared.hooks.runner(claimed) else {
                 continue;
             };
-            {
+            let handed = {
                 let mut state = lock(&mine);
                 state.done.extend(ended.take());
                 state.polling = Some((index, now));
+                state.done.len() >= HAND_OVER
+            };
+            if handed {
+                // Collected a batch at a time, so that the lists stay
+                // small and reused: 10,000 results gathered in one list
+                // cost the shutdown their page faults and copies.
+                shared.watch.notify_one();
             }
             let since = now;
             let limit = shared.limit(index, since);
@@ -575,6 +586,9 @@ async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool 
     let mut deadline_passed = false;
     let mut helped = vec![false; done.len()];
     let mut ends = Vec::new();
+    // Reused from turn to turn, as the starters' own lists are: what a
+    // turn collects is moved, never allocated afresh.
+    let mut batch = Vec::new();
     while left > 0 {
         #[cfg(test)]
         shared.turns.fetch_add(1, Ordering::Relaxed);
@@ -621,9 +635,9 @@ async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool 
             // and reported as they ended, not as cut.
             () = &mut deadline_timer => deadline_passed = true,
         }
-        // Taken whole, not copied: with 10,000 instant hooks this is one
-        // batch of 10,000 from each starter.
-        let mut batch = std::mem::take(&mut *lock(&shared.finished));
+        // Moved into the reused batch: each list keeps its room for the
+        // next turn.
+        batch.append(&mut lock(&shared.finished));
         for (state, _) in &starters {
             batch.append(&mut lock(state).done);
         }
@@ -631,7 +645,7 @@ async fn run_phase(phase: Phase<'_>, began: Began, progress: &Progress) -> bool 
         progress.ended(batch.iter().map(|finished| finished.index as usize));
         // The batch's lines go to stderr in one write.
         let _log = crate::logging::batch();
-        for finished in batch {
+        for finished in batch.drain(..) {
             let index = finished.index as usize;
             if done[index] {
                 continue;

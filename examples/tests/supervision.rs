@@ -452,3 +452,130 @@ fn a_procfile_project_comes_up_and_goes_down() {
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
 }
+
+/// `systemd-analyze verify` of the unit files in `dir` (`--user` ones
+/// with a runtime folder of their own): its output, if it failed.
+fn verify(dir: &std::path::Path, user: bool) -> Result<(), String> {
+    let units: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let runtime = dir.join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let mut command = std::process::Command::new("systemd-analyze");
+    if user {
+        command.arg("--user").env("XDG_RUNTIME_DIR", &runtime);
+    }
+    let output = command
+        .arg("verify")
+        .args(units.iter().filter(|unit| unit.is_file()))
+        .output()
+        .expect("systemd-analyze");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+#[test]
+fn generated_units_pass_systemd_analyze_verify_and_run_says_ready_as_type_notify_expects() {
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: systemd-analyze is not installed (`apt-get install systemd`)");
+        return;
+    }
+    let project = Managed::new("units", SERVER);
+    std::fs::write(project.dir.join("service.py"), SERVICE_PY).unwrap();
+    let [db, web] = [free_port(), free_port()];
+    project.settings(&format!(
+        "restart = \"on-failure\"\nstop_timeout = \"7s\"\n\
+         [services.db]\ncommand = [\"python3\", \"service.py\", \"db\", \"{db}\"]\nready = {{ port = \"127.0.0.1:{db}\" }}\n\
+         [services.web]\ncommand = [{SERVER:?}, \"--addr\", \"127.0.0.1:{web}\"]\nready = \"notify\"\ndepends_on = [\"db\"]\nenv = {{ GREETING = \"hello $USER, 100%\" }}\n\
+         [services.worker]\ncommand = [\"sleep\", \"1000\"]\ndepends_on = [\"db\"]\n"
+    ));
+    for user in [false, true] {
+        let units = project.dir.join(if user { "user-units" } else { "units" });
+        std::fs::create_dir_all(&units).unwrap();
+        for name in ["db", "web", "worker"] {
+            let mut args = vec!["unit", name];
+            if user {
+                args.push("--user");
+            }
+            let printed = project.lichtara(&args);
+            assert!(printed.status.success(), "{}", text(&printed));
+            let unit = String::from_utf8(printed.stdout).unwrap();
+            for needle in [
+                "Type=notify",
+                "KillMode=mixed",
+                "TimeoutStopSec=12s",
+                "ExecReload=/bin/kill -HUP $MAINPID",
+                "Restart=on-failure",
+                &format!("run --name {name}"),
+            ] {
+                assert!(unit.contains(needle), "{needle:?} in {unit}");
+            }
+            let file = format!(
+                "lichtara-{}-{name}.service",
+                project.dir.file_name().unwrap().to_string_lossy()
+            );
+            std::fs::write(units.join(file), unit).unwrap();
+        }
+        if let Err(said) = verify(&units, user) {
+            panic!("systemd-analyze verify (user: {user}): {said}");
+        }
+    }
+    // --install writes them where systemd looks (here: XDG_CONFIG_HOME).
+    let config = project.dir.join("config");
+    let installed = project
+        .command(&["unit", "--user", "--install"])
+        .env("XDG_CONFIG_HOME", &config)
+        .output()
+        .unwrap();
+    assert!(installed.status.success(), "{}", text(&installed));
+    assert_eq!(
+        std::fs::read_dir(config.join("systemd/user"))
+            .unwrap()
+            .count(),
+        3
+    );
+
+    // What systemd sees of `run` as a unit's main process: READY=1 once
+    // the service is ready, from `run` itself (db, ready by its port) or
+    // from the service, given the socket (web, which says it itself).
+    let socket_path = project.dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    for (name, port) in [("db", db), ("web", web)] {
+        let mut run = project
+            .command(&["run", "--name", name])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut datagram = [0u8; 4096];
+        let read = socket.recv(&mut datagram).expect("a notification");
+        let said = String::from_utf8_lossy(&datagram[..read]).into_owned();
+        assert!(said.contains("READY=1"), "{name}: {said:?}");
+        if name == "db" {
+            assert!(said.contains(&format!("MAINPID={}", run.id())), "{said:?}");
+        }
+        // Ready means serving.
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("it serves");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(run.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = run.wait().unwrap();
+        assert!(status.success(), "{name}: {status:?}");
+    }
+    assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
+}

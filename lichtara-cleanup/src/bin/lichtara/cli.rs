@@ -61,6 +61,10 @@ pub(crate) enum Command {
     /// List every service of the project: state, PID, uptime, restarts,
     /// memory, ports, readiness, containment.
     Ps(PsArgs),
+    /// Print (or with --install write) the systemd unit that runs the
+    /// service under `lichtara run`, to survive a reboot; one per service
+    /// of a project of several without NAME.
+    Unit(UnitArgs),
     /// Internal: the supervisor that `start` launches for one service.
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
@@ -205,6 +209,22 @@ pub(crate) struct DownArgs {
     /// `stop_timeout`, else 10s).
     #[arg(long, value_parser = duration_arg)]
     pub(crate) timeout: Option<Duration>,
+}
+
+/// The arguments of `unit`.
+#[derive(Debug, Args)]
+pub(crate) struct UnitArgs {
+    /// The service (default: `--name`'s default; every one of a project of
+    /// several services).
+    pub(crate) name: Option<String>,
+    /// A unit of the user's systemd (`systemctl --user`), installed in
+    /// ~/.config/systemd/user.
+    #[arg(long)]
+    pub(crate) user: bool,
+    /// Write it where systemd looks (/etc/systemd/system, or the user's),
+    /// rather than print it.
+    #[arg(long)]
+    pub(crate) install: bool,
 }
 
 /// The arguments of `ps`.

@@ -11,7 +11,8 @@
 //! and ends with `cgroup.kill`.
 //!
 //! The base is `LICHTARA_CGROUP_BASE` if set (the tests give each run a
-//! subtree of its own), else `lichtara/` at the root of the first cgroup2
+//! subtree of its own; `off` under a systemd unit, whose cgroup contains
+//! the service already), else `lichtara/` at the root of the first cgroup2
 //! mount in `/proc/self/mountinfo` (never a hard-coded path). Where there
 //! is none, or it is not writable (a container without delegation), the
 //! process group and the marker are all there is, and commands say so.
@@ -86,6 +87,11 @@ impl Containment {
 /// Where the services' cgroups are made, or why there is no such place.
 fn base() -> Result<PathBuf, String> {
     if let Some(base) = std::env::var_os(BASE_VAR) {
+        if base == "off" {
+            return Err(format!(
+                "{BASE_VAR}=off: another manager's cgroup (a systemd unit's) contains the service"
+            ));
+        }
         let base = PathBuf::from(base);
         if !base.is_absolute() {
             return Err(format!("{BASE_VAR} must be an absolute path"));

@@ -59,6 +59,8 @@ mod state;
 #[cfg(target_os = "linux")]
 mod supervisor;
 #[cfg(target_os = "linux")]
+mod systemd;
+#[cfg(target_os = "linux")]
 mod terminate;
 #[cfg(target_os = "linux")]
 mod watch;
@@ -183,6 +185,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Up(args) => commands::up::run(&project, &args.names),
         Command::Down(args) => commands::down::run(&project, &args.names, args.timeout),
         Command::Ps(args) => commands::ps::run(&project, args.json),
+        Command::Unit(args) => {
+            commands::unit::run(&project, args.name.as_deref(), args.user, args.install)
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod run;
 pub(crate) mod start;
 pub(crate) mod status;
 pub(crate) mod stop;
+pub(crate) mod unit;
 pub(crate) mod up;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -14,6 +14,7 @@ use rustix::process::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::config::Ready;
 use crate::containment::{self, Containment, Leaf};
 use crate::listeners::{Handoff, Held};
 use crate::ownership::{self, Claim, Proof};
@@ -35,6 +36,14 @@ pub(crate) fn run(
     let command = service.command(command)?;
     let timeout = service.stop_timeout(timeout)?;
     let declared = service.listeners(listen)?;
+    let ready = service.ready(None)?;
+    let grace = service.start_grace()?;
+    let ready_timeout = service.ready_timeout(None)?;
+    // Under systemd (`Type=notify`, `lichtara unit`): a service that says
+    // READY=1 itself is given the socket (the unit allows its processes
+    // to); otherwise this run says it, once the service is ready.
+    let systemd = crate::systemd::socket();
+    let pass_socket = systemd.is_some() && ready == Ready::Notify;
     let me = std::process::id() as i32;
     let marker = format!("{}/{name}/run-{me}", project.id);
     if std::env::var_os(MARKER_VAR).is_none_or(|value| value != *marker) {
@@ -81,7 +90,11 @@ pub(crate) fn run(
     let handoff = if held.is_empty() {
         None
     } else {
-        let env = crate::listeners::service_environment(service.env(), &marker, None);
+        let socket = systemd
+            .as_ref()
+            .filter(|_| pass_socket)
+            .and_then(|socket| socket.to_str());
+        let env = crate::listeners::service_environment(service.env(), &marker, socket);
         Some(std::sync::Arc::new(Handoff::new(
             &project.dir,
             &command[0],
@@ -144,6 +157,9 @@ pub(crate) fn run(
             for var in crate::listeners::PROTOCOL_VARS {
                 child.env_remove(var);
             }
+            if pass_socket && let Some(socket) = &systemd {
+                child.env("NOTIFY_SOCKET", socket);
+            }
             let cgroup_fd = cgroup_procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
             let handoff = handoff.clone();
             let fillers = handoff.as_deref().map(Handoff::reserve);
@@ -181,6 +197,8 @@ pub(crate) fn run(
             changes
         });
         let mut first = true;
+        // Set once the command has ended (by itself or stopped).
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let status = loop {
             if let Some(changes) = changes.as_mut() {
                 // Changes made while the old process stopped are seen by
@@ -210,10 +228,15 @@ pub(crate) fn run(
                     }
                 }
             };
+            if first && systemd.is_some() && !pass_socket {
+                crate::systemd::ready_when(ready, grace, ready_timeout, ended.clone());
+            }
             first = false;
             record.pgid = child;
             record::write(&pid_path, &record)?;
-            match supervise(child, &mut signals, timeout, changes.as_mut()).await {
+            let supervised = supervise(child, &mut signals, timeout, changes.as_mut()).await;
+            ended.store(true, std::sync::atomic::Ordering::Release);
+            match supervised {
                 Ended::Stopped(status) => break status,
                 Ended::ByItself(status) => {
                     let Some(changes) = changes.as_mut() else {

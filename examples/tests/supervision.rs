@@ -579,3 +579,86 @@ fn generated_units_pass_systemd_analyze_verify_and_run_says_ready_as_type_notify
     }
     assert_eq!(project.processes(), Vec::<i32>::new(), "nothing is left");
 }
+
+/// A Python server on descriptor 3 that answers `/health` with 200, or
+/// 503 while the file `unhealthy` exists, and `/` with its PID.
+const HEALTH_PY: &str = "import os, socket, http.server\n\
+class Handler(http.server.BaseHTTPRequestHandler):\n\
+\x20   def do_GET(self):\n\
+\x20       sick = self.path == '/health' and os.path.exists('unhealthy')\n\
+\x20       body = b'%d\\n' % os.getpid()\n\
+\x20       self.send_response(503 if sick else 200)\n\
+\x20       self.send_header('Content-Length', str(len(body)))\n\
+\x20       self.end_headers()\n\
+\x20       self.wfile.write(body)\n\
+\x20   def log_message(self, *args):\n\
+\x20       pass\n\
+server = http.server.HTTPServer(('127.0.0.1', 0), Handler, bind_and_activate=False)\n\
+server.socket = socket.socket(fileno=3)\n\
+server.serve_forever()\n";
+
+#[test]
+fn a_health_endpoint_that_starts_failing_restarts_the_service_through_its_stop_path() {
+    let project = Managed::new("health", SERVER);
+    std::fs::write(project.dir.join("health.py"), HEALTH_PY).unwrap();
+    let port = free_port();
+    project.settings(&format!(
+        "command = [\"python3\", \"health.py\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nstart_grace = \"500ms\"\n\
+         health = {{ http = \"http://127.0.0.1:{port}/health\", interval = \"100ms\", timeout = \"2s\", failures = 2 }}\n"
+    ));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let first = printed_pid(&started);
+    assert_eq!(answered_by(port), first);
+    std::fs::write(project.dir.join("unhealthy"), "").unwrap();
+    project.wait_for_log("server", "restarting `server`: health check");
+    // Healthy again for the next generation.
+    std::fs::remove_file(project.dir.join("unhealthy")).unwrap();
+    project.wait_for_log("server", "restarted `server`: generation 2");
+    assert_log_has(
+        &project,
+        &[
+            "(1 of 2 in a row): answered 503",
+            "(2 of 2 in a row): answered 503",
+        ],
+    );
+    assert!(!alive(first), "the unhealthy generation was stopped");
+    let by = answered_by(port);
+    assert_ne!(by, first);
+    let (value, _) = status(&project, "server");
+    assert_eq!(value["pid"], by);
+    assert!(
+        value["supervisor"]["last_exit"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("unhealthy: health check http://127.0.0.1")),
+        "{value}"
+    );
+    project.stop_leaving_nothing();
+}
+
+#[test]
+fn an_exec_health_check_that_fails_restarts_the_service_and_one_that_hangs_is_cut() {
+    let project = Managed::new("health-exec", SERVER);
+    // The check fails while `unhealthy` exists, and hangs (past its
+    // timeout, then killed) while `hang` does.
+    std::fs::write(
+        project.dir.join("check.sh"),
+        "while [ -e hang ]; do sleep 0.05; done\n[ ! -e unhealthy ]\n",
+    )
+    .unwrap();
+    project.settings(
+        "command = [\"sh\", \"-c\", \"echo generation $LICHTARA_GENERATION | tr a-z A-Z; exec sleep 1000\"]\n\
+         health = { exec = [\"sh\", \"check.sh\"], interval = \"100ms\", timeout = \"300ms\", failures = 1 }\n",
+    );
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    std::fs::write(project.dir.join("hang"), "").unwrap();
+    project.wait_for_log("server", "did not end within 300ms");
+    std::fs::remove_file(project.dir.join("hang")).unwrap();
+    project.wait_for_log("server", "GENERATION 2");
+    std::fs::write(project.dir.join("unhealthy"), "").unwrap();
+    project.wait_for_log("server", "`sh check.sh` ended: exit code 1");
+    std::fs::remove_file(project.dir.join("unhealthy")).unwrap();
+    project.wait_for_log("server", "GENERATION 3");
+    project.stop_leaving_nothing();
+}

@@ -101,6 +101,84 @@ pub(crate) struct Keys {
     /// Services started (and ready) before this one, stopped after it.
     #[serde(default)]
     pub(crate) depends_on: Vec<String>,
+    /// A check the supervisor makes while the service runs: `{ http =
+    /// "http://127.0.0.1:8000/health" }`, `{ tcp = "127.0.0.1:8000" }` or
+    /// `{ exec = ["./check"] }`, with `interval`, `timeout`, `failures`.
+    pub(crate) health: Option<HealthSetting>,
+}
+
+/// `health` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthSetting {
+    pub(crate) http: Option<String>,
+    pub(crate) tcp: Option<String>,
+    pub(crate) exec: Option<Vec<String>>,
+    /// `"5s"`.
+    pub(crate) interval: Option<String>,
+    /// `"2s"`.
+    pub(crate) timeout: Option<String>,
+    /// Failures in a row that restart the service: `3`.
+    pub(crate) failures: Option<u32>,
+}
+
+/// What a health check asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// A `GET` of `path` on `address` answered 2xx or 3xx.
+    Http {
+        address: std::net::SocketAddr,
+        host: String,
+        path: String,
+    },
+    /// `address` accepts a connection.
+    Tcp(std::net::SocketAddr),
+    /// The command exits 0.
+    Exec(Vec<String>),
+}
+
+/// A service's health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Health {
+    pub(crate) probe: Probe,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) failures: u32,
+}
+
+impl Probe {
+    /// How `status` shows it.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Probe::Http { host, path, .. } => format!("http://{host}{path}"),
+            Probe::Tcp(address) => format!("tcp {address}"),
+            Probe::Exec(command) => format!("exec {}", command.join(" ")),
+        }
+    }
+}
+
+/// `http://HOST:PORT/PATH` with an IP host (a health check must not wait
+/// on a name lookup): the address, the `Host` header, the path.
+fn parse_http(url: &str) -> Result<Probe, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?} is not an http:// URL (https is not checked)"))?;
+    let (host, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, "/"),
+    };
+    let address = host
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| format!("{host}:80").parse())
+        .map_err(|_| format!("{url:?}: the host must be IP:PORT (127.0.0.1:8000), not a name"))?;
+    if path.contains(char::is_whitespace) {
+        return Err(format!("{url:?}: the path has a space"));
+    }
+    Ok(Probe::Http {
+        address,
+        host: host.to_owned(),
+        path: path.to_owned(),
+    })
 }
 
 impl Keys {
@@ -111,6 +189,7 @@ impl Keys {
             listen: BTreeMap::new(),
             ready: None,
             depends_on: Vec::new(),
+            health: None,
             ..self.clone()
         }
     }
@@ -126,6 +205,7 @@ impl Keys {
         }
         take!(
             command,
+            health,
             stop_timeout,
             start_grace,
             stop_signal,
@@ -661,6 +741,7 @@ impl ServiceConfig {
         self.ready(None)?;
         self.ready_timeout(None)?;
         self.restart()?;
+        self.health()?;
         Ok(())
     }
 
@@ -810,6 +891,49 @@ impl ServiceConfig {
             )));
         }
         Ok(policy)
+    }
+
+    /// The health check, if the service has one.
+    pub(crate) fn health(&self) -> Result<Option<Health>, Failure> {
+        let Some(setting) = &self.keys.health else {
+            return Ok(None);
+        };
+        let bad = |why: String| Failure::new(format!("`health`: {why}"));
+        let probe = match (&setting.http, &setting.tcp, &setting.exec) {
+            (Some(url), None, None) => parse_http(url).map_err(bad)?,
+            (None, Some(address), None) => Probe::Tcp(
+                address
+                    .parse()
+                    .map_err(|_| bad(format!("tcp = {address:?} is not IP:PORT")))?,
+            ),
+            (None, None, Some(command)) if !command.is_empty() => Probe::Exec(command.clone()),
+            (None, None, Some(_)) => return Err(bad("exec = [] has no command".into())),
+            _ => {
+                return Err(bad(
+                    "give exactly one of http = \"http://IP:PORT/PATH\", tcp = \"IP:PORT\", exec = [\"…\"]".into(),
+                ));
+            }
+        };
+        let interval = match &setting.interval {
+            Some(text) => parse_duration("health.interval", text)?,
+            None => Duration::from_secs(5),
+        };
+        let timeout = match &setting.timeout {
+            Some(text) => parse_duration("health.timeout", text)?,
+            None => Duration::from_secs(2),
+        };
+        let failures = setting.failures.unwrap_or(3);
+        if interval.is_zero() || timeout.is_zero() || failures == 0 {
+            return Err(bad(
+                "interval, timeout and failures must each be more than 0".into(),
+            ));
+        }
+        Ok(Some(Health {
+            probe,
+            interval,
+            timeout,
+            failures,
+        }))
     }
 
     /// The command to run: given on the command line, else `command`.
@@ -1049,6 +1173,54 @@ mod tests {
         let err =
             checked("stop_signal = \"KILL\"\n[services.web]\ncommand = [\"w\"]\n").unwrap_err();
         assert!(err.contains("stop_signal"), "{err}");
+    }
+
+    #[test]
+    fn health_checks_parse_in_their_three_forms_and_refuse_the_rest() {
+        let config = checked(
+            "[services.a]\ncommand = [\"a\"]\nhealth = { http = \"http://127.0.0.1:8000/health\", interval = \"1s\", failures = 2 }\n\
+             [services.b]\ncommand = [\"b\"]\nhealth = { tcp = \"127.0.0.1:9000\" }\n\
+             [services.c]\ncommand = [\"c\"]\nhealth = { exec = [\"./check\", \"--quick\"], timeout = \"500ms\" }\n",
+        )
+        .unwrap();
+        let a = config.service("a").health().unwrap().unwrap();
+        assert_eq!(
+            a.probe,
+            Probe::Http {
+                address: "127.0.0.1:8000".parse().unwrap(),
+                host: "127.0.0.1:8000".into(),
+                path: "/health".into()
+            }
+        );
+        assert_eq!(
+            (a.interval, a.timeout, a.failures),
+            (Duration::from_secs(1), Duration::from_secs(2), 2)
+        );
+        assert_eq!(
+            config.service("b").health().unwrap().unwrap().probe,
+            Probe::Tcp("127.0.0.1:9000".parse().unwrap())
+        );
+        assert_eq!(
+            config.service("c").health().unwrap().unwrap().timeout,
+            Duration::from_millis(500)
+        );
+        for (health, needle) in [
+            ("{ http = \"https://127.0.0.1/\" }", "not an http:// URL"),
+            ("{ http = \"http://localhost:8000/\" }", "not a name"),
+            (
+                "{ tcp = \"x\", http = \"http://127.0.0.1:1/\" }",
+                "exactly one",
+            ),
+            ("{ exec = [] }", "no command"),
+            ("{ tcp = \"127.0.0.1:1\", failures = 0 }", "more than 0"),
+            ("{ tcp = \"127.0.0.1:1\", every = \"1s\" }", "every"),
+        ] {
+            let err = checked(&format!(
+                "[services.a]\ncommand = [\"a\"]\nhealth = {health}\n"
+            ))
+            .unwrap_err();
+            assert!(err.contains(needle), "{health}: {err}");
+        }
     }
 
     #[test]

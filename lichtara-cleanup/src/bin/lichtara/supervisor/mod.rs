@@ -31,6 +31,8 @@
 //!    the backoff and starts the next on the same listeners (connections
 //!    wait in their backlog meanwhile); past the policy's limit it gives
 //!    up, and records the service as failed (`<name>.failed`);
+//!    a health check (`health`) that fails often enough in a row
+//!    restarts it too, through the stop path;
 //! 8. when the service's main process ends otherwise, or a stop is asked for, ends
 //!    whatever is left of the run (the stop signal, the timeout, SIGKILL,
 //!    the cgroup removed), removes the record it wrote, writes the last
@@ -45,6 +47,7 @@ mod child;
 mod claim;
 mod control;
 mod generation;
+mod health;
 pub(crate) mod log;
 mod notify;
 mod setup;
@@ -222,6 +225,8 @@ struct Service<'p> {
     backoff: Option<Instant>,
     /// Restarts made by the policy since the supervisor started.
     total_restarts: u32,
+    /// The health check's thread, if the service has a check.
+    health: Option<health::Checker>,
 }
 
 /// A generation started and not yet ready.
@@ -343,12 +348,22 @@ impl<'p> Service<'p> {
         }
         let config = project.service(name);
         let policy = config.restart()?;
+        let health = config.health()?;
         let (log_max, log_keep) = config.log_limits()?;
         let log = Arc::new(Mutex::new(RotatingLog::open(
             &state, name, log_max, log_keep,
         )?));
         // Bound before anything starts: a conflict names its holder.
         let held = Held::bind_all(project, &declared)?;
+        let health = health
+            .map(|health| {
+                let place = health::Place {
+                    dir: project.dir.clone(),
+                    env: config.env().clone(),
+                };
+                health::Checker::start(health, place, log.clone())
+            })
+            .transpose()?;
         let notify = match ready {
             Ready::Notify => Some(Notify::bind(&project.id, name)?),
             _ => None,
@@ -421,6 +436,7 @@ impl<'p> Service<'p> {
             in_a_row: 0,
             backoff: None,
             total_restarts: 0,
+            health,
         };
         // From here on a failure leaves nothing behind: the socket, the
         // leaf (the spawn undoes the rest itself), and a line in the log.
@@ -585,7 +601,7 @@ impl<'p> Service<'p> {
                         tv_nsec: i64::from(left.subsec_nanos()),
                     }
                 });
-            let (current_exited, pending_exited, woken, signalled, notified, retired) = {
+            let (current_exited, pending_exited, woken, signalled, notified, retired, unhealthy) = {
                 let mut fds = vec![
                     PollFd::from_borrowed_fd(self.control.wake_fd(), PollFlags::IN),
                     PollFd::new(signals, PollFlags::IN),
@@ -606,6 +622,10 @@ impl<'p> Service<'p> {
                     fds.push(PollFd::new(&retiring.done, PollFlags::IN));
                     fds.len() - 1
                 });
+                let health_at = self.health.as_ref().map(|health| {
+                    fds.push(PollFd::from_borrowed_fd(health.wake_fd(), PollFlags::IN));
+                    fds.len() - 1
+                });
                 let _ = poll(&mut fds, timeout.as_ref());
                 let ready = |at: Option<usize>| at.is_some_and(|at| !fds[at].revents().is_empty());
                 (
@@ -615,8 +635,12 @@ impl<'p> Service<'p> {
                     ready(Some(1)),
                     ready(notify_at),
                     ready(retired_at),
+                    ready(health_at),
                 )
             };
+            if unhealthy && let Some(ending) = self.unhealthy() {
+                break ending;
+            }
             if notified {
                 self.take_notifications();
             }
@@ -703,6 +727,9 @@ impl<'p> Service<'p> {
     /// the rest of the crashed one has ended, and after the backoff).
     fn ended_by_itself(&mut self) -> Option<Ending> {
         let current = self.current.as_ref()?;
+        if let Some(health) = &self.health {
+            health.pause();
+        }
         let peeked = peek_exit(&current.pidfd);
         let failed = match peeked {
             Some(HowEnded::Code(code)) => code != 0,
@@ -800,6 +827,25 @@ impl<'p> Service<'p> {
         self.restarts.push_back(now);
         self.total_restarts = self.total_restarts.saturating_add(1);
         Ok(delay)
+    }
+
+    /// The health check failed often enough in a row: the generation it
+    /// checked, if it still serves alone, is restarted through the normal
+    /// stop path (its stop signal, timeout, escalation), the listeners held.
+    fn unhealthy(&mut self) -> Option<Ending> {
+        let (number, why) = self.health.as_ref()?.failed()?;
+        let serving = self.current.as_ref().map(|current| current.number);
+        if serving != Some(number) || self.pending.is_some() || self.retiring.is_some() {
+            // Replaced meanwhile, or a change is under way: its readiness
+            // starts the checks again.
+            return None;
+        }
+        self.note(&format!("restarting `{}`: {why}", self.name));
+        self.total_restarts = self.total_restarts.saturating_add(1);
+        self.control
+            .restarted(self.restarts_made(), Some(format!("unhealthy: {why}")));
+        let timeout = self.stop_timeout;
+        self.take_ask(Ask::Restart(timeout, None), None)
     }
 
     /// Restarts made by the policy since the supervisor started.
@@ -985,6 +1031,9 @@ impl<'p> Service<'p> {
                     return None;
                 }
                 let old_generation = self.current.take().expect("checked");
+                if let Some(health) = &self.health {
+                    health.pause();
+                }
                 self.control.set(Phase::Reloading, old);
                 self.note(&format!(
                     "restarting `{}`: stopping generation {old_number} (pid {old}); the listeners stay open",
@@ -1211,6 +1260,9 @@ impl<'p> Service<'p> {
             self.command = generation.command.clone();
         }
         self.current = Some(generation);
+        if let Some(health) = &self.health {
+            health.watch(number);
+        }
         // A reload is under way until its old generation has ended.
         let phase = match purpose {
             Purpose::Reload(_) => Phase::Reloading,
@@ -1386,6 +1438,9 @@ impl<'p> Service<'p> {
     /// Ends whatever is left of the run, cleans up, answers, and returns
     /// the supervisor's exit.
     fn finish(mut self, ending: Ending, mut report: Reporter) -> ExitCode {
+        if let Some(health) = &self.health {
+            health.pause();
+        }
         let pid = self
             .current
             .as_ref()

@@ -662,3 +662,39 @@ fn an_exec_health_check_that_fails_restarts_the_service_and_one_that_hangs_is_cu
     project.wait_for_log("server", "GENERATION 3");
     project.stop_leaving_nothing();
 }
+
+#[test]
+fn a_service_that_stops_its_watchdog_pings_is_restarted() {
+    let project = Managed::new("watchdog", SERVER);
+    let port = free_port();
+    project.settings(&format!(
+        "command = [{SERVER:?}, \"--addr\", \"127.0.0.1:{port}\"]\nlisten = {{ http = \"127.0.0.1:{port}\" }}\nready = \"notify\"\nwatchdog = \"1s\"\nstop_timeout = \"1s\"\n"
+    ));
+    let started = project.lichtara(&["start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let first = printed_pid(&started);
+    // The service pings (a lichtara service does, at half the interval).
+    project.wait_for_log("server", "the first WATCHDOG=1 of `server` came");
+    // Frozen, by PID (the service this test started): no more pings.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    project.wait_for_log(
+        "server",
+        "restarting `server`: it sent no WATCHDOG=1 for 1s",
+    );
+    project.wait_for_log("server", "restarted `server`: generation 2");
+    assert!(!alive(first), "the frozen generation was ended");
+    let (value, _) = status(&project, "server");
+    assert_ne!(value["pid"], first);
+    assert!(
+        value["supervisor"]["last_exit"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("watchdog:")),
+        "{value}"
+    );
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the next generation serves");
+    project.stop_leaving_nothing();
+}

@@ -105,6 +105,9 @@ pub(crate) struct Keys {
     /// "http://127.0.0.1:8000/health" }`, `{ tcp = "127.0.0.1:8000" }` or
     /// `{ exec = ["./check"] }`, with `interval`, `timeout`, `failures`.
     pub(crate) health: Option<HealthSetting>,
+    /// The systemd watchdog: the service gets `WATCHDOG_USEC` and must
+    /// send `WATCHDOG=1` at least this often once ready: `"10s"`.
+    pub(crate) watchdog: Option<String>,
 }
 
 /// `health` as written.
@@ -190,6 +193,7 @@ impl Keys {
             ready: None,
             depends_on: Vec::new(),
             health: None,
+            watchdog: None,
             ..self.clone()
         }
     }
@@ -206,6 +210,7 @@ impl Keys {
         take!(
             command,
             health,
+            watchdog,
             stop_timeout,
             start_grace,
             stop_signal,
@@ -742,6 +747,7 @@ impl ServiceConfig {
         self.ready_timeout(None)?;
         self.restart()?;
         self.health()?;
+        self.watchdog()?;
         Ok(())
     }
 
@@ -934,6 +940,20 @@ impl ServiceConfig {
             timeout,
             failures,
         }))
+    }
+
+    /// The watchdog's interval, if the service has one.
+    pub(crate) fn watchdog(&self) -> Result<Option<Duration>, Failure> {
+        let Some(text) = &self.keys.watchdog else {
+            return Ok(None);
+        };
+        let interval = parse_duration("watchdog", text)?;
+        if interval < Duration::from_millis(10) {
+            return Err(Failure::new(format!(
+                "`watchdog = {text:?}` is too short to be kept by anyone; at least 10ms"
+            )));
+        }
+        Ok(Some(interval))
     }
 
     /// The command to run: given on the command line, else `command`.

@@ -35,6 +35,8 @@ pub(super) struct Launch<'a> {
     pub(super) generation: u32,
     /// The environment the settings give it.
     pub(super) env: &'a std::collections::BTreeMap<String, String>,
+    /// The watchdog's interval, given as `WATCHDOG_USEC`.
+    pub(super) watchdog: Option<std::time::Duration>,
 }
 
 /// Spawns the service: its own session, its cgroup leaf entered before
@@ -52,6 +54,7 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
         notify,
         generation,
         env,
+        watchdog,
     } = launch;
     let output_err = output
         .try_clone()
@@ -73,6 +76,12 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
     if let Some(notify) = notify {
         child.env("NOTIFY_SOCKET", notify);
     }
+    // No WATCHDOG_PID: unknown before the fork, and not needed (a process
+    // of the generation may ping; the supervisor judges the sender).
+    let watchdog_usec = watchdog.map(|interval| interval.as_micros().to_string());
+    if let Some(usec) = &watchdog_usec {
+        child.env("WATCHDOG_USEC", usec);
+    }
     // With listeners the child execs itself (so that it can write its own
     // PID into `LISTEN_PID`), with this same environment.
     let handoff = if held.is_empty() {
@@ -81,6 +90,9 @@ pub(super) fn spawn(launch: Launch<'_>) -> Result<Child, Failure> {
         let mut env = crate::listeners::service_environment(env, marker, notify);
         env.retain(|(key, _)| key != GENERATION_VAR);
         env.push((GENERATION_VAR.into(), generation.to_string().into()));
+        if let Some(usec) = &watchdog_usec {
+            env.push(("WATCHDOG_USEC".into(), usec.into()));
+        }
         Some(Handoff::new(
             &project.dir,
             &command[0],

@@ -39,6 +39,7 @@ pub(super) struct Spawner<'a> {
     pub(super) log: &'a Arc<Mutex<RotatingLog>>,
     /// The environment the settings give the service.
     pub(super) env: &'a std::collections::BTreeMap<String, String>,
+    pub(super) watchdog: Option<Duration>,
 }
 
 /// A running (or ended, unreaped) generation.
@@ -89,6 +90,7 @@ impl Spawner<'_> {
             notify: self.notify,
             generation: number,
             env: self.env,
+            watchdog: self.watchdog,
         });
         drop(procs);
         let child = match spawned {

@@ -227,6 +227,10 @@ struct Service<'p> {
     total_restarts: u32,
     /// The health check's thread, if the service has a check.
     health: Option<health::Checker>,
+    /// The watchdog's interval, and the serving generation's last
+    /// `WATCHDOG=1` (from its readiness on), and whether one came yet.
+    watchdog: Option<Duration>,
+    pinged: Option<(Instant, bool)>,
 }
 
 /// A generation started and not yet ready.
@@ -349,6 +353,7 @@ impl<'p> Service<'p> {
         let config = project.service(name);
         let policy = config.restart()?;
         let health = config.health()?;
+        let watchdog = config.watchdog()?;
         let (log_max, log_keep) = config.log_limits()?;
         let log = Arc::new(Mutex::new(RotatingLog::open(
             &state, name, log_max, log_keep,
@@ -364,8 +369,8 @@ impl<'p> Service<'p> {
                 health::Checker::start(health, place, log.clone())
             })
             .transpose()?;
-        let notify = match ready {
-            Ready::Notify => Some(Notify::bind(&project.id, name)?),
+        let notify = match (ready, watchdog) {
+            (Ready::Notify, _) | (_, Some(_)) => Some(Notify::bind(&project.id, name)?),
             _ => None,
         };
         let containment = Containment::of(project, name, true);
@@ -437,6 +442,8 @@ impl<'p> Service<'p> {
             backoff: None,
             total_restarts: 0,
             health,
+            watchdog,
+            pinged: None,
         };
         // From here on a failure leaves nothing behind: the socket, the
         // leaf (the spawn undoes the rest itself), and a line in the log.
@@ -516,6 +523,7 @@ impl<'p> Service<'p> {
             notify: self.notify.as_ref().map(|notify| notify.address.as_str()),
             log: &self.log,
             env: self.config.env(),
+            watchdog: self.watchdog,
         }
         .spawn(number, &command)
     }
@@ -590,9 +598,14 @@ impl<'p> Service<'p> {
                 }
                 next
             });
+            let watchdog_due = self
+                .watchdog
+                .zip(self.pinged)
+                .map(|(interval, (at, _))| at + interval);
             let timeout = pending_next
                 .into_iter()
                 .chain(self.backoff)
+                .chain(watchdog_due)
                 .min()
                 .map(|next| {
                     let left = next.saturating_duration_since(Instant::now());
@@ -640,6 +653,13 @@ impl<'p> Service<'p> {
             };
             if unhealthy && let Some(ending) = self.unhealthy() {
                 break ending;
+            }
+            if watchdog_due.is_some_and(|due| Instant::now() >= due) {
+                // A ping that waits is read before the service is judged.
+                self.take_notifications();
+                if let Some(ending) = self.watchdog_missed() {
+                    break ending;
+                }
             }
             if notified {
                 self.take_notifications();
@@ -726,6 +746,7 @@ impl<'p> Service<'p> {
     /// ends with it, unless the restart policy starts the next one (once
     /// the rest of the crashed one has ended, and after the backoff).
     fn ended_by_itself(&mut self) -> Option<Ending> {
+        self.pinged = None;
         let current = self.current.as_ref()?;
         if let Some(health) = &self.health {
             health.pause();
@@ -848,6 +869,30 @@ impl<'p> Service<'p> {
         self.take_ask(Ask::Restart(timeout, None), None)
     }
 
+    /// The serving generation sent no `WATCHDOG=1` within the watchdog's
+    /// interval: restarted through the stop path, as a failed health
+    /// check is.
+    fn watchdog_missed(&mut self) -> Option<Ending> {
+        let (interval, (at, _)) = self.watchdog.zip(self.pinged)?;
+        if at.elapsed() < interval {
+            return None;
+        }
+        self.pinged = None;
+        if self.current.is_none() || self.pending.is_some() || self.retiring.is_some() {
+            return None;
+        }
+        let why = format!(
+            "it sent no WATCHDOG=1 for {}",
+            humantime::format_duration(interval)
+        );
+        self.note(&format!("restarting `{}`: {why}", self.name));
+        self.total_restarts = self.total_restarts.saturating_add(1);
+        self.control
+            .restarted(self.restarts_made(), Some(format!("watchdog: {why}")));
+        let timeout = self.stop_timeout;
+        self.take_ask(Ask::Restart(timeout, None), None)
+    }
+
     /// Restarts made by the policy since the supervisor started.
     fn restarts_made(&self) -> u32 {
         self.total_restarts
@@ -945,6 +990,24 @@ impl<'p> Service<'p> {
         let Some(notify) = &self.notify else { return };
         let me = crate::ownership::current_uid();
         for message in notify.receive() {
+            let trusted = message.uid == me || message.uid == 0;
+            if trusted
+                && message.watchdog()
+                && let Some((at, seen)) = &mut self.pinged
+                && self
+                    .current
+                    .as_ref()
+                    .is_some_and(|current| current.owns(message.pid))
+            {
+                *at = Instant::now();
+                if !*seen {
+                    *seen = true;
+                    lock_log(&self.log).note(&format!(
+                        "watchdog: the first WATCHDOG=1 of `{}` came (pid {})",
+                        self.name, message.pid
+                    ));
+                }
+            }
             let Some(pending) = &mut self.pending else {
                 continue;
             };
@@ -1031,6 +1094,7 @@ impl<'p> Service<'p> {
                     return None;
                 }
                 let old_generation = self.current.take().expect("checked");
+                self.pinged = None;
                 if let Some(health) = &self.health {
                     health.pause();
                 }
@@ -1263,6 +1327,8 @@ impl<'p> Service<'p> {
         if let Some(health) = &self.health {
             health.watch(number);
         }
+        // Its watchdog runs from its readiness.
+        self.pinged = self.watchdog.map(|_| (Instant::now(), false));
         // A reload is under way until its old generation has ended.
         let phase = match purpose {
             Purpose::Reload(_) => Phase::Reloading,

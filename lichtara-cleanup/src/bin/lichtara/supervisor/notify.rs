@@ -31,6 +31,11 @@ pub(super) struct Message {
 }
 
 impl Message {
+    /// Whether it says `WATCHDOG=1`.
+    pub(super) fn watchdog(&self) -> bool {
+        self.text.lines().any(|line| line.trim() == "WATCHDOG=1")
+    }
+
     /// Whether it says `READY=1` (one of its newline-separated lines).
     pub(super) fn ready(&self) -> bool {
         self.text.lines().any(|line| line.trim() == "READY=1")
